@@ -1,0 +1,159 @@
+"""Baseline files: validated loading, locked and atomic saving.
+
+``baselines/<hardware-class>/<profile>.json``. A file that fails validation is never
+half-read (BaselineError names the file and what is wrong); a save never leaves a
+half-written file (temp file, fsync, rename) and two saves at once are serialised by
+a lock file, the second merging into what the first wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import tempfile
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from . import SCHEMA_VERSION
+from .results import CaseResult, RunResults
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class BaselineError(Exception):
+    """A baseline cannot be read or written; str() is one line naming the file."""
+
+
+def baseline_path(directory: str | os.PathLike, hardware_class: str, profile: str) -> Path:
+    return Path(directory) / _SAFE.sub("-", hardware_class) / f"{_SAFE.sub('-', profile)}.json"
+
+
+def _validate(path: Path, data) -> None:
+    def bad(why: str):
+        raise BaselineError(f"{path}: not a valid batchperf baseline: {why}")
+
+    if not isinstance(data, dict):
+        bad("top level is not an object")
+    version = data.get("schema_version")
+    if not isinstance(version, int):
+        bad("no integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise BaselineError(
+            f"{path}: written by a newer pytest-batchperf (schema {version}, this one reads "
+            f"{SCHEMA_VERSION}); upgrade pytest-batchperf or re-save the baseline"
+        )
+    if version < SCHEMA_VERSION:
+        raise BaselineError(
+            f"{path}: schema {version} is older than {SCHEMA_VERSION} and no longer read; "
+            "re-save it with --batchperf-save"
+        )
+    for key in ("profile", "hardware_class"):
+        if not isinstance(data.get(key), str):
+            bad(f"missing {key!r}")
+    cases = data.get("cases")
+    if not isinstance(cases, dict):
+        bad("'cases' is not an object")
+    for case_id, case in cases.items():
+        if not isinstance(case, dict) or not isinstance(case.get("metrics"), dict):
+            bad(f"case {case_id!r} has no metrics object")
+        for name, m in case["metrics"].items():
+            samples = m.get("samples") if isinstance(m, dict) else None
+            if not isinstance(samples, list) or not all(
+                x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+                for x in samples
+            ):
+                bad(f"case {case_id!r} metric {name!r} has no list of numeric samples")
+
+
+def load(path: str | os.PathLike) -> RunResults | None:
+    """The baseline at ``path``, or None when there is none. Raises BaselineError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read baseline: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BaselineError(f"{path}: not a valid batchperf baseline: not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"{path}: corrupt baseline (invalid JSON at line {exc.lineno}, column {exc.colno}: "
+            f"{exc.msg}); restore it from version control or re-save with --batchperf-save"
+        ) from None
+    _validate(path, data)
+    try:
+        return RunResults.from_dict({**data, "kind": "baseline"})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BaselineError(f"{path}: not a valid batchperf baseline: {exc}") from None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def save(path: str | os.PathLike, run: RunResults) -> RunResults:
+    """Merge the run's successful cases into the baseline at ``path``, atomically.
+
+    Cases the run did not measure stay as they were, so ``-k`` runs update a subset.
+    An existing file that does not validate is left alone and BaselineError raised.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            existing = load(path)
+            cases = dict(existing.cases) if existing else {}
+            for case_id, case in run.cases.items():
+                if case.error is None and case.metrics:
+                    cases[case_id] = replace(case, comparisons=())
+            merged = RunResults(
+                profile=run.profile,
+                hardware_class=run.hardware_class,
+                environment=run.environment,
+                cases=cases,
+                kind="baseline",
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+            text = json.dumps(merged.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+            _atomic_write(path, text + "\n")
+            return merged
+    except OSError as exc:
+        why = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
+               errno.EACCES: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
+        raise BaselineError(f"{path}: cannot write baseline: {why}; nothing was changed") from None

@@ -1,0 +1,3 @@
+"""Synthetic models the plugin writes itself: no hub, no download."""
+
+from .shapes import SHAPES, ModelShape, shape  # noqa: F401

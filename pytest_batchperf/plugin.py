@@ -1,0 +1,237 @@
+"""pytest hooks and fixtures. Thin: the logic lives in session.py, runner.py and gate.py."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from typing import Any
+
+import pytest
+
+from . import report
+from .baseline import BaselineError
+from .decision import Verdict
+from .engines.base import EngineError, EngineUnavailable, OutOfMemory
+from .gate import failure_message
+from .metrics import SLO
+from .options import Options, add_options
+from .profiles import ProfileError
+from .results import CaseResult
+from .runner import CaseSpec, measure, to_case
+from .session import BatchperfSession
+from .strategies import Strategy
+from .workload import WorkloadSpec
+
+SESSION = pytest.StashKey[BatchperfSession]()
+
+
+def pytest_addoption(parser):
+    add_options(parser)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "batchperf(rounds=None, warmup=None, tolerance=None, batch_sizes=None): per-test "
+        "settings of pytest-batchperf (tolerance is a {metric: percent} dict)",
+    )
+    try:
+        options = Options.from_config(config)
+    except (ValueError, ProfileError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SESSION] = BatchperfSession(options, config.rootpath)
+
+
+def _marker(node) -> dict[str, Any]:
+    m = node.get_closest_marker("batchperf")
+    return dict(m.kwargs) if m else {}
+
+
+def pytest_generate_tests(metafunc):
+    if "batch_size" in metafunc.fixturenames and not any(
+        "batch_size" in getattr(c, "params", {}) for c in metafunc._calls
+    ):
+        sizes = _marker(metafunc.definition).get("batch_sizes") or metafunc.config.stash[
+            SESSION].options.batch_sizes
+        metafunc.parametrize("batch_size", list(sizes), ids=[f"B{b}" for b in sizes])
+
+
+def pytest_collection_finish(session):
+    if any("batchperf" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            session.config.stash[SESSION].prepare()
+        except (ProfileError, BaselineError, ValueError) as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def batchperf_session(pytestconfig) -> BatchperfSession:
+    s = pytestconfig.stash[SESSION]
+    s.prepare()
+    return s
+
+
+@pytest.fixture(scope="session")
+def engine(batchperf_session):
+    """The profile's engine, loaded once per session and shared by every case."""
+    try:
+        return batchperf_session.engine()
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    except EngineError as exc:
+        pytest.fail(f"engine {batchperf_session.profile.name!r} failed to start: {exc}",
+                    pytrace=False)
+
+
+class Batchperf:
+    """The ``batchperf`` fixture: runs one case and judges it against the baseline."""
+
+    def __init__(self, request, session: BatchperfSession, benchmark=None):
+        self._request = request
+        self._session = session
+        self._benchmark = benchmark
+        self._pedantic_used = False
+        self.last: CaseResult | None = None
+
+    @property
+    def profile(self):
+        return self._session.profile
+
+    @property
+    def engine(self):
+        return self._request.getfixturevalue("engine")
+
+    def _drive(self):
+        bench = self._benchmark
+        if bench is None or getattr(bench, "disabled", False) or self._pedantic_used:
+            return None
+        self._pedantic_used = True
+
+        def run_rounds(fn, rounds, warmup):
+            bench.pedantic(fn, rounds=rounds, warmup_rounds=warmup, iterations=1)
+
+        return run_rounds
+
+    def run(self, workload: WorkloadSpec, strategy: Strategy | str, batch_size: int,
+            slo: SLO | None = None) -> CaseResult:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise pytest.UsageError(f"batch size must be a positive integer, got {batch_size!r}")
+        opts = _marker(self._request.node)
+        o = self._session.options
+        spec = CaseSpec(workload, Strategy.parse(strategy), batch_size, slo or SLO(),
+                        rounds=int(opts.get("rounds") or o.rounds),
+                        warmup=int(opts.get("warmup") if opts.get("warmup") is not None else o.warmup))
+        engine = self.engine
+        node = self._request.node
+        started = time.monotonic()
+        try:
+            measured = measure(engine, spec, self._drive())
+        except OutOfMemory as exc:
+            self._session.infeasible[node.nodeid] = str(exc)
+            pytest.skip(f"batch size {batch_size} does not fit: {exc}")
+        except EngineError as exc:
+            self._session.record(CaseResult(node.nodeid, _suite(node), spec.params(), error=str(exc)))
+            pytest.fail(f"{node.nodeid}: engine error: {exc}", pytrace=False)
+        case = to_case(node.nodeid, _suite(node), spec, measured, started)
+        tolerances = {k: v / 100.0 for k, v in (opts.get("tolerance") or {}).items()}
+        judged = self._session.record(case, tolerances)
+        self.last = judged
+        self._publish(judged)
+        policy = self._session.policy.merged(tolerances)
+        if judged.verdict is Verdict.INCONCLUSIVE and not policy.fails(judged.verdict):
+            warnings.warn(failure_message(judged, policy.__class__(strict=True)), stacklevel=2)
+        if policy.fails(judged.verdict) and not self._session.options.save:
+            pytest.fail(failure_message(judged, policy), pytrace=False)
+        return judged
+
+    def _publish(self, case: CaseResult) -> None:
+        """Medians into pytest-benchmark's extra_info and JUnit properties."""
+        medians = {name: m.median for name, m in case.metrics.items()}
+        if self._benchmark is not None:
+            self._benchmark.extra_info.update(
+                {"batchperf_verdict": case.verdict.value, **case.params, **medians})
+        self._request.node.user_properties.append(("batchperf.verdict", case.verdict.value))
+        for name, value in sorted(medians.items()):
+            self._request.node.user_properties.append((f"batchperf.{name}", f"{value:.6g}"))
+
+
+def _suite(node) -> str:
+    return f"{node.path.stem}::{getattr(node, 'originalname', node.name)}"
+
+
+@pytest.fixture
+def batchperf(request, batchperf_session) -> Batchperf:
+    bench = None
+    if "benchmark" in request.fixturenames or request.config.pluginmanager.hasplugin("benchmark"):
+        try:
+            bench = request.getfixturevalue("benchmark")
+        except pytest.FixtureLookupError:
+            bench = None
+    return Batchperf(request, batchperf_session, bench)
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_testnodedown(node, error):
+    """xdist controller: collect the cases a worker measured."""
+    data = getattr(node, "workeroutput", {}).get("batchperf")
+    if data:
+        s = node.config.stash[SESSION]
+        for cid, d in json.loads(data).items():
+            s.cases[cid] = CaseResult.from_dict(cid, d)
+        if s.profile is None:
+            s.prepare()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    s = config.stash.get(SESSION, None)
+    if s is None:
+        return
+    s.close()
+    if _is_worker(config):
+        config.workeroutput["batchperf"] = json.dumps({k: c.to_dict() for k, c in s.cases.items()})
+        return
+    if s.profile is None or not (s.cases or s.infeasible):
+        return
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    run = s.run_results(interrupted=interrupted)
+    config.stash[_RUN] = run
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if s.options.save and not interrupted:
+        try:
+            path = s.save_baseline(run)
+            _line(tr, f"batchperf: baseline saved to {path}")
+        except BaselineError as exc:
+            _line(tr, f"batchperf: ERROR: {exc}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif s.options.save:
+        _line(tr, "batchperf: interrupted: baseline left untouched", red=True)
+    if s.options.report_dir is not None:
+        try:
+            written = report.write_all(run, s.options.report_dir)
+            _line(tr, f"batchperf: reports written to {s.options.report_dir} "
+                      f"({', '.join(p.name for p in written)})")
+        except OSError as exc:
+            _line(tr, f"batchperf: ERROR: cannot write reports: {exc}", red=True)
+
+
+_RUN = pytest.StashKey[Any]()
+
+
+def _line(tr, text: str, **kw) -> None:
+    if tr is not None:
+        tr.write_line(text, **kw)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    run = config.stash.get(_RUN, None)
+    if run is None:
+        return
+    terminalreporter.section("batchperf")
+    for line in report.terminal_lines(run):
+        terminalreporter.write_line(line)

@@ -1,0 +1,139 @@
+"""Engine profiles: a named engine + model + knobs.
+
+Declared in ``[tool.batchperf.profiles.NAME]`` of pyproject.toml or in a TOML file
+(same table layout, or top-level ``[profiles.NAME]``). Built-in profiles need no
+set-up; ``default`` is the llama-cpp engine on the tiny synthetic model on the CPU.
+
+    [tool.batchperf.profiles.my-vllm]
+    engine = "vllm"
+    model = "synthetic:1b"          # or a path to a model directory / GGUF file
+    gpu_memory_utilization = 0.85   # every other key is an engine knob
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+ENGINES = ("llama-cpp", "vllm", "openai-http", "transformers")
+
+
+class ProfileError(ValueError):
+    """Bad profile input; str() is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    engine: str
+    model: str = "synthetic:tiny"
+    device: str = "cpu"  # "cpu" or "cuda"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # Per-case request timeout (s): a hung engine errors the case, the session goes on.
+    timeout_s: float = 600.0
+    # Run the engine in a child process so a crash or hang cannot take pytest down.
+    isolate: bool = True
+    source: str = "built-in"
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Profile":
+        top = {k: v for k, v in overrides.items() if k in _TOP_LEVEL}
+        knobs = {k: v for k, v in overrides.items() if k not in _TOP_LEVEL}
+        return replace(self, **top, options={**self.options, **knobs})
+
+    def describe(self) -> dict:
+        return {"name": self.name, "engine": self.engine, "model": self.model,
+                "device": self.device, **{f"option.{k}": v for k, v in sorted(self.options.items())}}
+
+
+_TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate"}
+
+BUILTIN: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("default", "llama-cpp", "synthetic:tiny", "cpu",
+                {"n_threads": 2, "n_ctx": 4096, "n_batch": 512}),
+        Profile("llama-cpp-cuda-1b", "llama-cpp", "synthetic:1b", "cuda",
+                {"n_gpu_layers": -1, "n_ctx": 16384, "n_batch": 2048, "n_threads": 4}),
+        Profile("transformers-tiny", "transformers", "synthetic:tiny", "cpu",
+                {"dtype": "float32", "threads": 2}),
+        Profile("transformers-1b", "transformers", "synthetic:1b", "cuda", {"dtype": "bfloat16"}),
+        Profile("vllm-synthetic-1b", "vllm", "synthetic:1b", "cuda",
+                {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_seqs": 256,
+                 "dtype": "bfloat16"}),
+        Profile("llama-server-tiny", "openai-http", "synthetic:tiny", "cpu",
+                {"server": "llama_cpp.server", "n_threads": 2, "n_ctx": 4096,
+                 "startup_timeout_s": 120}),
+    )
+}
+
+
+def _parse_table(name: str, table: Any, source: str) -> Profile:
+    if not isinstance(table, dict):
+        raise ProfileError(f"{source}: profile {name!r} is not a table")
+    table = dict(table)
+    engine = table.pop("engine", None)
+    if engine not in ENGINES:
+        raise ProfileError(
+            f"{source}: profile {name!r} has engine {engine!r}; choose from {', '.join(ENGINES)}"
+        )
+    top = {k: table.pop(k) for k in list(table) if k in _TOP_LEVEL}
+    device = top.get("device", "cuda" if engine == "vllm" else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ProfileError(f"{source}: profile {name!r}: device must be 'cpu' or 'cuda'")
+    return Profile(name=name, engine=engine, model=str(top.get("model", "synthetic:tiny")),
+                   device=device, options=table, timeout_s=float(top.get("timeout_s", 600.0)),
+                   isolate=bool(top.get("isolate", True)), source=source)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: malformed TOML: {exc}") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def declared(pyproject: Path | None, extra_file: Path | None = None) -> dict[str, Profile]:
+    """Built-in profiles, then pyproject's, then the extra file's (later wins)."""
+    profiles = dict(BUILTIN)
+    sources = []
+    if pyproject is not None and pyproject.is_file():
+        data = _read_toml(pyproject)
+        sources.append((data.get("tool", {}).get("batchperf", {}).get("profiles", {}), pyproject))
+    if extra_file is not None:
+        if not extra_file.is_file():
+            raise ProfileError(f"{extra_file}: profiles file not found")
+        data = _read_toml(extra_file)
+        tables = data.get("tool", {}).get("batchperf", {}).get("profiles") or data.get("profiles", {})
+        sources.append((tables, extra_file))
+    for tables, path in sources:
+        for name, table in tables.items():
+            profiles[name] = _parse_table(name, table, str(path))
+    return profiles
+
+
+def resolve(name: str, pyproject: Path | None, extra_file: Path | None = None,
+            overrides: Mapping[str, Any] | None = None) -> Profile:
+    profiles = declared(pyproject, extra_file)
+    if name not in profiles:
+        raise ProfileError(f"unknown profile {name!r}; known profiles: {', '.join(sorted(profiles))}")
+    profile = profiles[name]
+    return profile.with_overrides(overrides) if overrides else profile
+
+
+def parse_overrides(entries) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE is read as a TOML value, else kept as a string."""
+    out = {}
+    for entry in entries or ():
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip():
+            raise ProfileError(f"--batchperf-set {entry!r} is not KEY=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value.strip()
+    return out

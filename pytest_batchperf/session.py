@@ -1,0 +1,96 @@
+"""One pytest session's batchperf state: profile, engine, baseline, and recorded cases.
+
+Plain Python, no pytest imports: the hooks in plugin.py only forward to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import baseline as baselines
+from . import engines, environment
+from .engines.base import Engine, EngineError
+from .gate import GatePolicy, compare_case, compare_runs
+from .options import Options
+from .profiles import Profile, resolve
+from .results import CaseResult, RunResults
+
+
+@dataclass
+class BatchperfSession:
+    options: Options
+    rootdir: Path
+    profile: Profile | None = None
+    hardware_class: str = ""
+    baseline: RunResults | None = None
+    cases: dict[str, CaseResult] = field(default_factory=dict)
+    infeasible: dict[str, str] = field(default_factory=dict)
+    engine_error: EngineError | None = None
+    started: str = ""
+    _engine: Engine | None = None
+    _engine_info: dict | None = None
+
+    @property
+    def policy(self) -> GatePolicy:
+        return GatePolicy(self.options.tolerances, self.options.alpha, self.options.strict)
+
+    @property
+    def baseline_path(self) -> Path:
+        return baselines.baseline_path(self.options.baseline_dir, self.hardware_class,
+                                       self.profile.name)
+
+    def prepare(self) -> None:
+        """Resolve the profile and read its baseline. Raises ProfileError/BaselineError."""
+        if self.profile is not None:
+            return
+        self.profile = resolve(self.options.profile, self.rootdir / "pyproject.toml",
+                               self.options.profiles_file, self.options.overrides)
+        self.hardware_class = environment.hardware_class(self.profile.device)
+        self.baseline = baselines.load(self.baseline_path)
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def engine(self) -> Engine:
+        """The session's engine, started on first use; a failed start is not retried."""
+        if self.engine_error is not None:
+            raise self.engine_error
+        if self._engine is None:
+            try:
+                self._engine = engines.start(self.profile, self.options.timeout_s or None)
+            except EngineError as exc:
+                self.engine_error = exc
+                raise
+            self._engine_info = self._engine.describe()
+        return self._engine
+
+    def record(self, case: CaseResult, tolerances: dict[str, float] | None = None) -> CaseResult:
+        base = self.baseline.cases.get(case.case_id) if self.baseline else None
+        policy = self.policy.merged(tolerances) if tolerances else self.policy
+        judged = compare_case(case, base, policy)
+        self.cases[case.case_id] = judged
+        return judged
+
+    def run_results(self, interrupted: bool = False) -> RunResults:
+        env = environment.capture(self.profile.device, self._engine_info)
+        env["profile"] = self.profile.describe()
+        run = RunResults(profile=self.profile.name, hardware_class=self.hardware_class,
+                         environment=env, cases=dict(self.cases), created=self.started,
+                         interrupted=interrupted)
+        judged = compare_runs(run, self.baseline, self.policy, str(self.baseline_path))
+        # compare_runs re-judges with the session policy; keep per-case marker tolerances.
+        judged_cases = {cid: self.cases[cid] for cid in judged.cases}
+        missing = tuple(c for c in judged.missing if c.split("::")[0] in self._files_run())
+        return RunResults(**{**judged.__dict__, "cases": judged_cases, "missing": missing})
+
+    def _files_run(self) -> set[str]:
+        return {cid.split("::")[0] for cid in self.cases}
+
+    def save_baseline(self, run: RunResults) -> Path:
+        baselines.save(self.baseline_path, run)
+        return self.baseline_path
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
