@@ -104,7 +104,12 @@ class Batchperf:
 
     def _drive(self):
         bench = self._benchmark
-        if bench is None or getattr(bench, "disabled", False) or self._pedantic_used:
+        if bench is None or self._pedantic_used:
+            return None
+        if getattr(bench, "disabled", False):
+            # --benchmark-disable or xdist: pedantic would run a single round, so we drive
+            # the rounds; mark the fixture used so it does not warn that it was not.
+            bench._mode = "batchperf"
             return None
         self._pedantic_used = True
 

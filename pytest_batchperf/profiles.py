@@ -74,9 +74,11 @@ def _parse_table(name: str, table: Any, source: str) -> Profile:
         raise ProfileError(f"{source}: profile {name!r} is not a table")
     table = dict(table)
     engine = table.pop("engine", None)
-    if engine not in ENGINES:
+    # "package.module:Class" plugs in an adapter of the user's own.
+    if engine not in ENGINES and not (isinstance(engine, str) and ":" in engine):
         raise ProfileError(
-            f"{source}: profile {name!r} has engine {engine!r}; choose from {', '.join(ENGINES)}"
+            f"{source}: profile {name!r} has engine {engine!r}; choose from "
+            f"{', '.join(ENGINES)} or give an adapter as 'module:Class'"
         )
     top = {k: table.pop(k) for k in list(table) if k in _TOP_LEVEL}
     device = top.get("device", "cuda" if engine == "vllm" else "cpu")

@@ -18,14 +18,17 @@ _ADAPTERS = {
 
 def load(profile: Profile) -> Engine:
     """Build the profile's engine in this process."""
-    try:
-        target = _ADAPTERS[profile.engine]
-    except KeyError:
-        raise EngineError(f"profile {profile.name!r}: unknown engine {profile.engine!r}") from None
+    target = _ADAPTERS.get(profile.engine, profile.engine)
     module, _, cls = target.partition(":")
+    if not cls:
+        raise EngineError(f"profile {profile.name!r}: unknown engine {profile.engine!r}")
     try:
         adapter = getattr(importlib.import_module(module), cls)
+    except AttributeError:
+        raise EngineError(f"profile {profile.name!r}: {module} has no engine class {cls!r}") from None
     except ModuleNotFoundError as exc:
+        if profile.engine not in _ADAPTERS:
+            raise EngineError(f"profile {profile.name!r}: cannot import {module}: {exc}") from None
         raise EngineUnavailable(
             f"engine {profile.engine!r} needs the Python package {exc.name!r}: "
             f"pip install 'pytest-batchperf[{profile.engine.split('-')[0]}]'"
