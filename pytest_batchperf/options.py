@@ -30,7 +30,7 @@ OPTIONS = (
     OptionDef("batchperf_baseline_dir", "directory of baseline files", "baselines"),
     OptionDef("batchperf_save", "write this run's results into the baseline file", False, "bool"),
     OptionDef("batchperf_rounds", "measured rounds per case", "5"),
-    OptionDef("batchperf_warmup", "warm-up rounds per case (not measured)", "1"),
+    OptionDef("batchperf_warmup", "minimum warm-up rounds per case (not measured; more run, up to 3, until two in a row agree within 10%)", "1"),
     OptionDef("batchperf_tolerance", "METRIC=PCT relative tolerance ('*' for all; repeatable)", [], "linelist"),
     OptionDef("batchperf_alpha", "significance level of the regression test", str(DEFAULT_ALPHA)),
     OptionDef("batchperf_strict", "fail inconclusive cases too", False, "bool"),

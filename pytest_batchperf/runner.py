@@ -25,6 +25,10 @@ from .workload import WorkloadSpec, build
 
 # A round-to-round spread (coefficient of variation) above this makes a gate blind.
 NOISY_CV = 0.10
+# Warm-up goes on until two warm-up rounds in a row take times within this fraction of
+# each other (caches, thread pools and allocators settled), at most this many extra rounds.
+WARMUP_STABLE = 0.10
+WARMUP_EXTRA_MAX = 3
 
 
 @dataclass(frozen=True)
@@ -83,24 +87,41 @@ def gpu_warnings(engine: Engine) -> list[str]:
     return out
 
 
+def warm_up(engine: Engine, workload, spec: CaseSpec) -> list[str]:
+    """At least ``spec.warmup`` rounds, then more until the last two agree (see
+    WARMUP_STABLE); ``warmup=0`` means none at all. Returns a warning if it never settled."""
+    if spec.warmup <= 0:
+        return []
+    durations: list[float] = []
+    for _ in range(spec.warmup + WARMUP_EXTRA_MAX):
+        trace = engine.run_round(workload, spec.strategy, spec.batch_size)
+        durations.append(trace.end - trace.start)
+        if len(durations) >= max(2, spec.warmup) and _settled(durations[-2:]):
+            return []
+    a, b = durations[-2:]
+    return [f"warm-up did not settle in {len(durations)} rounds (the last two took "
+            f"{a:.3g}s and {b:.3g}s): measured rounds may still include warm-up effects"]
+
+
+def _settled(pair: list[float]) -> bool:
+    a, b = pair
+    return abs(b - a) <= WARMUP_STABLE * min(a, b)
+
+
 def measure(
     engine: Engine,
     spec: CaseSpec,
     run_rounds: Callable[[Callable[[], None], int, int], None] | None = None,
 ) -> Measurement:
-    """Run warm-up + measured rounds; ``run_rounds(fn, rounds, warmup)`` drives them
-    (pytest-benchmark's pedantic), else a plain loop."""
+    """Warm up (until stable), then run the measured rounds; ``run_rounds(fn, rounds,
+    warmup)`` drives the measured ones (pytest-benchmark's pedantic), else a plain loop."""
     workload = build(spec.workload, engine.vocab_size)
     result = Measurement(warnings=gpu_warnings(engine))
-    calls = 0
+    result.warnings.extend(warm_up(engine, workload, spec))
 
     def one_round() -> None:
-        nonlocal calls
-        calls += 1
         with ResourceSampler(engine.pids, gpu=engine.device.startswith("cuda")) as sampler:
             trace = engine.run_round(workload, spec.strategy, spec.batch_size)
-        if calls <= spec.warmup:
-            return
         m = round_metrics(trace, spec.slo, waves=spec.strategy.waves)
         m.update(sampler.metrics(m["output_tokens"]))
         for key, value in m.items():
@@ -108,10 +129,10 @@ def measure(
         result.traces.append(trace)
 
     if run_rounds is None:
-        for _ in range(spec.warmup + spec.rounds):
+        for _ in range(spec.rounds):
             one_round()
     else:
-        run_rounds(one_round, spec.rounds, spec.warmup)
+        run_rounds(one_round, spec.rounds, 0)
     result.warnings.extend(noise_warnings(result.metrics))
     for w in result.warnings:
         warnings.warn(w, stacklevel=2)
