@@ -221,8 +221,9 @@ def pytest_sessionfinish(session, exitstatus):
             written = report.write_all(run, s.options.report_dir)
             _line(tr, f"batchperf: reports written to {s.options.report_dir} "
                       f"({', '.join(p.name for p in written)})")
-        except OSError as exc:
-            _line(tr, f"batchperf: ERROR: cannot write reports: {exc}", red=True)
+        except Exception as exc:  # noqa: BLE001 - a broken report must not hide the verdicts
+            _line(tr, f"batchperf: ERROR: cannot write reports: {type(exc).__name__}: {exc}",
+                  red=True)
 
 
 _RUN = pytest.StashKey[Any]()
