@@ -77,6 +77,9 @@ def round_metrics(trace: RoundTrace, slo: SLO = SLO(), waves: bool = False) -> d
             tpot_ok = slo.tpot_ms is None or per_tok <= slo.tpot_ms
             good += ttft_ok and tpot_ok
         m["goodput_req_s"] = good / makespan
+    if len({r.priority for r in done}) > 1:
+        for cls, value in priority_ttft(trace, 95).items():
+            m[f"ttft_ms_p95_prio{cls}"] = value
     if waves:
         m["padding_waste_pct"] = padding_waste_pct(trace.waves)
     for key, value in trace.stats.items():
@@ -84,10 +87,10 @@ def round_metrics(trace: RoundTrace, slo: SLO = SLO(), waves: bool = False) -> d
     return m
 
 
-def priority_ttft(trace: RoundTrace) -> dict[int, float]:
-    """TTFT p50 (ms) per priority class of one round."""
+def priority_ttft(trace: RoundTrace, q: float = 50) -> dict[int, float]:
+    """TTFT percentile ``q`` (ms) per priority class of one round."""
     by_class: dict[int, list[float]] = {}
     for r in trace.requests:
         if r.first_token is not None:
             by_class.setdefault(r.priority, []).append((r.first_token - r.arrival) * 1e3)
-    return {k: _pct(v, 50) for k, v in sorted(by_class.items())}
+    return {k: _pct(v, q) for k, v in sorted(by_class.items())}
