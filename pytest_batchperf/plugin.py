@@ -135,6 +135,8 @@ class Batchperf:
         except OutOfMemory as exc:
             self._session.infeasible[node.nodeid] = str(exc)
             pytest.skip(f"batch size {batch_size} does not fit: {exc}")
+        except EngineUnavailable as exc:  # e.g. a strategy this engine cannot run
+            pytest.skip(str(exc))
         except EngineError as exc:
             self._session.record(CaseResult(node.nodeid, _suite(node), spec.params(), error=str(exc)))
             pytest.fail(f"{node.nodeid}: engine error: {exc}", pytrace=False)
