@@ -1,0 +1,182 @@
+"""The vLLM engine adapter.
+
+CPU part: knob handling, model resolution, and the conversion of vLLM's per-request
+stats into traces, fed with RequestOutput/RequestStateStats-shaped records of a real run.
+GPU part (skips without vllm or a GPU): a real engine on the tiny synthetic model.
+"""
+
+import importlib.util
+from types import SimpleNamespace as NS
+
+import pytest
+
+from pytest_batchperf.engines import load
+from pytest_batchperf.engines.base import (EngineCrashed, EngineError, EngineUnavailable,
+                                           OutOfMemory, RequestTrace, RoundTrace)
+from pytest_batchperf.engines.vllm_engine import (PREEMPTIONS, _classify, _Live, counter, fits,
+                                                  kv_cache_tokens, llm_kwargs, record_output,
+                                                  resolve_model)
+from pytest_batchperf.metrics import round_metrics
+from pytest_batchperf.profiles import BUILTIN, Profile
+from pytest_batchperf.workload import Request
+
+
+def stats(scheduled, first, last, n):
+    """A RequestStateStats as vLLM 0.26 fills it (engine-core monotonic timestamps)."""
+    return NS(num_generation_tokens=n, arrival_time=1.7e9, queued_ts=scheduled - 0.001,
+              scheduled_ts=scheduled, first_token_ts=first, last_token_ts=last,
+              first_token_latency=first - scheduled + 0.001, is_corrupted=False)
+
+
+def delta(rid, tokens, st, finished=False):
+    return NS(request_id=rid, outputs=[NS(token_ids=tokens)], finished=finished, metrics=st)
+
+
+def test_knobs_pass_through_and_stats_are_on():
+    kw = llm_kwargs({"gpu_memory_utilization": 0.5, "max_num_seqs": 64, "dtype": "bfloat16",
+                     "enable_prefix_caching": False, "slowdown": 0.1, "multiprocessing": False})
+    assert kw == {"gpu_memory_utilization": 0.5, "max_num_seqs": 64, "dtype": "bfloat16",
+                  "enable_prefix_caching": False, "disable_log_stats": False}
+
+
+def test_unknown_knob_is_refused_in_one_line():
+    with pytest.raises(EngineError, match="unknown vllm knob.*gpu_mem_util") as info:
+        llm_kwargs({"gpu_mem_util": 0.5})
+    assert "\n" not in str(info.value)
+
+
+def test_builtin_profile_knobs_are_all_known():
+    llm_kwargs(BUILTIN["vllm-synthetic-1b"].options)
+
+
+def test_model_directory_must_exist(tmp_path):
+    with pytest.raises(EngineError, match="not a Hugging Face model directory"):
+        resolve_model(str(tmp_path / "nowhere"))
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    path, digest = resolve_model(str(tmp_path))
+    assert path == str(tmp_path) and len(digest) == 16
+
+
+def test_deltas_become_token_times_on_vllms_clock():
+    # Recorded from a 4-token request: one delta per engine-core iteration; the stats
+    # object is live, so each delta carries the iteration's last_token_ts.
+    req = Request(7, (5, 6, 7), 4)
+    live = _Live(req, RequestTrace(7, 3, arrival=100.0))
+    st = stats(scheduled=100.010, first=100.050, last=100.050, n=1)
+    offset = 2.0  # perf_counter - monotonic
+    assert not record_output(live, delta("r1-7", [11], st), offset, received=999.0)
+    for t in (100.060, 100.071):
+        st.last_token_ts = t
+        assert not record_output(live, delta("r1-7", [12], st), offset, received=999.0)
+    st.last_token_ts = 100.080
+    assert record_output(live, delta("r1-7", [13], st, finished=True), offset, received=999.0)
+    tr = live.trace
+    assert tr.token_times == pytest.approx([102.050, 102.060, 102.071, 102.080])
+    assert tr.scheduled == pytest.approx(102.010)
+    assert tr.finished == pytest.approx(102.080)
+    assert tr.error is None
+    tr.arrival = 101.99
+    m = round_metrics(RoundTrace(101.99, 102.09, [tr]))
+    assert m["ttft_ms_p50"] == pytest.approx(60.0)
+    assert m["tpot_ms_p50"] == pytest.approx(10.0)
+    assert m["itl_ms_p99"] == pytest.approx(11.0, abs=0.1)
+
+
+def test_multi_token_delta_and_missing_stats():
+    live = _Live(Request(1, (5,), 3), RequestTrace(1, 1, arrival=0.0))
+    assert not record_output(live, delta("a", [1, 2], None), 0.0, received=5.0)
+    assert record_output(live, delta("a", [], None, finished=True), 0.0, received=6.0)
+    assert live.trace.token_times == [5.0, 5.0]
+    assert "returned 2 tokens, 3 were asked for" in live.trace.error
+
+
+def test_counters_sum_over_engines():
+    metrics = [NS(name=PREEMPTIONS, labels={"engine": "0"}, value=3),
+               NS(name=PREEMPTIONS, labels={"engine": "1"}, value=2),
+               NS(name="vllm:kv_cache_usage_perc", labels={}, value=0.4)]
+    assert counter(metrics, PREEMPTIONS) == 5
+    assert counter(metrics, "vllm:absent") == 0
+
+
+def test_kv_capacity_and_fit():
+    assert kv_cache_tokens(NS(num_gpu_blocks=1000, block_size=16)) == 16000
+    assert kv_cache_tokens(NS(num_gpu_blocks=None, block_size=16)) == 0
+    reqs = tuple(Request(i, (1,) * 100, 28) for i in range(8))
+    assert fits(reqs, 8, 1024)
+    assert not fits(reqs, 8, 1023)
+    assert fits(reqs, 4, 512)
+
+
+def test_vllm_failures_map_to_plugin_errors():
+    oom = _classify(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "run a round")
+    assert isinstance(oom, OutOfMemory) and "\n" not in str(oom)
+
+    class EngineDeadError(Exception):
+        pass
+
+    assert isinstance(_classify(EngineDeadError("core gone"), "run"), EngineCrashed)
+    other = _classify(ValueError("bad\nmultiline"), "start vLLM")
+    assert type(other) is EngineError and str(other) == "vLLM failed to start vLLM: ValueError: bad"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
+def test_without_vllm_the_engine_is_unavailable_with_the_reason():
+    with pytest.raises(EngineUnavailable, match="needs vllm"):
+        load(Profile("v", "vllm", "synthetic:tiny", "cuda", isolate=False))
+
+
+def _gpu() -> bool:
+    from pytest_batchperf import nvml
+
+    return nvml.available()
+
+
+gpu = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None or not _gpu(),
+    reason="needs vllm and an NVIDIA GPU (pip install 'pytest-batchperf[vllm]')",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_engine():
+    profile = Profile("vllm-tiny", "vllm", "synthetic:tiny", "cuda",
+                      {"gpu_memory_utilization": 0.25, "max_model_len": 512, "max_num_seqs": 16,
+                       "enforce_eager": True, "dtype": "bfloat16"}, isolate=False)
+    engine = load(profile)
+    engine.warmup()
+    yield engine
+    engine.close()
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("strategy", ["sequential", "static", "continuous"])
+def test_real_round_on_the_gpu(tiny_engine, strategy):
+    from pytest_batchperf.strategies import Strategy
+    from pytest_batchperf.workload import WorkloadSpec, build, fixed, uniform
+
+    wl = build(WorkloadSpec(num_requests=12, prompt=uniform(8, 40), output=fixed(9), seed=1),
+               tiny_engine.vocab_size)
+    trace = tiny_engine.run_round(wl, Strategy(strategy), 4)
+    assert all(r.output_tokens == 9 and r.error is None for r in trace.requests)
+    for r in trace.requests:
+        assert r.arrival <= r.scheduled <= r.token_times[0] <= r.finished <= trace.end
+        assert r.token_times == sorted(r.token_times)
+    assert trace.stats["kv_cache_tokens"] > 0 and trace.stats["preemptions"] == 0
+    if strategy == "static":
+        assert [len(w) for w in trace.waves] == [4, 4, 4]
+    m = round_metrics(trace, waves=Strategy(strategy).waves)
+    assert m["output_tok_s"] > 0 and m["output_tokens"] == 12 * 9
+
+
+@gpu
+@pytest.mark.gpu
+def test_batch_beyond_max_num_seqs_does_not_fit(tiny_engine):
+    from pytest_batchperf.strategies import Strategy
+    from pytest_batchperf.workload import WorkloadSpec, build
+
+    wl = build(WorkloadSpec(num_requests=4), tiny_engine.vocab_size)
+    with pytest.raises(OutOfMemory, match="max_num_seqs=16"):
+        tiny_engine.run_round(wl, Strategy.CONTINUOUS, 32)
+    assert tiny_engine.run_round(wl, Strategy.CONTINUOUS, 4).requests  # still usable
