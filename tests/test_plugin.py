@@ -4,6 +4,8 @@ real llama.cpp engine are in test_llama_cpp.py."""
 
 import json
 
+import pytest
+
 from conftest import run_sim
 
 
@@ -168,3 +170,13 @@ def test_report_none_writes_nothing(sim_project):
     p = sim_project()
     run_sim(p, "--batchperf-report", "none").assert_outcomes(passed=4)
     assert not (p.path / "reports").exists()
+
+
+def test_xdist_workers_results_are_merged(sim_project):
+    pytest.importorskip("xdist")
+    p = sim_project()
+    result = run_sim(p, "-n", "2", "--batchperf-save")
+    result.assert_outcomes(passed=4)
+    assert len(_results(p)["cases"]) == 4
+    [path] = _baseline_files(p)
+    assert len(json.loads(path.read_text())["cases"]) == 4

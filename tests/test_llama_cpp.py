@@ -1,0 +1,145 @@
+"""The llama-cpp engine on a real llama.cpp, on the synthetic tiny model, on the CPU."""
+
+import json
+
+import pytest
+
+from pytest_batchperf.engines import load
+from pytest_batchperf.engines.base import OutOfMemory
+from pytest_batchperf.metrics import round_metrics
+from pytest_batchperf.models.gguf_model import check_gguf, gguf_path
+from pytest_batchperf.models.shapes import shape
+from pytest_batchperf.profiles import BUILTIN
+from pytest_batchperf.strategies import Strategy
+from pytest_batchperf.workload import Request, Workload, WorkloadSpec, build, fixed
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra 'llama')")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = load(BUILTIN["default"].with_overrides({"n_seq_max": 16}))
+    e.warmup()
+    yield e
+    e.close()
+
+
+class CountingDecodes:
+    """Counts llama_decode calls made by the engine (wraps the real call)."""
+
+    def __init__(self, engine, monkeypatch):
+        self.calls = 0
+        real = engine._decode
+
+        def counted(n):
+            self.calls += 1
+            return real(n)
+
+        monkeypatch.setattr(engine, "_decode", counted)
+
+
+def _workload(outputs, prompt=8):
+    reqs = tuple(Request(i, tuple(range(10, 10 + prompt)), n) for i, n in enumerate(outputs))
+    return Workload(spec=None, requests=reqs)
+
+
+def test_synthetic_gguf_is_deterministic_and_cached():
+    s = shape("tiny")
+    path = gguf_path(s)
+    check_gguf(path)
+    assert gguf_path(s) == path and path.stat().st_size > 5_000_000
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_every_request_generates_exactly_its_tokens(engine, strategy):
+    wl = build(WorkloadSpec(num_requests=6, prompt=fixed(12), output=fixed(5), seed=4),
+               engine.vocab_size)
+    trace = engine.run_round(wl, strategy, 3)
+    assert sorted(r.output_tokens for r in trace.requests) == [5] * 6
+    for r in trace.requests:
+        assert r.arrival <= r.scheduled <= r.token_times[0] <= r.finished <= trace.end
+        assert r.token_times == sorted(r.token_times)
+
+
+def test_batching_decodes_many_sequences_per_call(engine, monkeypatch):
+    counter = CountingDecodes(engine, monkeypatch)
+    engine.run_round(_workload([16] * 8), Strategy.SEQUENTIAL, 1)
+    sequential = counter.calls
+    counter.calls = 0
+    engine.run_round(_workload([16] * 8), Strategy.CONTINUOUS, 8)
+    # 8 requests x 16 tokens one at a time, vs all 8 sequences in each call.
+    assert sequential == 8 * 16
+    assert counter.calls == 16
+
+
+def test_continuous_refills_a_slot_at_once_static_waits_for_the_wave(engine):
+    wl = _workload([2, 24, 2, 24])
+    static = {r.request_id: r for r in engine.run_round(wl, Strategy.STATIC, 2).requests}
+    cont = {r.request_id: r for r in engine.run_round(wl, Strategy.CONTINUOUS, 2).requests}
+    # Static: request 2 starts only once the whole first wave (incl. the 24-token one) ends.
+    assert static[2].scheduled >= static[1].finished
+    # Continuous: request 2 takes request 0's slot while request 1 is still generating.
+    assert cont[2].scheduled < cont[1].finished
+    assert cont[2].scheduled >= cont[0].finished
+
+
+def test_bucketed_waves_group_by_length(engine):
+    reqs = tuple(Request(i, tuple(range(10, 10 + n)), 3) for i, n in enumerate([40, 4, 40, 4]))
+    trace = engine.run_round(Workload(None, reqs), Strategy.BUCKETED, 2)
+    assert [sorted(r.prompt_len for r in w) for w in trace.waves] == [[4, 4], [40, 40]]
+    m = round_metrics(trace, waves=True)
+    assert m["padding_waste_pct"] == 0.0
+    static = round_metrics(engine.run_round(Workload(None, reqs), Strategy.STATIC, 2), waves=True)
+    assert static["padding_waste_pct"] > 30
+
+
+def test_batch_larger_than_n_seq_max_is_out_of_memory(engine):
+    with pytest.raises(OutOfMemory, match="exceeds the profile's n_seq_max=16"):
+        engine.run_round(_workload([2] * 4), Strategy.CONTINUOUS, 32)
+
+
+def test_kv_cache_full_is_out_of_memory():
+    e = load(BUILTIN["default"].with_overrides({"n_ctx": 256, "n_batch": 256}))
+    try:
+        with pytest.raises(OutOfMemory, match="no KV cache slot"):
+            e.run_round(_workload([100] * 8, prompt=100), Strategy.CONTINUOUS, 8)
+        # The engine still works after the failed batch.
+        ok = e.run_round(_workload([4]), Strategy.SEQUENTIAL, 1)
+        assert ok.requests[0].output_tokens == 4
+    finally:
+        e.close()
+
+
+SUITE = """
+from pytest_batchperf.workload import WorkloadSpec, fixed
+WL = WorkloadSpec(num_requests=16, prompt=fixed(16), output=fixed(24), seed=5)
+
+def test_continuous(batchperf):
+    batchperf.run(WL, "continuous", 4)
+"""
+
+
+def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
+    """The default profile on real llama.cpp: save, rerun (A/A), then slow the engine for
+    real by 40 % (``slowdown`` sleeps 40 % of each decode call's duration): caught."""
+    pytester.makepyfile(test_e2e=SUITE)
+    common = ("-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-rounds", "5")
+    pytester.runpytest_subprocess(*common, "--batchperf-save").assert_outcomes(passed=1)
+    [path] = (pytester.path / "baselines").rglob("default.json")
+    saved = json.loads(path.read_text())
+    env = saved["environment"]
+    assert env["engine"]["engine"] == "llama-cpp" and env["engine"]["model_hash"].startswith(
+        "synthetic-tiny-")
+
+    aa = pytester.runpytest_subprocess(*common)
+    aa.assert_outcomes(passed=1)
+    assert "regressed" not in aa.stdout.str().lower()
+
+    slow = pytester.runpytest_subprocess(*common, "--batchperf-set", "slowdown=0.4")
+    slow.assert_outcomes(failed=1)
+    slow.stdout.fnmatch_lines(["*REGRESSED test_e2e.py::test_continuous*",
+                               "*output_tok_s: * -> * 1/s (-*%*tolerance 10%*"])
+    results = json.loads((pytester.path / "reports" / "results.json").read_text())
+    comp = {c["metric"]: c for c in results["cases"]["test_e2e.py::test_continuous"]["comparisons"]}
+    assert comp["output_tok_s"]["change"] < -0.2
+    assert path.read_text() == json.dumps(saved, indent=2, sort_keys=True) + "\n"
