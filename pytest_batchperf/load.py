@@ -1,0 +1,66 @@
+"""Offered load relative to what an engine sustains: the basis of the latency-under-load
+and priority suites.
+
+Absolute request rates do not travel between a laptop CPU and an H100, so the load
+suites first measure the engine's saturation rate (requests/s with every request queued
+at t0) and its unloaded latencies (requests sent one at a time), then offer Poisson load
+at multiples of that rate. The SLO that goodput counts against is relative too: a
+request is good when its TTFT and TPOT stay within a few times their unloaded values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .engines.base import Engine
+from .metrics import SLO
+from .runner import CaseSpec, measure
+from .strategies import Strategy
+from .workload import Arrival, WorkloadSpec
+
+# Goodput counts a request as good within these multiples of its unloaded latencies.
+SLO_TTFT_X = 5.0
+SLO_TPOT_X = 3.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    saturation_req_s: float  # completed requests/s with every request queued at t0
+    unloaded_ttft_ms: float  # TTFT p50 with one request at a time
+    unloaded_tpot_ms: float  # TPOT p50 with one request at a time
+
+    def rate(self, factor: float) -> float:
+        """``factor`` x saturation, rounded to 2 significant digits so that run-to-run
+        noise in the calibration rarely changes the workload."""
+        return float(f"{factor * self.saturation_req_s:.2g}")
+
+    def slo(self) -> SLO:
+        return SLO(ttft_ms=float(f"{SLO_TTFT_X * self.unloaded_ttft_ms:.2g}"),
+                   tpot_ms=float(f"{SLO_TPOT_X * self.unloaded_tpot_ms:.2g}"))
+
+
+def at_rate(spec: WorkloadSpec, rate: float, burstiness: float = 1.0) -> WorkloadSpec:
+    """``spec`` with Poisson arrivals at ``rate`` req/s (gamma when burstiness != 1)."""
+    kind = "poisson" if burstiness == 1.0 else "gamma"
+    return replace(spec, arrival=Arrival(kind, rate=rate, burstiness=burstiness),
+                   name=f"{spec.name}@{rate:g}/s")
+
+
+def calibrate(engine: Engine, spec: WorkloadSpec, strategy: Strategy | str,
+              batch_size: int) -> Calibration:
+    """Measure saturation (one burst round of ``spec``) and unloaded latency (a few of its
+    requests, sequentially). Raises EngineError like any round."""
+    # One round each: the engine is warm (Engine.warmup ran at load).
+    burst = measure(engine, CaseSpec(replace(spec, arrival=Arrival()), Strategy.parse(strategy),
+                                     batch_size, rounds=1, warmup=0))
+    alone = replace(spec, arrival=Arrival(), num_requests=min(4, spec.num_requests))
+    single = measure(engine, CaseSpec(alone, Strategy.SEQUENTIAL, 1, rounds=1, warmup=0))
+
+    def median(m, key):
+        return float(np.median(m.metrics[key]))
+
+    return Calibration(saturation_req_s=median(burst, "throughput_req_s"),
+                       unloaded_ttft_ms=median(single, "ttft_ms_p50"),
+                       unloaded_tpot_ms=median(single, "tpot_ms_p50"))

@@ -1,0 +1,38 @@
+"""Two priority classes under load: does the engine serve the high class first?
+
+Requests alternate between priority 0 (high) and 1 (low) and arrive at twice the
+engine's saturation rate, so a queue forms and the scheduler must choose. The case
+records TTFT per class (ttft_ms_p95_prio0, ttft_ms_p95_prio1). Only engines that take a
+request priority run it (e.g. vllm with scheduling_policy = "priority"; openai-http with
+priority = true against ``vllm serve --scheduling-policy priority``); others skip.
+"""
+
+import pytest
+
+from pytest_batchperf.engines.base import EngineError, EngineUnavailable
+from pytest_batchperf.load import at_rate, calibrate
+
+from workloads import PRIORITY
+
+BATCH = 8
+STRATEGY = "continuous"
+OVERLOAD = 2.0
+
+
+@pytest.fixture(scope="module")
+def calibration(engine):
+    if not engine.supports("priority"):
+        pytest.skip(f"engine {engine.name!r} does not take a request priority")
+    try:
+        return calibrate(engine, PRIORITY, STRATEGY, BATCH)
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    except EngineError as exc:
+        pytest.fail(f"calibrating the priority case failed: {exc}", pytrace=False)
+
+
+@pytest.mark.batchperf(rounds=3)
+def test_priority(batchperf, calibration):
+    wl = at_rate(PRIORITY, calibration.rate(OVERLOAD))
+    case = batchperf.run(wl, STRATEGY, BATCH)
+    assert {"ttft_ms_p95_prio0", "ttft_ms_p95_prio1"} <= set(case.metrics)

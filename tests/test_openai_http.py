@@ -1,0 +1,253 @@
+"""The openai-http engine against real servers on loopback: llama-cpp-python's
+llama_cpp.server on the synthetic tiny model, and MisbehavingServer (a stdlib HTTP server
+in misbehaving_server.py that fails on purpose) for the faults."""
+
+import json
+import os
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_batchperf.engines import load
+from pytest_batchperf.engines.base import EngineCrashed, EngineError
+from pytest_batchperf.engines.openai_http import _redact_argv, prompt_text
+from pytest_batchperf.metrics import round_metrics
+from pytest_batchperf.profiles import BUILTIN, Profile
+from pytest_batchperf.strategies import Strategy
+from pytest_batchperf.workload import Arrival, WorkloadSpec, build, fixed
+
+httpx = pytest.importorskip("httpx", reason="httpx is not installed (extra 'openai-http')")
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+MISBEHAVING = HERE / "misbehaving_server.py"
+FAIL_ON = 7  # MisbehavingServer fails requests asking for this many tokens
+
+
+def needs_llama_server():
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
+
+
+def misbehaving_profile(*args, **options) -> Profile:
+    command = ["{python}", str(MISBEHAVING), "--port", "{port}", "--fail-on", str(FAIL_ON), *args]
+    return Profile("misbehaving", "openai-http", "synthetic:tiny", "cpu",
+                   {"command": command, "startup_timeout_s": 20, **options})
+
+
+def workload(n=6, out=8, prompt=12, rate=0.0, seed=0):
+    arrival = Arrival("poisson", rate=rate) if rate else Arrival()
+    spec = WorkloadSpec(num_requests=n, prompt=fixed(prompt), output=fixed(out), arrival=arrival,
+                        seed=seed)
+    return build(spec, 4096)
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    needs_llama_server()
+    engine = load(BUILTIN["llama-server-tiny"])
+    engine.warmup()
+    yield engine
+    engine.close()
+
+
+# -- a real llama_cpp.server ---------------------------------------------------------------
+
+
+def test_streams_every_token_from_llama_cpp_server(llama_server):
+    wl = workload(n=6, out=12, prompt=24)
+    trace = llama_server.run_round(wl, Strategy.CONTINUOUS, 3)
+    for r in trace.requests:
+        assert r.error is None
+        assert r.output_tokens == 12  # min_tokens kept the server from stopping at EOS
+        assert r.arrival <= r.scheduled <= r.token_times[0]
+        assert r.token_times == sorted(r.token_times)
+    m = round_metrics(trace)
+    assert m["output_tokens"] == 72 and m["ttft_ms_p50"] > 0 and m["tpot_ms_p50"] > 0
+    assert llama_server.describe()["prompt_format"] == "text"  # it refuses token-id prompts
+
+
+def test_continuous_refills_and_caps_requests_in_flight(llama_server):
+    trace = llama_server.run_round(workload(n=6), Strategy.CONTINUOUS, 2)
+    spans = [(r.scheduled, r.finished) for r in trace.requests]
+    for t, _ in spans:
+        assert sum(1 for s, f in spans if s <= t < f) <= 2
+    first_done = min(f for _, f in spans)
+    third = sorted(s for s, _ in spans)[2]
+    assert third >= first_done  # the third starts only when a slot frees
+
+
+def test_static_waits_for_the_whole_wave(llama_server):
+    trace = llama_server.run_round(workload(n=6), Strategy.STATIC, 3)
+    by_id = {r.request_id: r for r in trace.requests}
+    assert [len(w) for w in trace.waves] == [3, 3]
+    first_end = max(by_id[r.id].finished for r in trace.waves[0])
+    assert min(by_id[r.id].scheduled for r in trace.waves[1]) >= first_end
+
+
+def test_requests_are_sent_at_their_arrival_times(llama_server):
+    wl = workload(n=5, rate=20.0, seed=2)
+    trace = llama_server.run_round(wl, Strategy.CONTINUOUS, 8)
+    offsets = sorted(r.scheduled - trace.start for r in trace.requests)
+    expected = sorted(r.arrival_s for r in wl.requests)
+    assert offsets == pytest.approx(expected, abs=0.05)
+
+
+def test_load_suite_on_llama_server(pytester):
+    """The latency-under-load suite on llama-server-tiny: TTFT p95 far above saturation
+    is well above TTFT p95 far below it, and both are in results.json."""
+    needs_llama_server()
+    for name in ("conftest.py", "workloads.py", "test_latency_under_load.py"):
+        shutil.copy(ROOT / "suites" / name, pytester.path / name)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-profile",
+        "llama-server-tiny", "--batchperf-warmup", "0", "--batchperf-rounds", "1",
+        "-k", "saturation or 0.25x or 4x", "-W", "ignore")
+    result.assert_outcomes(passed=3)
+    cases = json.loads((pytester.path / "reports" / "results.json").read_text())["cases"]
+
+    def ttft_p95(load):  # median over the case's rounds
+        (case,) = [c for cid, c in cases.items() if f"[{load}]" in cid]
+        return statistics.median(case["metrics"]["ttft_ms_p95"]["samples"])
+
+    assert ttft_p95("4x") > 2 * ttft_p95("0.25x")
+    sat = next(c for cid, c in cases.items() if "test_saturation" in cid)
+    assert sat["metrics"]["throughput_req_s"]["samples"][0] > 0
+
+
+# -- MisbehavingServer: faults give one clear error and the next case runs ---------------
+
+
+def test_api_key_is_sent_but_never_described(monkeypatch):
+    monkeypatch.setenv("BATCHPERF_TEST_KEY", "sekrit-123")
+    engine = load(misbehaving_profile("--api-key", "sekrit-123",
+                                      api_key_env="BATCHPERF_TEST_KEY"))
+    try:
+        engine.warmup()
+        trace = engine.run_round(workload(n=2), Strategy.CONTINUOUS, 2)
+        assert all(r.output_tokens == 8 for r in trace.requests)
+        assert "sekrit" not in json.dumps(engine.describe())
+    finally:
+        engine.close()
+
+
+def test_missing_api_key_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("BATCHPERF_NO_SUCH_KEY", raising=False)
+    with pytest.raises(EngineError, match=r"\$BATCHPERF_NO_SUCH_KEY, which is not set"):
+        load(misbehaving_profile(api_key_env="BATCHPERF_NO_SUCH_KEY"))
+
+
+def test_redacts_secret_flags():
+    assert _redact_argv(["srv", "--api-key", "k1", "--api_key=k2", "--port", "80"]) == [
+        "srv", "--api-key", "***", "--api_key=***", "--port", "80"]
+
+
+def test_text_prompts_keep_shared_prefixes():
+    a, b = prompt_text((5, 6, 7, 8)), prompt_text((5, 6, 7, 9))
+    assert len(a) == 4 and a[:3] == b[:3] and a != b
+
+
+def test_server_that_exits_at_once():
+    with pytest.raises(EngineError) as err:
+        load(misbehaving_profile("--exit-at-start"))
+    msg = str(err.value)
+    assert "exited before it was ready" in msg and "exited with code 3" in msg
+    assert "cannot load model: no such file" in msg  # the server's own last log line
+
+
+def test_server_that_never_answers():
+    with pytest.raises(EngineError) as err:
+        load(misbehaving_profile("--how", "hang", startup_timeout_s=2))
+    msg = str(err.value)
+    assert "did not answer within 2s" in msg and "listening on 127.0.0.1" in msg
+
+
+def test_url_nobody_listens_on():
+    from pytest_batchperf.engines.server_process import free_port
+
+    profile = Profile("dead", "openai-http", options={"url": f"http://127.0.0.1:{free_port()}/v1",
+                                                      "startup_timeout_s": 1})
+    with pytest.raises(EngineError, match=r"does not answer GET /v1/models"):
+        load(profile)
+
+
+@pytest.fixture(scope="module")
+def broken_servers():
+    """One MisbehavingServer per failure mode, started once for the module."""
+    engines = {}
+    yield lambda how: engines.setdefault(how, _started(misbehaving_profile("--how", how)))
+    for e in engines.values():
+        e.close()
+
+
+def _started(profile):
+    engine = load(profile)
+    engine.warmup()
+    return engine
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("500", r"HTTP 500 from the server: .*internal error on purpose"),
+    ("error-event", r"error mid-stream after 2 tokens: KV cache exhausted on purpose"),
+    ("cut", r"RemoteProtocolError|cut short \(connection closed\) after 2 of 7"),
+    ("done-early", r"cut short with \[DONE\] after 2 of 7 tokens"),
+])
+def test_a_failing_request_errors_the_round_with_the_server_log(broken_servers, how, expected):
+    engine = broken_servers(how)
+    wl = build(WorkloadSpec(num_requests=4, prompt=fixed(8), output=fixed(FAIL_ON), seed=1), 4096)
+    with pytest.raises(EngineError, match=expected) as err:
+        engine.run_round(wl, Strategy.CONTINUOUS, 2)
+    assert "server log" in str(err.value) and "on purpose" in str(err.value).split("server log")[1]
+    # the engine is still usable: a workload the server does not fail on runs
+    ok = engine.run_round(workload(n=3, out=5), Strategy.CONTINUOUS, 2)
+    assert [r.output_tokens for r in ok.requests] == [5, 5, 5]
+
+
+def test_a_server_that_dies_mid_round_is_restarted():
+    engine = load(misbehaving_profile("--how", "exit"))
+    try:
+        wl = build(WorkloadSpec(num_requests=2, prompt=fixed(8), output=fixed(FAIL_ON)), 4096)
+        with pytest.raises(EngineCrashed, match=r"exited with code 7"):
+            engine.run_round(wl, Strategy.CONTINUOUS, 1)
+        ok = engine.run_round(workload(n=2, out=4), Strategy.CONTINUOUS, 2)
+        assert [r.output_tokens for r in ok.requests] == [4, 4]
+    finally:
+        engine.close()
+
+
+SESSION_SUITE = """
+from pytest_batchperf.workload import WorkloadSpec, fixed
+
+def wl(out):
+    return WorkloadSpec(num_requests=3, prompt=fixed(8), output=fixed(out), seed=1)
+
+def test_a_ok(batchperf):
+    batchperf.run(wl(5), "continuous", 2)
+
+def test_b_server_crashes(batchperf):
+    batchperf.run(wl({fail_on}), "continuous", 2)
+
+def test_c_ok_again(batchperf):
+    batchperf.run(wl(6), "continuous", 2)
+"""
+
+
+def test_session_goes_on_after_a_server_crash(pytester):
+    command = json.dumps([sys.executable, str(MISBEHAVING), "--port", "{port}",
+                          "--fail-on", str(FAIL_ON), "--how", "exit"])
+    pytester.makefile(".toml", pyproject=f"""
+[tool.batchperf.profiles.mis]
+engine = "openai-http"
+command = {command}
+startup_timeout_s = 20
+""")
+    pytester.makepyfile(test_suite=SESSION_SUITE.format(fail_on=FAIL_ON))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable",
+                                "--batchperf-profile", "mis", "--batchperf-rounds", "1",
+                                "--batchperf-warmup", "0")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*test_b_server_crashes*engine error*exited with code 7*"])
+    assert "openai_http.py" not in result.stdout.str()  # no traceback through the engine
+    assert os.path.exists(pytester.path / "reports" / "results.json")
