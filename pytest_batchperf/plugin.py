@@ -133,7 +133,7 @@ class Batchperf:
         try:
             measured = measure(engine, spec, self._drive())
         except OutOfMemory as exc:
-            self._session.infeasible[node.nodeid] = str(exc)
+            self._session.record_infeasible(node.nodeid, _suite(node), spec.params(), str(exc))
             pytest.skip(f"batch size {batch_size} does not fit: {exc}")
         except EngineUnavailable as exc:  # e.g. a strategy this engine cannot run
             pytest.skip(str(exc))

@@ -5,7 +5,7 @@ Plain Python, no pytest imports: the hooks in plugin.py only forward to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from .engines.base import Engine, EngineError
 from .gate import GatePolicy, compare_case, compare_runs
 from .options import Options
 from .profiles import Profile, resolve
-from .results import CaseResult, RunResults
+from .results import CaseResult, MetricSamples, RunResults
 
 
 @dataclass
@@ -31,6 +31,8 @@ class BatchperfSession:
     started: str = ""
     _engine: Engine | None = None
     _engine_info: dict | None = None
+    _infeasible_params: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    _tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def policy(self) -> GatePolicy:
@@ -69,9 +71,38 @@ class BatchperfSession:
         policy = self.policy.merged(tolerances) if tolerances else self.policy
         judged = compare_case(case, base, policy)
         self.cases[case.case_id] = judged
+        if tolerances:
+            self._tolerances[case.case_id] = tolerances
         return judged
 
+    def record_infeasible(self, case_id: str, suite: str, params: dict, reason: str) -> None:
+        """A case whose batch did not fit (OutOfMemory): the feasibility limit of its sweep."""
+        self.infeasible[case_id] = reason
+        self._infeasible_params[case_id] = (suite, dict(params))
+
+    def _record_max_batch_sizes(self) -> None:
+        """Give the largest case that fit in each sweep that hit a limit a ``max_batch_size``
+        metric (compared exactly with the baseline), and judge it again."""
+        def sweep(suite: str, params) -> tuple:
+            return suite, params.get("strategy"), params.get("workload_key")
+
+        limits: dict[tuple, int] = {}
+        for suite, params in self._infeasible_params.values():
+            key, size = sweep(suite, params), int(params["batch_size"])
+            limits[key] = min(limits.get(key, size), size)
+        largest: dict[tuple, CaseResult] = {}
+        for case in self.cases.values():
+            key, size = sweep(case.suite, case.params), case.params.get("batch_size")
+            if key in limits and case.metrics and size is not None and size < limits[key]:
+                if key not in largest or size > largest[key].params["batch_size"]:
+                    largest[key] = case
+        for case in largest.values():
+            fit = MetricSamples.build("max_batch_size", [case.params["batch_size"]])
+            self.record(replace(case, metrics={**case.metrics, "max_batch_size": fit}),
+                        self._tolerances.get(case.case_id))
+
     def run_results(self, interrupted: bool = False) -> RunResults:
+        self._record_max_batch_sizes()
         env = environment.capture(self.profile.device, self._engine_info)
         env["profile"] = self.profile.describe()
         run = RunResults(profile=self.profile.name, hardware_class=self.hardware_class,

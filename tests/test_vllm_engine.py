@@ -180,3 +180,38 @@ def test_batch_beyond_max_num_seqs_does_not_fit(tiny_engine):
     with pytest.raises(OutOfMemory, match="max_num_seqs=16"):
         tiny_engine.run_round(wl, Strategy.CONTINUOUS, 32)
     assert tiny_engine.run_round(wl, Strategy.CONTINUOUS, 4).requests  # still usable
+
+
+# The feasibility limit a sweep records when the engine raises OutOfMemory (as the vLLM
+# engine does past max_num_seqs or the KV cache), checked through the plugin on a fake.
+LIMITED_ENGINE = """
+from pytest_batchperf.engines.base import OutOfMemory
+from simulated_engine import SimulatedEngine
+
+class LimitedEngine(SimulatedEngine):
+    def run_round(self, workload, strategy, batch_size):
+        if batch_size > 8:
+            raise OutOfMemory(f"batch size {batch_size} exceeds max_num_seqs=8")
+        return super().run_round(workload, strategy, batch_size)
+"""
+
+
+def test_sweep_records_max_batch_size_past_an_oom(sim_project):
+    import json
+
+    p = sim_project(noise=0.0)
+    p.makepyfile(limited_engine=LIMITED_ENGINE)
+    p.makefile(".toml", pyproject='[tool.batchperf.profiles.lim]\nengine = '
+               '"limited_engine:LimitedEngine"\nisolate = false\nnoise = 0.0\n')
+    result = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "lim",
+                         "--batchperf-batch-sizes", "2,8,16,32", "--benchmark-disable", "-rs",
+                         "--batchperf-report", str(p.path / "out"))
+    result.assert_outcomes(passed=4, skipped=4)
+    result.stdout.fnmatch_lines(["*Max batch size: 8 (the next*", "*batch size 16 does not fit*"])
+    cases = json.loads((p.path / "out" / "results.json").read_text())["cases"]
+    limits = {cid: c["metrics"]["max_batch_size"]["samples"] for cid, c in cases.items()
+              if "max_batch_size" in c["metrics"]}
+    assert sorted(limits) == ["test_suite.py::test_sweep[B8-continuous]",
+                              "test_suite.py::test_sweep[B8-static]"]
+    assert all(v == [8] for v in limits.values())
+    assert "| 8 |" in (p.path / "out" / "summary.md").read_text()

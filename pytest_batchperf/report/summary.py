@@ -22,6 +22,13 @@ def _tok_s(case) -> str:
     return f"{m.median:,.0f}" if m else "-"
 
 
+def max_batch_size(sweep) -> int | None:
+    """The sweep's feasibility limit, where one of its sizes did not fit (else None)."""
+    found = [p.case.metrics["max_batch_size"].median for p in sweep.points
+             if "max_batch_size" in p.case.metrics]
+    return int(max(found)) if found else None
+
+
 def terminal_lines(run: RunResults) -> list[str]:
     lines = [
         f"profile {run.profile} on {run.hardware_class}: {counts_line(run)}",
@@ -46,6 +53,9 @@ def terminal_lines(run: RunResults) -> list[str]:
         best = sweep.optimal()
         if best:
             lines.append(f"  Optimal batch size: {best.batch_size}")
+        fit = max_batch_size(sweep)
+        if fit:
+            lines.append(f"  Max batch size: {fit} (the next size did not fit)")
     for m in run.missing:
         lines.append(f"{'MISSING':>12} {m} (in the baseline, not run)")
     return lines
@@ -81,7 +91,8 @@ def markdown(run: RunResults) -> str:
         out.append(f"| missing | `{_esc(m)}` | - | in the baseline, not run |")
     opt = [(s, s.optimal()) for s in sweeps(run) if len(s.points) > 1]
     if opt:
-        out += ["", "| sweep | strategy | optimal batch size | output tok/s |", "| --- | --- | --- | --- |"]
-        out += [f"| {_esc(s.suite)} | {s.strategy} | {b.batch_size} | {_tok_s(b.case)} |"
-                for s, b in opt if b]
+        out += ["", "| sweep | strategy | optimal batch size | output tok/s | max batch size |",
+                "| --- | --- | --- | --- | --- |"]
+        out += [f"| {_esc(s.suite)} | {s.strategy} | {b.batch_size} | {_tok_s(b.case)} | "
+                f"{max_batch_size(s) or '-'} |" for s, b in opt if b]
     return "\n".join(out) + "\n"
