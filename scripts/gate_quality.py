@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Measure the gate's false-alarm rate (A/A) and detection power (A/B, injected slowdowns).
+
+    python scripts/gate_quality.py measure --out gate.json          # minutes to an hour
+    python scripts/gate_quality.py analyse gate.json                 # seconds; re-run freely
+    python scripts/gate_quality.py analyse gate.json --alpha 0.05 --tolerance '*=5' --rounds 3
+
+``measure`` loads the profile's engine ONCE, in this process, and measures the same cases
+(the suites' SWEEP workload; warm-up and rounds as the plugin's defaults, through
+``runner.measure``) many times over: repetitions with no slowdown are the A/A runs, and
+repetitions with the engine's real ``slowdown`` knob set (llama-cpp sleeps that fraction of
+each llama_decode call's own duration) are the A/B runs. Slowed repetitions are spread
+evenly among the unslowed ones, so drift of the machine hits both alike. Every case's raw
+round samples are written to the JSON file after each repetition (an interrupted run keeps
+what it measured).
+
+``analyse`` judges them with the gate's own code (``gate.compare_case`` and ``GatePolicy``):
+each A repetition against the first one (as a saved baseline is used), and every pair of A
+repetitions; each slowed repetition against every A repetition. Since it only needs the
+samples, other tolerances, alphas and fewer rounds (the first K of each case) can be tried
+without measuring again: that is how the defaults were chosen (docs/gate-quality.md).
+
+Repeated in-process measurement leaves out what differs between pytest processes (engine
+start-up, memory layout); docs/gate-quality.md compares it with real between-process runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import os
+import sys
+import time
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from pytest_batchperf import engines, environment
+from pytest_batchperf.catalog import METRICS, Direction, Kind, parse_tolerances
+from pytest_batchperf.decision import Verdict
+from pytest_batchperf.gate import GatePolicy, compare_case
+from pytest_batchperf.options import Options
+from pytest_batchperf.profiles import parse_overrides, resolve
+from pytest_batchperf.results import CaseResult, MetricSamples
+from pytest_batchperf.runner import CaseSpec, measure, to_case
+from pytest_batchperf.strategies import Strategy
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CASES = "static:1,continuous:1,static:8,continuous:8"
+
+
+def _suite_workload(name: str):
+    spec = importlib.util.spec_from_file_location("workloads", ROOT / "suites" / "workloads.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def _cases(text: str) -> list[tuple[Strategy, int]]:
+    out = []
+    for item in text.split(","):
+        strategy, _, size = item.partition(":")
+        out.append((Strategy.parse(strategy), int(size)))
+    return out
+
+
+def _schedule(aa: int, ab: int, slowdowns: list[float]):
+    """(rep of each config, slowdown) in run order: slowed reps spread among the A reps."""
+    b_slots = {round(k * aa / ab) for k in range(ab)} if ab else set()
+    count = Counter()
+    for r in range(aa):
+        for s in [0.0] + (slowdowns if r in b_slots else []):
+            yield count[s], s
+            count[s] += 1
+
+
+def cmd_measure(args) -> int:
+    defaults = Options()
+    rounds = args.rounds or defaults.rounds
+    warmup = defaults.warmup if args.warmup is None else args.warmup
+    workload = _suite_workload(args.workload)
+    if args.requests:
+        workload = replace(workload, num_requests=args.requests)
+    profile = resolve(args.profile, ROOT / "pyproject.toml", overrides=parse_overrides(args.set))
+    engine = engines.load(profile)
+    if not hasattr(engine, "slowdown"):
+        print(f"gate_quality: engine {profile.engine!r} has no slowdown knob", file=sys.stderr)
+        return 2
+    engine.warmup()
+    slowdowns = [float(x) for x in args.slowdowns.split(",") if x]
+    data = {
+        "meta": {
+            "profile": profile.describe(), "engine": engine.describe(),
+            "hardware_class": environment.hardware_class(profile.device),
+            "workload": workload.to_dict(), "cases": args.cases, "rounds": rounds,
+            "warmup": warmup, "aa_reps": args.aa, "ab_reps": args.ab, "slowdowns": slowdowns,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+        },
+        "runs": [],
+    }
+    out = Path(args.out)
+    warnings.simplefilter("ignore")  # kept per case in the data instead
+    t_start = time.monotonic()
+    schedule = list(_schedule(args.aa, args.ab, slowdowns))
+    for i, (rep, slowdown) in enumerate(schedule):
+        engine.slowdown = slowdown
+        for strategy, size in _cases(args.cases):
+            spec = CaseSpec(workload, strategy, size, rounds=rounds, warmup=warmup)
+            started = time.monotonic()
+            case = to_case(f"{strategy.value}-B{size}", "gate_quality", spec,
+                           measure(engine, spec), started)
+            data["runs"].append({"case": case.case_id, "slowdown": slowdown, "rep": rep,
+                                 "t": round(time.monotonic() - t_start, 1),
+                                 **case.to_dict(baseline=True), "warnings": list(case.warnings)})
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+        os.replace(tmp, out)
+        print(f"[{time.monotonic() - t_start:6.0f}s] {i + 1}/{len(schedule)} slowdown={slowdown:g} "
+              f"rep={rep}", flush=True)
+    engine.close()
+    return 0
+
+
+# ---------------------------------------------------------------- analysis
+
+def _case(run: dict, rounds: int | None) -> CaseResult:
+    metrics = {name: MetricSamples(name, m["unit"], m["direction"],
+                                   tuple(np.nan if x is None else x for x in m["samples"][:rounds]))
+               for name, m in run["metrics"].items()}
+    return CaseResult(run["case"], params=run.get("params", {}), metrics=metrics)
+
+
+def _judged(comparison) -> bool:
+    spec = METRICS.get(comparison.metric)
+    return (spec is not None and spec.kind is Kind.TIMED and spec.direction is not Direction.INFO
+            and comparison.verdict is not Verdict.NEW)
+
+
+class Tally:
+    """Verdict counts per metric and per case comparison."""
+
+    def __init__(self):
+        self.metric = defaultdict(Counter)
+        self.cases = Counter()
+        self.change = defaultdict(list)  # adverse relative change of medians per metric
+
+    def add(self, judged: CaseResult) -> None:
+        self.cases[judged.verdict] += 1
+        for c in judged.comparisons:
+            if _judged(c):
+                self.metric[c.metric][c.verdict] += 1
+                adverse = -c.change if c.direction == Direction.UP.value else c.change
+                self.change[c.metric].append(adverse)
+
+    def rate(self, verdict: Verdict, metric: str | None = None) -> tuple[int, int]:
+        if metric is not None:
+            cnt = self.metric[metric]
+            return cnt[verdict], sum(cnt.values())
+        return (sum(c[verdict] for c in self.metric.values()),
+                sum(sum(c.values()) for c in self.metric.values()))
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{k}/{n} ({k / n:.1%})" if n else "-"
+
+
+def cmd_analyse(args) -> int:
+    data = json.loads(Path(args.data).read_text())
+    meta = data["meta"]
+    warnings.simplefilter("ignore")  # scipy on identical samples: the verdict handles it
+    policy = GatePolicy(parse_tolerances(args.tolerance), args.alpha, strict=False)
+    by = defaultdict(dict)  # (case, slowdown) -> rep -> CaseResult
+    for run in data["runs"]:
+        by[(run["case"], run["slowdown"])][run["rep"]] = _case(run, args.rounds)
+    cases = sorted({c for c, _ in by})
+    slowdowns = sorted({s for _, s in by if s > 0})
+    rounds = args.rounds or meta["rounds"]
+
+    vs_first, pairs = Tally(), Tally()
+    for case in cases:
+        reps = [by[(case, 0.0)][r] for r in sorted(by[(case, 0.0)])]
+        for cur in reps[1:]:
+            vs_first.add(compare_case(cur, reps[0], policy))
+        for base, cur in itertools.combinations(reps, 2):
+            pairs.add(compare_case(cur, base, policy))
+
+    print(f"# Gate quality: profile {meta['profile']['name']} on {meta['hardware_class']}\n")
+    print(f"Measured {meta['started']} with `{meta['command']}`; workload "
+          f"{meta['workload']['name']}, cases {', '.join(cases)}; {meta['warmup']} warm-up "
+          f"(until stable), {rounds} measured rounds; alpha {policy.alpha}, tolerances "
+          f"{dict(policy.tolerances) or 'catalog defaults'}.\n")
+    n_a = min(len(by[(c, 0.0)]) for c in cases)
+    print(f"## A/A: {n_a} repetitions of each case, no change\n")
+    print("| metric | tolerance | regressed vs first | regressed, all pairs | inconclusive, all pairs "
+          "| worst adverse change p99 (all pairs) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for metric in sorted(pairs.metric):
+        spec = METRICS[metric]
+        p99 = np.percentile(pairs.change[metric], 99)
+        print(f"| {metric} | {policy.tolerance(spec):.0%} | "
+              f"{_pct(*vs_first.rate(Verdict.REGRESSED, metric))} | "
+              f"{_pct(*pairs.rate(Verdict.REGRESSED, metric))} | "
+              f"{_pct(*pairs.rate(Verdict.INCONCLUSIVE, metric))} | {p99:+.1%} |")
+    print(f"| **all case-metrics** | | **{_pct(*vs_first.rate(Verdict.REGRESSED))}** | "
+          f"**{_pct(*pairs.rate(Verdict.REGRESSED))}** | "
+          f"{_pct(*pairs.rate(Verdict.INCONCLUSIVE))} | |")
+    n_first, n_pairs = sum(vs_first.cases.values()), sum(pairs.cases.values())
+    print(f"\nCases failing the gate (any metric regressed): vs first "
+          f"{_pct(vs_first.cases[Verdict.REGRESSED], n_first)}, all pairs "
+          f"{_pct(pairs.cases[Verdict.REGRESSED], n_pairs)}.\n")
+
+    if slowdowns:
+        print("## A/B: injected slowdowns, each slowed repetition against every A repetition\n")
+        print("| slowdown | case | reps | output_tok_s change (median) | case caught (regressed) "
+              "| output_tok_s regressed | e2e_ms_p50 regressed | tpot_ms_p50 regressed |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for s in slowdowns:
+            totals = Tally()
+            for case in cases:
+                t = Tally()
+                slowed = by.get((case, s), {})
+                for cur in slowed.values():
+                    for base in by[(case, 0.0)].values():
+                        judged = compare_case(cur, base, policy)
+                        t.add(judged)
+                        totals.add(judged)
+                n = sum(t.cases.values())
+                change = -np.median(t.change["output_tok_s"]) if n else float("nan")
+                print(f"| {s:.0%} | {case} | {len(slowed)} | {change:+.1%} | "
+                      f"{_pct(t.cases[Verdict.REGRESSED], n)} | "
+                      f"{_pct(*t.rate(Verdict.REGRESSED, 'output_tok_s'))} | "
+                      f"{_pct(*t.rate(Verdict.REGRESSED, 'e2e_ms_p50'))} | "
+                      f"{_pct(*t.rate(Verdict.REGRESSED, 'tpot_ms_p50'))} |")
+            n = sum(totals.cases.values())
+            print(f"| **{s:.0%}** | **all** | | | **{_pct(totals.cases[Verdict.REGRESSED], n)}** "
+                  f"| {_pct(*totals.rate(Verdict.REGRESSED, 'output_tok_s'))} | | |")
+        print()
+    warned = [r for r in data["runs"] if r.get("warnings")]
+    print(f"Noise warnings: {len(warned)} of {len(data['runs'])} measured cases "
+          f"({Counter(w.split(':')[0].split(' (')[0] for r in warned for w in r['warnings']).most_common(3)}).")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("measure", help="measure A/A and A/B repetitions into a JSON file")
+    m.add_argument("--out", required=True)
+    m.add_argument("--profile", default="default")
+    m.add_argument("--workload", default="SWEEP", help="a workload of suites/workloads.py")
+    m.add_argument("--requests", type=int, default=0, help="shrink the workload to N requests")
+    m.add_argument("--set", action="append", default=[], help="KEY=VALUE profile knob, as the plugin")
+    m.add_argument("--cases", default=DEFAULT_CASES, help="STRATEGY:BATCH,... (%(default)s)")
+    m.add_argument("--aa", type=int, default=30, help="repetitions without slowdown")
+    m.add_argument("--ab", type=int, default=8, help="repetitions of each slowdown")
+    m.add_argument("--slowdowns", default="0.05,0.10,0.25")
+    m.add_argument("--rounds", type=int, default=0, help="measured rounds (default: plugin's)")
+    m.add_argument("--warmup", type=int, default=None, help="warm-up rounds (default: plugin's)")
+    a = sub.add_parser("analyse", help="judge the measured repetitions with the gate")
+    a.add_argument("data")
+    a.add_argument("--alpha", type=float, default=Options().alpha)
+    a.add_argument("--tolerance", action="append", default=[], help="METRIC=PCT, as the plugin")
+    a.add_argument("--rounds", type=int, default=None, help="use only the first N rounds")
+    args = p.parse_args(argv)
+    return cmd_measure(args) if args.cmd == "measure" else cmd_analyse(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
