@@ -13,6 +13,7 @@ from . import report
 from .baseline import BaselineError
 from .decision import Verdict
 from .engines.base import EngineError, EngineUnavailable, OutOfMemory
+from .catalog import parse_tolerances
 from .gate import failure_message
 from .metrics import SLO
 from .options import Options, add_options
@@ -124,6 +125,10 @@ class Batchperf:
             raise pytest.UsageError(f"batch size must be a positive integer, got {batch_size!r}")
         opts = _marker(self._request.node)
         o = self._session.options
+        try:  # a misspelt metric must not silently keep its default tolerance
+            tolerances = parse_tolerances(f"{k}={v}" for k, v in (opts.get("tolerance") or {}).items())
+        except ValueError as exc:
+            raise pytest.UsageError(f"@pytest.mark.batchperf(tolerance=...): {exc}") from None
         spec = CaseSpec(workload, Strategy.parse(strategy), batch_size, slo or SLO(),
                         rounds=int(opts.get("rounds") or o.rounds),
                         warmup=int(opts.get("warmup") if opts.get("warmup") is not None else o.warmup))
@@ -141,7 +146,6 @@ class Batchperf:
             self._session.record(CaseResult(node.nodeid, _suite(node), spec.params(), error=str(exc)))
             pytest.fail(f"{node.nodeid}: engine error: {exc}", pytrace=False)
         case = to_case(node.nodeid, _suite(node), spec, measured, started)
-        tolerances = {k: v / 100.0 for k, v in (opts.get("tolerance") or {}).items()}
         judged = self._session.record(case, tolerances)
         self.last = judged
         self._publish(judged)
