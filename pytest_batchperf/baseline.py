@@ -56,12 +56,17 @@ def _validate(path: Path, data) -> None:
     for key in ("profile", "hardware_class"):
         if not isinstance(data.get(key), str):
             bad(f"missing {key!r}")
+    for key in ("environment", "tool"):
+        if not isinstance(data.get(key, {}), dict):
+            bad(f"{key!r} is not an object")
     cases = data.get("cases")
     if not isinstance(cases, dict):
         bad("'cases' is not an object")
     for case_id, case in cases.items():
         if not isinstance(case, dict) or not isinstance(case.get("metrics"), dict):
             bad(f"case {case_id!r} has no metrics object")
+        if not isinstance(case.get("params", {}), dict):
+            bad(f"case {case_id!r}: 'params' is not an object")
         for name, m in case["metrics"].items():
             samples = m.get("samples") if isinstance(m, dict) else None
             if not isinstance(samples, list) or not all(
@@ -92,7 +97,7 @@ def load(path: str | os.PathLike) -> RunResults | None:
     _validate(path, data)
     try:
         return RunResults.from_dict({**data, "kind": "baseline"})
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BaselineError(f"{path}: not a valid batchperf baseline: {exc}") from None
 
 
