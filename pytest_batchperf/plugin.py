@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from . import report
+from . import progress, report
 from .baseline import BaselineError
 from .decision import Verdict
 from .engines.base import EngineError, EngineUnavailable, OutOfMemory
@@ -25,6 +25,7 @@ from .strategies import Strategy
 from .workload import WorkloadSpec
 
 SESSION = pytest.StashKey[BatchperfSession]()
+PROGRESS = pytest.StashKey[progress.Progress]()
 
 
 def pytest_addoption(parser):
@@ -59,7 +60,11 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_finish(session):
-    if any("batchperf" in getattr(item, "fixturenames", ()) for item in session.items):
+    cases = sum("batchperf" in getattr(item, "fixturenames", ()) for item in session.items)
+    shown = progress.for_pytest(session.config, cases) if cases else None
+    if shown is not None:
+        session.config.stash[PROGRESS] = shown
+    if cases:
         try:
             session.config.stash[SESSION].prepare()
         except (ProfileError, BaselineError, ValueError) as exc:
@@ -135,8 +140,13 @@ class Batchperf:
         engine = self.engine
         node = self._request.node
         started = time.monotonic()
+        shown = self._request.config.stash.get(PROGRESS, None)
+        drive = self._drive()
+        if shown is not None:
+            shown.start(node.nodeid, batch_size, spec.strategy.value, spec.rounds)
+            drive = shown.rounds(drive)
         try:
-            measured = measure(engine, spec, self._drive())
+            measured = measure(engine, spec, drive)
         except OutOfMemory as exc:
             self._session.record_infeasible(node.nodeid, _suite(node), spec.params(), str(exc))
             pytest.skip(f"batch size {batch_size} does not fit: {exc}")
@@ -145,6 +155,9 @@ class Batchperf:
         except EngineError as exc:
             self._session.record(CaseResult(node.nodeid, _suite(node), spec.params(), error=str(exc)))
             pytest.fail(f"{node.nodeid}: engine error: {exc}", pytrace=False)
+        finally:
+            if shown is not None:
+                shown.finish()
         case = to_case(node.nodeid, _suite(node), spec, measured, started)
         judged = self._session.record(case, tolerances)
         self.last = judged

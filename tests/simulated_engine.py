@@ -38,6 +38,11 @@ class SimulatedEngine(Engine):
     def vocab_size(self) -> int:
         return 512
 
+    def pids(self) -> list[int]:
+        # No process of its own: in-process, the RSS would be pytest's, which grows as
+        # earlier pytester runs import report code, and would fail A/A runs on memory.
+        return []
+
     def describe(self) -> dict:
         return {"engine": self.name, "step_ms": self.step_s * 1e3, "model_hash": "simulated"}
 
