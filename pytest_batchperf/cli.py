@@ -1,0 +1,194 @@
+"""The ``batchperf`` command: rebuild reports, compare runs, merge shards, manage baselines.
+
+Exit status: 0 fine, 1 a case regressed (compare), 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from . import __version__, report
+from . import baseline as baselines
+from .baseline import BaselineError
+from .catalog import parse_tolerances
+from .decision import DEFAULT_ALPHA
+from .gate import GatePolicy, compare_runs
+from .merge import MergeError, merge
+from .results import RunResults
+
+
+class CliError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def load(path: str) -> RunResults:
+    """A results.json or a baseline file (one layout), validated like a baseline."""
+    try:
+        run = baselines.load(path)
+    except BaselineError as exc:
+        raise CliError(str(exc)) from None
+    if run is None:
+        raise CliError(f"{path}: no such file")
+    # baselines.load marks everything a baseline; a run keeps its kind (and so its
+    # verdicts and comparisons when written back).
+    kind = json.loads(Path(path).read_text(encoding="utf-8")).get("kind", "run")
+    return replace(run, kind=kind if kind in ("run", "baseline") else "run")
+
+
+def _policy(args) -> GatePolicy:
+    try:
+        tolerances = parse_tolerances(args.tolerance)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not 0 < args.alpha < 1:
+        raise CliError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    return GatePolicy(tolerances, args.alpha, args.strict)
+
+
+def _print_summary(run: RunResults) -> None:
+    for line in report.terminal_lines(run):
+        print(line)
+
+
+def _write(run: RunResults, out: str | None) -> None:
+    if out is None:
+        return
+    try:
+        written = report.write_all(run, Path(out))
+    except OSError as exc:
+        raise CliError(f"{out}: cannot write reports: {exc.strerror or exc}") from None
+    print(f"reports written to {out} ({', '.join(p.name for p in written)})")
+
+
+def cmd_report(args) -> int:
+    run = load(args.results)
+    _print_summary(run)
+    _write(run, args.output)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    policy = _policy(args)
+    base, current = load(args.baseline), load(args.current)
+    if (base.profile, base.hardware_class) != (current.profile, current.hardware_class):
+        print(f"note: comparing {current.profile} on {current.hardware_class} with "
+              f"{base.profile} on {base.hardware_class}", file=sys.stderr)
+    run = compare_runs(replace(current, kind="run"), base, policy, args.baseline)
+    _print_summary(run)
+    _write(run, args.output)
+    failed = [c.case_id for c in run.cases.values() if policy.fails(c.verdict)]
+    for case_id in failed:
+        print(f"FAILED {case_id}: {run.cases[case_id].verdict.value}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_merge(args) -> int:
+    try:
+        run = merge([load(p) for p in args.shards], args.shards)
+    except MergeError as exc:
+        raise CliError(str(exc)) from None
+    _print_summary(run)
+    _write(run, args.output)
+    return 0
+
+
+def cmd_baseline_show(args) -> int:
+    base = load(args.file)
+    print(f"{args.file}: {base.kind} of profile {base.profile} on {base.hardware_class}, "
+          f"{len(base.cases)} cases, created {base.created or '-'}")
+    env = base.environment
+    engine = env.get("engine", {}) if isinstance(env.get("engine"), dict) else {}
+    for key, value in (("python", env.get("python")), ("gpu", env.get("gpu")),
+                       ("driver", env.get("driver")), ("cpu", env.get("cpu")),
+                       ("model_hash", engine.get("model_hash"))):
+        if value:
+            print(f"  {key}: {value}")
+    for case_id, case in sorted(base.cases.items()):
+        m = case.metrics.get("output_tok_s")
+        tok = f"{m.median:,.0f} tok/s over {len(m.samples)} rounds" if m else "no output_tok_s"
+        print(f"  {case_id}: {tok}")
+    return 0
+
+
+def cmd_baseline_promote(args) -> int:
+    run = load(args.results)
+    if "," in run.hardware_class or "," in run.profile:
+        raise CliError(f"{args.results}: a merge of several hardware classes or profiles "
+                       "cannot become one baseline; promote each shard")
+    if run.interrupted and not args.force:
+        raise CliError(f"{args.results}: the run was interrupted; pass --force to promote it anyway")
+    path = Path(args.to) if args.to else baselines.baseline_path(
+        args.baseline_dir, run.hardware_class, run.profile)
+    skipped = sorted(cid for cid, c in run.cases.items() if c.error is not None or not c.metrics)
+    try:
+        saved = baselines.save(path, run)
+    except BaselineError as exc:
+        raise CliError(str(exc)) from None
+    print(f"promoted {len(run.cases) - len(skipped)} cases of {args.results} to {path} "
+          f"({len(saved.cases)} cases in the baseline)")
+    for cid in skipped:
+        print(f"  not promoted (errored or no metrics): {cid}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="batchperf", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"pytest-batchperf {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("report", help="rebuild index.html, summary.md and results.json from a run")
+    r.add_argument("results", metavar="RESULTS.json")
+    r.add_argument("-o", "--output", metavar="DIR", default="reports")
+    r.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="judge a run against a baseline or an earlier run; "
+                       "exit 1 when a case regressed")
+    c.add_argument("baseline", metavar="A.json", help="the baseline or earlier run")
+    c.add_argument("current", metavar="B.json", help="the run to judge")
+    c.add_argument("-o", "--output", metavar="DIR", help="also write the reports there")
+    c.add_argument("--tolerance", action="append", metavar="METRIC=PCT",
+                   help="relative tolerance ('*' for all; repeatable)")
+    c.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help="significance level of the regression test")
+    c.add_argument("--strict", action="store_true", help="fail inconclusive cases too")
+    c.set_defaults(func=cmd_compare)
+
+    m = sub.add_parser("merge", help="merge shards (CI runners, hardware classes) into one report")
+    m.add_argument("shards", nargs="+", metavar="SHARD.json")
+    m.add_argument("-o", "--output", metavar="DIR", default="reports")
+    m.set_defaults(func=cmd_merge)
+
+    b = sub.add_parser("baseline", help="show or promote baselines")
+    bsub = b.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = bsub.add_parser("show", help="summarise a baseline (or results) file")
+    s.add_argument("file", metavar="FILE.json")
+    s.set_defaults(func=cmd_baseline_show)
+    pr = bsub.add_parser("promote", help="make a run's results the baseline, atomically")
+    pr.add_argument("results", metavar="RESULTS.json")
+    where = pr.add_mutually_exclusive_group()
+    where.add_argument("--baseline-dir", default="baselines",
+                       help="baselines/<hardware-class>/<profile>.json under this directory")
+    where.add_argument("--to", metavar="FILE.json", help="an explicit baseline file")
+    pr.add_argument("--force", action="store_true", help="promote an interrupted run too")
+    pr.set_defaults(func=cmd_baseline_promote)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"batchperf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("batchperf: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

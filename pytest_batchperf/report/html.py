@@ -1,0 +1,113 @@
+"""index.html: one self-contained page (inline CSS, JS and SVG; nothing fetched), so it
+opens from a CI artifact. Rendered by jinja2 with autoescaping on: case ids, model
+names and environment values are data, never markup."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from ..decision import SEVERITY, Comparison, Verdict, _fmt
+from ..environment import diff
+from ..results import CaseResult, RunResults
+from .charts import family_charts, families
+
+_RANK = {v: i for i, v in enumerate(SEVERITY)}
+_JUDGED = (Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.IMPROVED)
+
+# Rows of the environment diff a driver/engine/model gate is about; shown even when equal.
+_HEADLINE = re.compile(
+    r"(^|\.)(gpu|gpu_memory_mib|driver|cuda_driver|cuda|python|cpu|device)$"
+    r"|model_hash$|model$|(^|\.)packages\."
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One case in the verdict table, with the comparison that decided its verdict."""
+
+    case: CaseResult
+    anchor: str
+    rank: int
+    key: Comparison | None
+
+
+def _key_comparison(case: CaseResult) -> Comparison | None:
+    """The metric behind the case's verdict (biggest change among the worst), else
+    throughput, the metric readers look at first."""
+    worst = [c for c in case.comparisons if c.verdict is case.verdict and c.verdict in _JUDGED]
+    if worst:
+        return max(worst, key=lambda c: abs(c.change) if math.isfinite(c.change) else math.inf)
+    return next((c for c in case.comparisons if c.metric == "output_tok_s"), None)
+
+
+def _rows(run: RunResults) -> list[Row]:
+    cases = sorted(run.cases.values(), key=lambda c: (_RANK[c.verdict], c.case_id))
+    return [Row(c, f"case-{i}", _RANK[c.verdict], _key_comparison(c)) for i, c in enumerate(cases)]
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else _fmt(x)
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:+.1%}"
+
+
+def _interval(c: Comparison) -> str:
+    if c.ci_low is None or c.ci_high is None:
+        return "–"
+    return f"[{c.ci_low:+.1%}, {c.ci_high:+.1%}]"
+
+
+def _pvalue(p: float | None) -> str:
+    return "–" if p is None else f"{p:.3g}"
+
+
+def _sortkey(x: float | None) -> str:
+    """A number for the table's sort script; blanks sort last."""
+    return "" if x is None or not math.isfinite(x) else repr(float(x))
+
+
+def _environment(run: RunResults) -> tuple[list[tuple], list[tuple]]:
+    rows = diff(run.baseline_environment, run.environment)
+    headline = [r for r in rows if _HEADLINE.search(r[0]) or (run.baseline_environment and r[1] != r[2])]
+    return headline, rows
+
+
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("pytest_batchperf", "report/templates"),
+                      autoescape=True, undefined=StrictUndefined, trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters.update(num=_num, pct=_pct, interval=_interval, pvalue=_pvalue, sortkey=_sortkey,
+                       tojson_pretty=lambda d: json.dumps(d, indent=2, sort_keys=True, default=str))
+    return env
+
+
+def render(run: RunResults) -> str:
+    fams = families(run)
+    chart_groups = [(f, [(c, Markup(c.svg)) for c in family_charts(f, i)])
+                    for i, f in enumerate(fams)]
+    headline, env_rows = _environment(run)
+    return _env().get_template("index.html.j2").render(
+        run=run,
+        counts=[(v.value, run.verdict_counts().get(v.value, 0)) for v in SEVERITY
+                if run.verdict_counts().get(v.value)],
+        rows=_rows(run),
+        chart_groups=chart_groups,
+        env_headline=headline,
+        env_rows=env_rows,
+        has_baseline=bool(run.baseline_environment),
+    )
+
+
+def write_html(run: RunResults, path: Path) -> Path:
+    path = Path(path)
+    path.write_text(render(run), encoding="utf-8")
+    return path

@@ -1,0 +1,55 @@
+"""Runs for report and CLI tests, built from the committed example run: real samples
+measured by the llama.cpp engine (reports/examples/results.json), judged again here
+against baselines made from them, scaled where a test needs a slowdown."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from pytest_batchperf.gate import GatePolicy, compare_runs
+from pytest_batchperf.results import MetricSamples, RunResults
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "reports" / "examples" / "results.json"
+HOSTILE = "<script>alert(1)</script>"
+# Runs only if escaping failed; the browser test checks the title is untouched.
+TITLE_PAYLOAD = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
+
+
+def example() -> RunResults:
+    return RunResults.from_dict(json.loads(EXAMPLE.read_text()))
+
+
+def as_baseline(run: RunResults) -> RunResults:
+    return replace(run, kind="baseline")
+
+
+def slowed(run: RunResults, case_id: str, factor: float) -> RunResults:
+    """``run`` with one case's rate metrics divided by ``factor`` and its times multiplied."""
+    case = run.cases[case_id]
+    metrics = {}
+    for name, m in case.metrics.items():
+        scale = {"1/s": 1 / factor, "ms": factor}.get(m.unit, 1.0)
+        metrics[name] = MetricSamples(name, m.unit, m.direction, tuple(x * scale for x in m.samples))
+    return replace(run, cases={**run.cases, case_id: replace(case, metrics=metrics)})
+
+
+def judged(current: RunResults, baseline: RunResults, baseline_environment=None) -> RunResults:
+    run = compare_runs(current, baseline, GatePolicy(), "baselines/x/default.json")
+    if baseline_environment is not None:
+        run = replace(run, baseline_environment=baseline_environment)
+    return run
+
+
+def hostile(run: RunResults) -> RunResults:
+    """The run with a case id, suite, model name and warning that are markup."""
+    first_id = sorted(run.cases)[0]
+    case = run.cases[first_id]
+    bad_id = f"suites/test_x.py::test_{HOSTILE}[B1]"
+    bad_case = replace(case, case_id=bad_id, suite=f"test_x::test_{HOSTILE}",
+                       warnings=(TITLE_PAYLOAD,))
+    env = {**run.environment, "engine": {**run.environment.get("engine", {}), "model": TITLE_PAYLOAD}}
+    return replace(run, cases={**run.cases, bad_id: bad_case}, environment=env,
+                   profile=f"default{HOSTILE}")

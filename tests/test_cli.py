@@ -1,0 +1,180 @@
+"""The ``batchperf`` command: compare, report, merge, baseline show/promote, bad input.
+
+Runs are real llama.cpp measurements (the committed example); a slowdown is injected by
+scaling one case's samples. The last test measures with the real engine end to end."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pytest_batchperf import SCHEMA_VERSION, baseline
+from pytest_batchperf.cli import main
+from pytest_batchperf.merge import merge
+from report_data import as_baseline, example, slowed
+
+
+def _write(path: Path, run) -> str:
+    path.write_text(json.dumps(run.to_dict(), indent=2))
+    return str(path)
+
+
+@pytest.fixture
+def files(tmp_path):
+    run = replace(example(), kind="run")
+    return tmp_path, run, _write(tmp_path / "base.json", as_baseline(run)), _write(tmp_path / "run.json", run)
+
+
+def test_compare_run_with_its_own_baseline_passes(files, capsys):
+    tmp, run, base, cur = files
+    assert main(["compare", base, cur, "-o", str(tmp / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert f"{len(run.cases)} pass" in out and "REGRESSED" not in out and err == ""
+    assert json.loads((tmp / "out" / "results.json").read_text())["verdict_counts"] == {
+        "pass": len(run.cases)}
+    assert (tmp / "out" / "index.html").exists()
+
+
+def test_compare_injected_slowdown_fails_and_names_the_case(files, capsys):
+    tmp, run, base, _ = files
+    victim = sorted(run.cases)[0]
+    cur = _write(tmp / "slow.json", slowed(run, victim, 1.5))
+    assert main(["compare", base, cur]) == 1
+    out, err = capsys.readouterr()
+    assert f"REGRESSED {victim}" in out and "output_tok_s:" in out
+    assert err.strip() == f"FAILED {victim}: regressed"
+    # A wider tolerance than the change lets it through: same rule as the plugin.
+    assert main(["compare", base, cur, "--tolerance", "*=80"]) == 0
+
+
+def test_compare_tolerates_a_small_change(files):
+    tmp, run, base, _ = files
+    cur = _write(tmp / "slight.json", slowed(run, sorted(run.cases)[0], 1.03))
+    assert main(["compare", base, cur]) == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("{not json", "invalid JSON at line 1"),
+    ('{"schema_version": 999, "profile": "p", "hardware_class": "h", "cases": {}}', "newer pytest-batchperf"),
+    ("[1, 2]", "top level is not an object"),
+    ('{"schema_version": %d, "profile": "p", "hardware_class": "h", "cases": {"c": {"metrics": {"m": {"samples": "x"}}}}}'
+     % SCHEMA_VERSION, "no list of numeric samples"),
+])
+@pytest.mark.parametrize("command", [["report"], ["compare", "OK"], ["merge"], ["baseline", "show"],
+                                     ["baseline", "promote"]])
+def test_bad_input_is_one_line_exit_2(files, capsys, content, message, command):
+    tmp, _, base, _ = files
+    bad = tmp / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    argv = [base if a == "OK" else a for a in command] + [str(bad)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("batchperf: error: ") and message in err
+    assert str(bad) in err and "Traceback" not in err + out
+
+
+def test_console_script_is_installed_and_clean_on_errors(tmp_path):
+    exe = Path(sys.executable).with_name("batchperf")
+    if not exe.exists():
+        pytest.skip(f"no console script next to {sys.executable} (package not installed)")
+    r = subprocess.run([str(exe), "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and all(c in r.stdout for c in ("report", "compare", "merge", "baseline"))
+
+
+def test_report_rebuilds_the_reports(files, capsys):
+    tmp, run, _, cur = files
+    assert main(["report", cur, "-o", str(tmp / "rep")]) == 0
+    assert {p.name for p in (tmp / "rep").iterdir()} == {"index.html", "results.json", "summary.md"}
+    again = json.loads((tmp / "rep" / "results.json").read_text())
+    assert again["kind"] == "run" and set(again["cases"]) == set(run.cases)
+    assert "Optimal batch size" in capsys.readouterr().out
+
+
+def _shards(run):
+    ids = sorted(run.cases)
+    half = len(ids) // 2
+    return [replace(run, cases={k: run.cases[k] for k in part}) for part in (ids[:half], ids[half:])]
+
+
+def test_merge_shards_of_one_hardware_class(files, capsys):
+    tmp, run, _, _ = files
+    a, b = _shards(run)
+    paths = [_write(tmp / "a.json", a), _write(tmp / "b.json", b)]
+    assert main(["merge", *paths, "-o", str(tmp / "m")]) == 0
+    merged = json.loads((tmp / "m" / "results.json").read_text())
+    assert set(merged["cases"]) == set(run.cases) and merged["profile"] == run.profile
+    # The same case from two shards is refused, naming both files.
+    assert main(["merge", paths[0], paths[0]]) == 2
+    assert "is in both" in capsys.readouterr().err
+
+
+def test_merge_hardware_classes_keeps_both(files):
+    _, run, _, _ = files
+    gpu = replace(run, hardware_class="nvidia-h100-80gb-hbm3",
+                  environment={**run.environment, "gpu": "NVIDIA H100 80GB HBM3"})
+    merged = merge([run, gpu])
+    assert len(merged.cases) == 2 * len(run.cases)
+    assert merged.hardware_class == f"{run.hardware_class}, nvidia-h100-80gb-hbm3"
+    cid = sorted(run.cases)[0]
+    assert f"nvidia-h100-80gb-hbm3/{run.profile}::{cid}" in merged.cases
+    assert merged.environment["nvidia-h100-80gb-hbm3/default"]["gpu"] == "NVIDIA H100 80GB HBM3"
+
+
+def test_baseline_promote_then_show(files, capsys):
+    tmp, run, _, cur = files
+    bad = next(iter(sorted(run.cases)))
+    errored = replace(run, cases={**run.cases, bad: replace(run.cases[bad], error="engine crashed")})
+    cur = _write(tmp / "errored.json", errored)
+    assert main(["baseline", "promote", cur, "--baseline-dir", str(tmp / "bl")]) == 0
+    path = baseline.baseline_path(tmp / "bl", run.hardware_class, run.profile)
+    saved = baseline.load(path)
+    assert set(saved.cases) == set(run.cases) - {bad}  # an errored case is not promoted
+    assert not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]
+    out = capsys.readouterr().out
+    assert f"not promoted (errored or no metrics): {bad}" in out
+    assert main(["baseline", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"baseline of profile {run.profile} on {run.hardware_class}" in out
+    assert all(cid in out for cid in saved.cases) and "tok/s over" in out
+
+
+def test_promote_refuses_an_interrupted_run(files, capsys):
+    tmp, run, _, _ = files
+    cur = _write(tmp / "int.json", replace(run, interrupted=True))
+    assert main(["baseline", "promote", cur, "--to", str(tmp / "b.json")]) == 2
+    assert "interrupted" in capsys.readouterr().err and not (tmp / "b.json").exists()
+
+
+E2E_SUITE = """
+from pytest_batchperf.workload import WorkloadSpec, fixed
+
+WL = WorkloadSpec(name="e2e", num_requests=6, prompt=fixed(16), output=fixed(8), seed=7)
+
+def test_continuous(batchperf):
+    batchperf.run(WL, "continuous", batch_size=3)
+"""
+
+
+def test_end_to_end_llama_cpp_run_then_compare(pytester):
+    """Real engine: measure once, save the baseline, and the CLI finds the run equal to it."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    pytester.makepyfile(test_e2e=E2E_SUITE)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-rounds", "2",
+        "--batchperf-warmup", "0", "--batchperf-save", timeout=300)
+    result.assert_outcomes(passed=1)
+    [base] = (pytester.path / "baselines").rglob("default.json")
+    results = pytester.path / "reports" / "results.json"
+    assert (pytester.path / "reports" / "index.html").exists()
+    r = subprocess.run([sys.executable, "-m", "pytest_batchperf.cli", "compare", str(base),
+                        str(results)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 pass" in r.stdout
