@@ -64,6 +64,7 @@ class IsolatedEngine(Engine):
         self._proc = None
         self._conn = None
         self._info: dict = {}
+        self._busy = False  # a round was sent and its answer not yet received
         self._start()
 
     def _start(self) -> None:
@@ -127,10 +128,22 @@ class IsolatedEngine(Engine):
 
     def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
         self._ensure()
-        self._conn.send(("run", workload, strategy, batch_size))
-        return self._receive(f"finish a round ({strategy.value}, batch {batch_size})")
+        self._busy = True  # stays True if Ctrl-C interrupts the wait
+        try:
+            self._conn.send(("run", workload, strategy, batch_size))
+        except (OSError, EOFError):
+            pass  # the child died since _ensure: _receive tells how
+        try:
+            trace = self._receive(f"finish a round ({strategy.value}, batch {batch_size})")
+        except EngineError:
+            self._busy = False
+            raise
+        self._busy = False
+        return trace
 
     def close(self) -> None:
+        if self._busy:  # interrupted mid-round (Ctrl-C): waiting for the round is pointless
+            self._kill()
         if self._proc is not None and self._proc.is_alive():
             try:
                 self._conn.send(("close",))
