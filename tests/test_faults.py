@@ -125,10 +125,11 @@ def test_1_quick(batchperf):
     batchperf.run(WL, "continuous", 2)
 
 
-@pytest.mark.batchperf(rounds=100000, warmup=0)
+@pytest.mark.batchperf(rounds=100, warmup=0)
 def test_2_endless(batchperf):
     Path("started").touch()
-    batchperf.run(WL, "continuous", 2)
+    # Rounds of tens of seconds: Ctrl-C must not wait for the one under way.
+    batchperf.run(WorkloadSpec(num_requests=16, prompt=fixed(8), output=fixed(2048)), "static", 1)
 """)
     base = _saved_baseline(pytester.path, "test_long.py::test_1_quick")
     before = base.read_bytes()
@@ -141,7 +142,7 @@ def test_2_endless(batchperf):
     interrupted_at = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0]
-    assert time.monotonic() - interrupted_at < 20, "Ctrl-C must not wait for the engine"
+    assert time.monotonic() - interrupted_at < 12, "Ctrl-C must not wait for the round"
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     run = results_json(pytester.path)
     assert run["interrupted"] is True
