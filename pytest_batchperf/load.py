@@ -58,9 +58,9 @@ def calibrate(engine: Engine, spec: WorkloadSpec, strategy: Strategy | str,
     alone = replace(spec, arrival=Arrival(), num_requests=min(4, spec.num_requests))
     single = measure(engine, CaseSpec(alone, Strategy.SEQUENTIAL, 1, rounds=1, warmup=0))
 
-    def median(m, key):
-        return float(np.median(m.metrics[key]))
-
-    return Calibration(saturation_req_s=median(burst, "throughput_req_s"),
-                       unloaded_ttft_ms=median(single, "ttft_ms_p50"),
-                       unloaded_tpot_ms=median(single, "tpot_ms_p50"))
+    # From when each request was taken, not when it was due: queueing behind the
+    # earlier ones is exactly what "unloaded" leaves out.
+    ttft = [(r.first_token - r.scheduled) * 1e3 for t in single.traces for r in t.requests]
+    return Calibration(saturation_req_s=float(np.median(burst.metrics["throughput_req_s"])),
+                       unloaded_ttft_ms=float(np.median(ttft)),
+                       unloaded_tpot_ms=float(np.median(single.metrics["tpot_ms_p50"])))
