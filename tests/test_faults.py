@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,72 @@ def test_case(batchperf):
     out = output(result)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, out
     assert "cannot read baseline: Not a directory" in out and "Traceback" not in out
+
+
+# ------------------------------------------------------------------ noise guards
+
+class WarmingUpFakeEngine:
+    """A FAKE engine for the warm-up logic only: round k takes ``durations[k]`` seconds
+    of virtual time (the last one repeats)."""
+
+    device, vocab_size = "cpu", 512
+
+    def __init__(self, durations):
+        self.durations, self.calls = list(durations), 0
+
+    def pids(self):
+        return [os.getpid()]
+
+    def run_round(self, workload, strategy, batch_size):
+        from pytest_batchperf.engines.base import RequestTrace, RoundTrace
+
+        d = self.durations[min(self.calls, len(self.durations) - 1)]
+        self.calls += 1
+        reqs = [RequestTrace(r.id, r.prompt_len, 0.0, 0.0, [d * (i + 1) / r.max_output_tokens
+                                                             for i in range(r.max_output_tokens)])
+                for r in workload.requests]
+        return RoundTrace(0.0, d, reqs)
+
+
+def _measure(durations, warmup=1, rounds=3):
+    from pytest_batchperf.runner import CaseSpec, measure
+    from pytest_batchperf.strategies import Strategy
+    from pytest_batchperf.workload import WorkloadSpec, fixed
+
+    engine = WarmingUpFakeEngine(durations)
+    spec = CaseSpec(WorkloadSpec(num_requests=2, prompt=fixed(4), output=fixed(4)),
+                    Strategy.CONTINUOUS, 2, rounds=rounds, warmup=warmup)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # they are in m.warnings
+        m = measure(engine, spec)
+    return engine.calls - rounds, m
+
+
+@pytest.mark.parametrize("durations, warmup, expected", [
+    ([1.0], 1, 2),                        # settled at once: two rounds to know it
+    ([3.0, 1.0], 1, 3),                   # a cold first round: one more
+    ([3.0, 1.0, 1.0], 2, 3),
+    ([1.0], 3, 3),                        # never fewer than asked
+    ([1.0], 0, 0),                        # warmup=0 means none
+])
+def test_warm_up_runs_until_two_rounds_agree(durations, warmup, expected):
+    calls, m = _measure(durations, warmup)
+    assert calls == expected and not m.warnings
+
+
+def test_warm_up_that_never_settles_is_capped_and_warned():
+    calls, m = _measure([4.0, 2.0, 1.0, 0.5, 0.25, 0.25])
+    assert calls == 4
+    assert any(w.startswith("warm-up did not settle in 4 rounds") for w in m.warnings)
+
+
+def test_noise_warnings_reach_the_terminal_summary_and_results(sim_project):
+    from conftest import run_sim
+
+    p = sim_project(noise=0.4)
+    result = run_sim(p, "-k", "B2-static", "--batchperf-rounds", "6")
+    result.stdout.fnmatch_lines(["*= batchperf =*", "*WARNING test_suite.py::test_sweep[[]B2-static[]]: "
+                                 "output_tok_s varies *% round to round (> 10%)*"])
+    case = results_json(p.path)["cases"]["test_suite.py::test_sweep[B2-static]"]
+    assert any("round to round" in w for w in case["warnings"])
+    assert "warning: output_tok_s varies" in (p.path / "reports" / "summary.md").read_text()

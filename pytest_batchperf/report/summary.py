@@ -44,6 +44,11 @@ def terminal_lines(run: RunResults) -> list[str]:
                     lines.append(f"{'':>14}{comp.line()}")
             if case.error:
                 lines.append(f"{'':>14}{case.error.splitlines()[0]}")
+    # Noise guards (contended CPU or GPU, throttled clocks, unsettled warm-up): a verdict
+    # taken under them deserves a second look, so they are shown, not buried.
+    for case in sorted(run.cases.values(), key=lambda c: c.case_id):
+        for w in case.warnings:
+            lines.append(f"{'WARNING':>12} {case.case_id}: {w}")
     for sweep in sweeps(run):
         if len(sweep.points) < 2:
             continue
@@ -86,6 +91,7 @@ def markdown(run: RunResults) -> str:
         notes = "; ".join(c.line() for c in case.comparisons if c.verdict in _JUDGED)
         if case.error:
             notes = case.error.splitlines()[0]
+        notes = "; ".join([notes] * bool(notes) + [f"warning: {w}" for w in case.warnings])
         out.append(f"| {case.verdict.value} | `{_esc(case.case_id)}` | {_tok_s(case)} | {_esc(notes)} |")
     for m in run.missing:
         out.append(f"| missing | `{_esc(m)}` | - | in the baseline, not run |")
