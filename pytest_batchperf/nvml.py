@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import psutil
+
 try:
     import pynvml
 except ImportError:  # pragma: no cover - nvidia-ml-py is a core dependency
@@ -98,14 +100,21 @@ def process_memory_mib(pids: set[int], index: int = 0) -> float | None:
 
 
 def other_processes(pids: set[int], index: int = 0) -> list[int]:
-    """Pids of compute processes on the GPU that are not ours (noise sources)."""
+    """Pids of compute processes on the GPU that are not ours or our children (noise
+    sources; vLLM's engine core is a child of the engine's process)."""
     if not available():
         return []
     try:
         procs = pynvml.nvmlDeviceGetComputeRunningProcesses(_handle(index))
     except Exception:
         return []
-    return sorted(p.pid for p in procs if p.pid not in pids)
+    ours = set(pids)
+    for pid in pids:
+        try:
+            ours.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            continue
+    return sorted(p.pid for p in procs if p.pid not in ours)
 
 
 def used_memory_mib(index: int = 0) -> float | None:

@@ -22,9 +22,9 @@ def _family(pids: list[int]) -> list[psutil.Process]:
     return procs
 
 
-def rss_mib(pids: list[int]) -> float:
+def rss_mib(pids: list[int], family: list[psutil.Process] | None = None) -> float:
     total = 0
-    for p in _family(pids):
+    for p in family if family is not None else _family(pids):
         try:
             total += p.memory_info().rss
         except psutil.Error:
@@ -50,12 +50,12 @@ class ResourceSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _sample(self, pids: list[int]) -> None:
-        self.peak_rss_mib = max(self.peak_rss_mib, rss_mib(pids))
+    def _sample(self, pids: list[int], procs: list[psutil.Process] | None = None) -> None:
+        procs = _family(pids) if procs is None else procs
+        self.peak_rss_mib = max(self.peak_rss_mib, rss_mib(pids, procs))
         if not self.gpu:
             return
-        family = {p.pid for p in _family(pids)}
-        mem = nvml.process_memory_mib(family)
+        mem = nvml.process_memory_mib({p.pid for p in procs})
         if mem is None:  # containers often hide per-process attribution: device-wide then
             mem = nvml.used_memory_mib()
         if mem is not None:
@@ -68,8 +68,11 @@ class ResourceSampler:
             self._clock.append(clock.sm_mhz)
 
     def _loop(self, pids: list[int]) -> None:
+        # The process family is found once per round: walking /proc every 20 ms costs the
+        # engine CPU time when it shares this process (isolate = false).
+        procs = _family(pids)
         while not self._stop.wait(self.interval_s):
-            self._sample(pids)
+            self._sample(pids, procs)
 
     def __enter__(self) -> "ResourceSampler":
         pids = self._pids_fn()

@@ -163,7 +163,8 @@ def test_real_round_on_the_gpu(tiny_engine, strategy):
     for r in trace.requests:
         assert r.arrival <= r.scheduled <= r.token_times[0] <= r.finished <= trace.end
         assert r.token_times == sorted(r.token_times)
-    assert trace.stats["kv_cache_tokens"] > 0 and trace.stats["preemptions"] == 0
+    assert trace.stats["preemptions"] == 0
+    assert tiny_engine.describe()["kv_cache_tokens"] >= 16 * 48
     if strategy == "static":
         assert [len(w) for w in trace.waves] == [4, 4, 4]
     m = round_metrics(trace, waves=Strategy(strategy).waves)
