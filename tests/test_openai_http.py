@@ -90,9 +90,10 @@ def test_static_waits_for_the_whole_wave(llama_server):
 def test_requests_are_sent_at_their_arrival_times(llama_server):
     wl = workload(n=5, rate=20.0, seed=2)
     trace = llama_server.run_round(wl, Strategy.CONTINUOUS, 8)
-    offsets = sorted(r.scheduled - trace.start for r in trace.requests)
-    expected = sorted(r.arrival_s for r in wl.requests)
-    assert offsets == pytest.approx(expected, abs=0.05)
+    due = {r.id: r.arrival_s for r in wl.requests}
+    for r in trace.requests:
+        late = (r.scheduled - trace.start) - due[r.request_id]
+        assert 0 <= late < 0.25  # never early; late only by event-loop latency
 
 
 def test_load_suite_on_llama_server(pytester):

@@ -38,6 +38,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import string
 import sys
 import time
@@ -147,7 +148,8 @@ class OpenAIHTTPEngine(Engine):
             host = "127.0.0.1"
             port = free_port(host)
             self.root = f"http://{host}:{port}"
-            argv, self.server_label = self._server_argv(host, port)
+            self.server_template, self.server_label = self._server_template()
+            argv = self._server_argv(host, port)
             if self.server_label == "llama_cpp.server" and self.prompt_format == "auto":
                 self.prompt_format = "text"  # its prompt is str | list[str]
             self.server = ServerProcess(argv)
@@ -164,6 +166,8 @@ class OpenAIHTTPEngine(Engine):
 
     def _model_file(self) -> tuple[Path | None, str]:
         model = self.profile.model
+        if "url" in self.options:
+            return None, model  # the running server's business
         if model.startswith("synthetic:"):
             s = shape_named(model.split(":", 1)[1])
             if self.options.get("model_format", "gguf") == "hf":
@@ -173,8 +177,6 @@ class OpenAIHTTPEngine(Engine):
             from ..models.gguf_model import WRITER_VERSION, gguf_path
 
             return gguf_path(s), f"synthetic-{s.name}-{s.key(WRITER_VERSION)}"
-        if "url" in self.options and not Path(model).expanduser().exists():
-            return None, model  # the server's own model name
         path = Path(model).expanduser()
         if not path.exists():
             raise EngineError(f"model file not found: {path}")
@@ -190,23 +192,16 @@ class OpenAIHTTPEngine(Engine):
                               f"{self.profile.model!r} need the vocab_size knob")
         return 32000  # text prompts: the ids only choose characters
 
-    def _server_argv(self, host: str, port: int) -> tuple[list[str], str]:
+    def _server_template(self) -> tuple[list[str], str]:
+        """The server's argv with {port}, {host}, {model}, {python} placeholders, and a label.
+
+        describe() shows the template: the port changes every session, and the model path
+        every machine, and neither should show up as an environment change."""
         o = self.options
         if "command" in o:
             cmd = o["command"]
-            if isinstance(cmd, str):
-                import shlex
-
-                cmd = shlex.split(cmd)
-            values = {"port": port, "host": host, "python": sys.executable,
-                      "model": self.model_path or self.profile.model}
-            try:
-                return [str(a).format(**values) for a in cmd], "command"
-            except (KeyError, IndexError, ValueError) as exc:
-                raise EngineError(f"profile {self.profile.name!r}: bad placeholder in command: "
-                                  f"{exc}; use {{port}}, {{host}}, {{model}} or {{python}}") from None
-        server = o.get("server")
-        if server != "llama_cpp.server":
+            return (shlex.split(cmd) if isinstance(cmd, str) else [str(a) for a in cmd]), "command"
+        if o.get("server") != "llama_cpp.server":
             raise EngineError(f"profile {self.profile.name!r}: the openai-http engine needs "
                               "url, command = [...] or server = \"llama_cpp.server\"")
         try:
@@ -215,8 +210,8 @@ class OpenAIHTTPEngine(Engine):
             raise EngineUnavailable("server llama_cpp.server needs llama-cpp-python's server "
                                     "extra: pip install 'pytest-batchperf[server]'") from None
         n_threads = str(o.get("n_threads", 2))
-        argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
-                "--host", host, "--port", str(port),
+        argv = ["{python}", "-m", "llama_cpp.server", "--model", "{model}",
+                "--model_alias", self.profile.model, "--host", "{host}", "--port", "{port}",
                 "--n_threads", n_threads, "--n_threads_batch", n_threads,
                 "--n_ctx", str(o.get("n_ctx", 4096)), "--n_batch", str(o.get("n_batch", 512)),
                 "--n_gpu_layers", str(o.get("n_gpu_layers", 0)),
@@ -224,6 +219,16 @@ class OpenAIHTTPEngine(Engine):
                 # under load that would cut every response short.
                 "--interrupt_requests", "false"]
         return argv + [str(a) for a in o.get("server_args", ())], "llama_cpp.server"
+
+    def _server_argv(self, host: str, port: int) -> list[str]:
+        values = {"port": port, "host": host, "python": sys.executable,
+                  "model": self.model_path or self.profile.model}
+        try:
+            return [a.format(**values) for a in self.server_template]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise EngineError(f"profile {self.profile.name!r}: bad placeholder in the server "
+                              f"command: {exc}; use {{port}}, {{host}}, {{model}} or "
+                              "{python}") from None
 
     async def _make_client(self) -> httpx.AsyncClient:
         timeout = httpx.Timeout(self.request_timeout_s, connect=10.0)
@@ -288,9 +293,7 @@ class OpenAIHTTPEngine(Engine):
             "httpx": httpx.__version__,
         }
         if self.server is not None:
-            d["server_command"] = " ".join(
-                _redact_argv([Path(a).name if a == sys.executable else a
-                              for a in self.server.argv]))
+            d["server_command"] = " ".join(_redact_argv(self.server_template))
         if self.server_label == "llama_cpp.server":
             import llama_cpp
 
