@@ -47,7 +47,7 @@ from pytest_batchperf.decision import Verdict
 from pytest_batchperf.gate import GatePolicy, compare_case
 from pytest_batchperf.options import Options
 from pytest_batchperf.profiles import parse_overrides, resolve
-from pytest_batchperf.results import CaseResult, MetricSamples
+from pytest_batchperf.results import CaseResult, MetricSamples, RunResults
 from pytest_batchperf.runner import CaseSpec, measure, to_case
 from pytest_batchperf.strategies import Strategy
 
@@ -248,6 +248,25 @@ def cmd_analyse(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    """Tally the verdicts of real pytest runs (their reports/results.json) against a baseline."""
+    tally = Tally()
+    for f in args.results:
+        run = RunResults.from_dict(json.loads(Path(f).read_text()))
+        for case in run.cases.values():
+            tally.add(case)
+    n = sum(tally.cases.values())
+    print(f"{len(args.results)} runs, {n} cases: case-metrics regressed "
+          f"{_pct(*tally.rate(Verdict.REGRESSED))}, inconclusive "
+          f"{_pct(*tally.rate(Verdict.INCONCLUSIVE))}; cases failing "
+          f"{_pct(tally.cases[Verdict.REGRESSED], n)}")
+    for metric in sorted(tally.metric):
+        k, m = tally.rate(Verdict.REGRESSED, metric)
+        if k:
+            print(f"  {metric}: regressed {_pct(k, m)}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -268,8 +287,10 @@ def main(argv=None) -> int:
     a.add_argument("--alpha", type=float, default=Options().alpha)
     a.add_argument("--tolerance", action="append", default=[], help="METRIC=PCT, as the plugin")
     a.add_argument("--rounds", type=int, default=None, help="use only the first N rounds")
+    r = sub.add_parser("runs", help="tally verdicts of pytest runs' results.json files")
+    r.add_argument("results", nargs="+")
     args = p.parse_args(argv)
-    return cmd_measure(args) if args.cmd == "measure" else cmd_analyse(args)
+    return {"measure": cmd_measure, "analyse": cmd_analyse, "runs": cmd_runs}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ from pytest_batchperf.results import CaseResult, MetricSamples, RunResults
 
 pytest.importorskip("llama_cpp", reason="the fault tests run the llama-cpp engine")
 
-ARGS = ("-p", "no:cacheprovider", "--benchmark-disable")
+# One llama.cpp thread: two spinning threads on a busy 2-core runner (or two runs at once)
+# slow rounds down tens of times, which would only make these tests slow and flaky.
+ARGS = ("-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-set", "n_threads=1")
 
 HEADER = """
 import os, signal, threading, time
@@ -95,9 +97,7 @@ def test_engine_killed_mid_case_errors_that_case_and_the_next_one_runs(pytester)
 def test_hung_engine_times_out_and_the_next_case_runs(pytester):
     pytester.makepyfile(test_hang=FAULTED.format(signal="SIGSTOP"))
     started = time.monotonic()
-    # One thread: two spinning llama.cpp threads on a busy 2-core runner can make a healthy
-    # round of the next case outlast the 5 s too.
-    result = pytester.runpytest(*ARGS, "--batchperf-timeout", "5", "--batchperf-set", "n_threads=1")
+    result = pytester.runpytest(*ARGS, "--batchperf-timeout", "5")
     out = output(result)
     result.assert_outcomes(passed=1, failed=1)
     assert "within 5s (hung?); it was killed and is restarted for the next case" in out
@@ -129,8 +129,8 @@ def test_1_quick(batchperf):
 @pytest.mark.batchperf(rounds=100, warmup=0)
 def test_2_endless(batchperf):
     Path("started").touch()
-    # Rounds of tens of seconds: Ctrl-C must not wait for the one under way.
-    batchperf.run(WorkloadSpec(num_requests=16, prompt=fixed(8), output=fixed(2048)), "static", 1)
+    # A round of a minute or more: Ctrl-C must not wait for it (nor 30 s for the child).
+    batchperf.run(WorkloadSpec(num_requests=16, prompt=fixed(8), output=fixed(4000)), "static", 1)
 """)
     base = _saved_baseline(pytester.path, "test_long.py::test_1_quick")
     before = base.read_bytes()
@@ -143,7 +143,7 @@ def test_2_endless(batchperf):
     interrupted_at = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0]
-    assert time.monotonic() - interrupted_at < 12, "Ctrl-C must not wait for the round"
+    assert time.monotonic() - interrupted_at < 25, "Ctrl-C must not wait for the round"
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     run = results_json(pytester.path)
     assert run["interrupted"] is True
