@@ -39,12 +39,13 @@ class Row:
 
 
 def _key_comparison(case: CaseResult) -> Comparison | None:
-    """The metric behind the case's verdict (biggest change among the worst), else
-    throughput, the metric readers look at first."""
+    """The metric behind the case's verdict: throughput, the one readers look at first,
+    when it is among the worst; else the biggest change among them; else throughput."""
     worst = [c for c in case.comparisons if c.verdict is case.verdict and c.verdict in _JUDGED]
-    if worst:
+    throughput = next((c for c in case.comparisons if c.metric == "output_tok_s"), None)
+    if worst and throughput not in worst:
         return max(worst, key=lambda c: abs(c.change) if math.isfinite(c.change) else math.inf)
-    return next((c for c in case.comparisons if c.metric == "output_tok_s"), None)
+    return throughput
 
 
 def _rows(run: RunResults) -> list[Row]:
