@@ -18,10 +18,10 @@ MIXED = WorkloadSpec(
 # CPU; the rate is set per case (a multiple of the engine's measured saturation rate).
 LOAD = WorkloadSpec(name="load", num_requests=12, prompt=fixed(32), output=fixed(16), seed=3)
 
-# Prefix sharing: a 192-token system prompt shared by every request of a group, against
+# Prefix sharing: one 192-token system prompt shared by every request, against
 # the same prompt lengths with nothing shared.
 PREFIX_SHARED = WorkloadSpec(name="prefix-shared", num_requests=16, prompt=fixed(16),
-                             output=fixed(8), shared_prefix_tokens=192, prefix_groups=2, seed=4)
+                             output=fixed(8), shared_prefix_tokens=192, prefix_groups=1, seed=4)
 PREFIX_DISTINCT = WorkloadSpec(name="prefix-distinct", num_requests=16, prompt=fixed(208),
                                output=fixed(8), seed=4)
 
