@@ -120,6 +120,15 @@ def test_vllm_failures_map_to_plugin_errors():
     assert type(other) is EngineError and str(other) == "vLLM failed to start vLLM: ValueError: bad"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vllm")
+def test_bad_api_and_slowdown_combinations_are_refused():
+    for knobs, message in (({"api": "rest"}, "api must be"),
+                           ({"api": "async", "slowdown": 0.1}, "needs api = 'offline'"),
+                           ({"slowdown": 0.1}, "needs multiprocessing = false")):
+        with pytest.raises(EngineError, match=message):
+            load(Profile("v", "vllm", "synthetic:tiny", "cuda", knobs, isolate=False))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
 def test_without_vllm_the_engine_is_unavailable_with_the_reason():
     with pytest.raises(EngineUnavailable, match="needs vllm"):
@@ -138,11 +147,14 @@ gpu = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_engine():
+TINY_KNOBS = {"gpu_memory_utilization": 0.2, "max_model_len": 512, "max_num_seqs": 16,
+              "enforce_eager": True, "dtype": "bfloat16"}
+
+
+@pytest.fixture(scope="module", params=["offline", "async"])
+def tiny_engine(request):
     profile = Profile("vllm-tiny", "vllm", "synthetic:tiny", "cuda",
-                      {"gpu_memory_utilization": 0.25, "max_model_len": 512, "max_num_seqs": 16,
-                       "enforce_eager": True, "dtype": "bfloat16"}, isolate=False)
+                      {**TINY_KNOBS, "api": request.param}, isolate=False)
     engine = load(profile)
     engine.warmup()
     yield engine
@@ -169,6 +181,20 @@ def test_real_round_on_the_gpu(tiny_engine, strategy):
         assert [len(w) for w in trace.waves] == [4, 4, 4]
     m = round_metrics(trace, waves=Strategy(strategy).waves)
     assert m["output_tok_s"] > 0 and m["output_tokens"] == 12 * 9
+
+
+@gpu
+@pytest.mark.gpu
+def test_poisson_arrivals_are_admitted_when_due(tiny_engine):
+    from pytest_batchperf.strategies import Strategy
+    from pytest_batchperf.workload import Arrival, WorkloadSpec, build, fixed
+
+    wl = build(WorkloadSpec(num_requests=10, prompt=fixed(16), output=fixed(6), seed=2,
+                            arrival=Arrival("poisson", rate=50.0)), tiny_engine.vocab_size)
+    trace = tiny_engine.run_round(wl, Strategy.CONTINUOUS, 4)
+    for r in trace.requests:
+        assert r.scheduled >= r.arrival and r.output_tokens == 6
+    assert trace.end - trace.start >= max(r.arrival_s for r in wl.requests)
 
 
 @gpu

@@ -16,8 +16,11 @@ cache config (per engine start, in describe()).
 Knobs (profile options) passed to ``LLM``: gpu_memory_utilization, max_model_len,
 max_num_seqs, max_num_batched_tokens, enable_prefix_caching, enforce_eager, dtype,
 tensor_parallel_size, distributed_executor_backend, scheduling_policy, seed,
-kv_cache_dtype, block_size, async_scheduling. Plus ``multiprocessing`` (false runs the
-engine core in this process) and ``slowdown`` (fraction, default 0): sleep that fraction
+kv_cache_dtype, block_size, async_scheduling. Plus ``api``: ``offline`` (default, the
+``LLM``'s engine stepped here) or ``async`` (``AsyncLLM``: each admitted request streams
+on its own asyncio task, as a server would run it; the same Scheduler admits them at their
+arrival offsets), ``multiprocessing`` (false runs the engine core in this process) and
+``slowdown`` (fraction, default 0): sleep that fraction
 of each ``step()``'s own duration after it, a real proportional slowdown used to measure
 the gate's power; it needs ``multiprocessing = false``, else the engine core would run on
 while the front end sleeps.
@@ -25,6 +28,7 @@ while the front end sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -43,7 +47,7 @@ LLM_KNOBS = (
     "distributed_executor_backend", "scheduling_policy", "seed", "kv_cache_dtype",
     "block_size", "async_scheduling", "compilation_config",
 )
-OWN_KNOBS = ("multiprocessing", "slowdown", "verbose")
+OWN_KNOBS = ("api", "multiprocessing", "slowdown", "verbose")
 PREEMPTIONS = "vllm:num_preemptions"
 PREFIX_HITS, PREFIX_QUERIES = "vllm:prefix_cache_hits", "vllm:prefix_cache_queries"
 
@@ -137,6 +141,11 @@ class VLLMEngine(Engine):
         self.kwargs = llm_kwargs(o)
         self.slowdown = float(o.get("slowdown", 0.0))
         self.inproc = o.get("multiprocessing", True) is False
+        self.api = o.get("api", "offline")
+        if self.api not in ("offline", "async"):
+            raise EngineError(f"vllm knob api must be 'offline' or 'async', not {self.api!r}")
+        if self.slowdown and self.api == "async":
+            raise EngineError("vllm knob slowdown needs api = 'offline'")
         if self.slowdown and not self.inproc:
             raise EngineError("vllm knob slowdown needs multiprocessing = false (the engine "
                               "core would otherwise keep running while the front end sleeps)")
@@ -156,18 +165,25 @@ class VLLMEngine(Engine):
         self._delta = RequestOutputKind.DELTA
         self.model_dir, self.model_hash = resolve_model(profile.model)
         self._round = 0
-        self.llm = None
+        self.llm = self.async_llm = self._loop = None
         self._build()
 
     def _build(self) -> None:
-        from vllm import LLM
-
         try:
-            self.llm = LLM(model=self.model_dir, **self.kwargs)
+            if self.api == "async":
+                self._loop = asyncio.new_event_loop()
+                self.async_llm = self._loop.run_until_complete(self._start_async())
+                cfg = self.async_llm.vllm_config
+            else:
+                from vllm import LLM
+
+                self.llm = LLM(model=self.model_dir, **self.kwargs)
+                self.engine = self.llm.llm_engine
+                cfg = self.engine.vllm_config
         except Exception as exc:  # noqa: BLE001 - vLLM raises many kinds at start-up
+            self.close()
             raise _classify(exc, "start vLLM") from None
-        self.engine = self.llm.llm_engine
-        cfg = self.engine.vllm_config
+        self.config = cfg
         self.max_num_seqs = int(cfg.scheduler_config.max_num_seqs)
         self.max_model_len = int(cfg.model_config.max_model_len)
         self.kv_tokens = kv_cache_tokens(cfg.cache_config)
@@ -176,9 +192,17 @@ class VLLMEngine(Engine):
         # Engine-core timestamps are time.monotonic(); traces use perf_counter.
         self.clock_offset = time.perf_counter() - time.monotonic()
 
+    async def _start_async(self):
+        # Built inside the loop that will run every round: AsyncLLM binds its output
+        # handler to the running loop.
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        return AsyncLLM.from_engine_args(AsyncEngineArgs(model=self.model_dir, **self.kwargs))
+
     @property
     def vocab_size(self) -> int:
-        return int(self.engine.vllm_config.model_config.get_vocab_size())
+        return int(self.config.model_config.get_vocab_size())
 
     def supports(self, feature: str) -> bool:
         return {"priority": self.priority, "prefix_cache": self.prefix_caching}.get(feature, False)
@@ -199,6 +223,7 @@ class VLLMEngine(Engine):
             "prefix_caching": self.prefix_caching,
             "scheduling_policy": "priority" if self.priority else "fcfs",
             "multiprocessing": not self.inproc,
+            "api": self.api,
             **{f"option.{k}": v for k, v in sorted(self.kwargs.items()) if k != "disable_log_stats"},
         }
 
@@ -224,7 +249,7 @@ class VLLMEngine(Engine):
                               f"{self.kv_tokens} tokens at once")
 
     def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
-        if self.llm is None:  # the last round killed the engine core: start afresh
+        if self.llm is None and self.async_llm is None:  # the last round killed the core
             self._build()
         self._check(workload, batch_size)
         try:
@@ -237,16 +262,39 @@ class VLLMEngine(Engine):
             raise error from None
 
     def _run(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
+        from vllm.v1.metrics.reader import get_metrics_snapshot
+
         self._round += 1
         if self.prefix_caching:  # rounds must not reuse the previous round's prompts
-            self.llm.reset_prefix_cache()
-        before = self.llm.get_metrics()
+            if self.api == "async":
+                self._loop.run_until_complete(self.async_llm.reset_prefix_cache())
+            else:
+                self.llm.reset_prefix_cache()
+        before = get_metrics_snapshot()
         sched = Scheduler(workload.requests, strategy, batch_size)
         t0 = now()
         traces = {r.id: RequestTrace(r.id, r.prompt_len, t0 + r.arrival_s, priority=r.priority)
                   for r in workload.requests}
+        prefix = f"r{self._round}-"
+        if self.api == "async":
+            self._loop.run_until_complete(self._drive_async(sched, t0, traces, prefix))
+        else:
+            self._drive_offline(sched, t0, traces, prefix)
+        after = get_metrics_snapshot()
+        # KV cache capacity is not a per-round stat: vLLM sizes it from the memory free when
+        # it profiles at start-up, which moves by ~0.1% between starts (A/A would fail an
+        # exact comparison). It is recorded in describe(), so the environment diff shows it.
+        stats = {"preemptions": counter(after, PREEMPTIONS) - counter(before, PREEMPTIONS)}
+        queries = counter(after, PREFIX_QUERIES) - counter(before, PREFIX_QUERIES)
+        if self.prefix_caching and queries:
+            stats["prefix_cache_hit_pct"] = 100.0 * (
+                counter(after, PREFIX_HITS) - counter(before, PREFIX_HITS)) / queries
+        return RoundTrace(start=t0, end=now(), requests=list(traces.values()), waves=sched.waves,
+                          stats=stats)
+
+    def _drive_offline(self, sched: Scheduler, t0: float, traces: dict, prefix: str) -> None:
         live: dict[str, _Live] = {}
-        engine, prefix = self.engine, f"r{self._round}-"
+        engine = self.engine
         while True:
             t = now()
             for r in sched.admit(t - t0, len(live)):
@@ -268,20 +316,42 @@ class VLLMEngine(Engine):
                     del live[out.request_id]
             if self.slowdown > 0:
                 time.sleep(self.slowdown * (received - started))
-        after = self.llm.get_metrics()
-        # KV cache capacity is not a per-round stat: vLLM sizes it from the memory free when
-        # it profiles at start-up, which moves by ~0.1% between starts (A/A would fail an
-        # exact comparison). It is recorded in describe(), so the environment diff shows it.
-        stats = {"preemptions": counter(after, PREEMPTIONS) - counter(before, PREEMPTIONS)}
-        queries = counter(after, PREFIX_QUERIES) - counter(before, PREFIX_QUERIES)
-        if self.prefix_caching and queries:
-            stats["prefix_cache_hit_pct"] = 100.0 * (
-                counter(after, PREFIX_HITS) - counter(before, PREFIX_HITS)) / queries
-        return RoundTrace(start=t0, end=now(), requests=list(traces.values()), waves=sched.waves,
-                          stats=stats)
+
+    async def _drive_async(self, sched: Scheduler, t0: float, traces: dict, prefix: str) -> None:
+        """The Scheduler's admissions become streaming AsyncLLM requests, one task each."""
+        running: set[asyncio.Task] = set()
+        while True:
+            t = now()
+            for r in sched.admit(t - t0, len(running)):
+                traces[r.id].scheduled = t
+                running.add(asyncio.ensure_future(self._stream(_Live(r, traces[r.id]), prefix)))
+            elapsed = now() - t0
+            wake = sched.next_wakeup(elapsed)
+            # Nothing more can start before ``wake``; a wake-up already due means only a
+            # finishing request can free a slot (or end a wave).
+            timeout = wake - elapsed if wake is not None and wake > elapsed else None
+            if not running:
+                if sched.done:
+                    break
+                await asyncio.sleep(timeout or 0.0)
+                continue
+            done, running = await asyncio.wait(running, timeout=timeout,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a failed request fails the round
+
+    async def _stream(self, live: _Live, prefix: str) -> None:
+        r = live.request
+        prompt = self._TokensPrompt(prompt_token_ids=list(r.prompt_tokens))
+        async for out in self.async_llm.generate(prompt, self._params(r), prefix + str(r.id),
+                                                 priority=r.priority if self.priority else 0):
+            record_output(live, out, self.clock_offset, now())
 
     def _abort_all(self) -> None:
         """After a failed round: drop what is left, or the whole engine if its core died."""
+        if self.api == "async":  # its streams were cancelled mid-flight: start afresh
+            self.close()
+            return
         try:
             ids = list(self.engine.output_processor.request_states)
             if ids:
@@ -291,13 +361,20 @@ class VLLMEngine(Engine):
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
-        if llm is None:
-            return
+        async_llm, self.async_llm = self.async_llm, None
         try:
-            llm.llm_engine.engine_core.shutdown()
+            if llm is not None:
+                llm.llm_engine.engine_core.shutdown()
+            if async_llm is not None:
+                async_llm.shutdown()
         except Exception:  # noqa: BLE001 - closing a dead engine must not fail the session
             pass
-        del llm
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        if llm is None and async_llm is None:
+            return
+        del llm, async_llm
         try:
             import gc
 
