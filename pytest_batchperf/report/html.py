@@ -13,13 +13,13 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..decision import SEVERITY, Comparison, Verdict, _fmt
+from ..decision import SEVERITY, Comparison, _fmt
 from ..environment import diff
 from ..results import CaseResult, RunResults
 from .charts import family_charts, families
+from .summary import key_comparison
 
 _RANK = {v: i for i, v in enumerate(SEVERITY)}
-_JUDGED = (Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.IMPROVED)
 
 # Rows of the environment diff a driver/engine/model gate is about; shown even when equal.
 _HEADLINE = re.compile(
@@ -38,19 +38,9 @@ class Row:
     key: Comparison | None
 
 
-def _key_comparison(case: CaseResult) -> Comparison | None:
-    """The metric behind the case's verdict: throughput, the one readers look at first,
-    when it is among the worst; else the biggest change among them; else throughput."""
-    worst = [c for c in case.comparisons if c.verdict is case.verdict and c.verdict in _JUDGED]
-    throughput = next((c for c in case.comparisons if c.metric == "output_tok_s"), None)
-    if worst and throughput not in worst:
-        return max(worst, key=lambda c: abs(c.change) if math.isfinite(c.change) else math.inf)
-    return throughput
-
-
 def _rows(run: RunResults) -> list[Row]:
     cases = sorted(run.cases.values(), key=lambda c: (_RANK[c.verdict], c.case_id))
-    return [Row(c, f"case-{i}", _RANK[c.verdict], _key_comparison(c)) for i, c in enumerate(cases)]
+    return [Row(c, f"case-{i}", _RANK[c.verdict], key_comparison(c)) for i, c in enumerate(cases)]
 
 
 def _num(x: float | None) -> str:

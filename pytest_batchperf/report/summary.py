@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from ..decision import SEVERITY, Verdict
+import math
+
+from ..decision import SEVERITY, Comparison, Verdict
 from ..environment import diff
-from ..results import RunResults
+from ..results import CaseResult, RunResults
 from .sweeps import sweeps
 
 _ORDER = {v: i for i, v in enumerate(SEVERITY)}
@@ -70,6 +72,16 @@ def _esc(text: str) -> str:
     return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def key_comparison(case: CaseResult) -> Comparison | None:
+    """The metric behind the case's verdict: throughput, the one readers look at first,
+    when it is among the worst; else the biggest change among them; else throughput."""
+    worst = [c for c in case.comparisons if c.verdict is case.verdict and c.verdict in _JUDGED]
+    throughput = next((c for c in case.comparisons if c.metric == "output_tok_s"), None)
+    if worst and throughput not in worst:
+        return max(worst, key=lambda c: abs(c.change) if math.isfinite(c.change) else math.inf)
+    return throughput
+
+
 def markdown(run: RunResults) -> str:
     out = [
         f"## batchperf: {counts_line(run)}",
@@ -88,7 +100,13 @@ def markdown(run: RunResults) -> str:
         out.append("")
     out += ["| verdict | case | output tok/s | notes |", "| --- | --- | --- | --- |"]
     for case in sorted(run.cases.values(), key=lambda c: (_ORDER[c.verdict], c.case_id)):
-        notes = "; ".join(c.line() for c in case.comparisons if c.verdict in _JUDGED)
+        # One metric per case keeps a 40-case run within a PR comment; index.html has the rest.
+        judged = [c for c in case.comparisons if c.verdict in _JUDGED]
+        notes = ""
+        if judged:
+            first = key_comparison(case)
+            first = first if first in judged else judged[0]
+            notes = first.line() + (f" (+{len(judged) - 1} more)" if len(judged) > 1 else "")
         if case.error:
             notes = case.error.splitlines()[0]
         notes = "; ".join([notes] * bool(notes) + [f"warning: {w}" for w in case.warnings])
@@ -101,4 +119,5 @@ def markdown(run: RunResults) -> str:
                 "| --- | --- | --- | --- | --- |"]
         out += [f"| {_esc(s.suite)} | {s.strategy} | {b.batch_size} | {_tok_s(b.case)} | "
                 f"{max_batch_size(s) or '-'} |" for s, b in opt if b]
+    out += ["", "Charts, the environment diff and every round sample: `index.html` next to this file."]
     return "\n".join(out) + "\n"
