@@ -14,6 +14,8 @@ import pytest
 from pytest_batchperf import SCHEMA_VERSION, baseline
 from pytest_batchperf.cli import main
 from pytest_batchperf.merge import merge
+from pytest_batchperf.report.charts import families
+from pytest_batchperf.report.html import render
 from report_data import as_baseline, example, slowed
 
 
@@ -126,6 +128,8 @@ def test_merge_hardware_classes_keeps_both(files):
     cid = sorted(run.cases)[0]
     assert f"nvidia-h100-80gb-hbm3/{run.profile}::{cid}" in merged.cases
     assert merged.environment["nvidia-h100-80gb-hbm3/default"]["gpu"] == "NVIDIA H100 80GB HBM3"
+    page = render(merged)  # one chart family per hardware class
+    assert page.count('data-kind="throughput"') == 2 * len(families(run))
 
 
 def test_baseline_promote_then_show(files, capsys):
