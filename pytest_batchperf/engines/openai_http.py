@@ -272,11 +272,8 @@ class OpenAIHTTPEngine(Engine):
     def vocab_size(self) -> int:
         return self._vocab
 
-    def pids(self) -> list[int]:
-        pids = [os.getpid()]
-        if self.server is not None and self.server.alive():
-            pids.append(self.server.proc.pid)
-        return pids
+    # pids() stays the base one: a server started here is a child of this process, and
+    # memory sampling counts children (an external server's memory is not ours to see).
 
     def supports(self, feature: str) -> bool:
         return bool(self.options.get(feature, False)) if feature in ("priority", "prefix_cache") else False
