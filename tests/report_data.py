@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pytest_batchperf.gate import GatePolicy, compare_runs
-from pytest_batchperf.results import MetricSamples, RunResults
+from pytest_batchperf.results import CaseResult, MetricSamples, RunResults
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "reports" / "examples" / "results.json"
@@ -50,6 +50,9 @@ def hostile(run: RunResults) -> RunResults:
     bad_id = f"suites/test_x.py::test_{HOSTILE}[B1]"
     bad_case = replace(case, case_id=bad_id, suite=f"test_x::test_{HOSTILE}",
                        warnings=(TITLE_PAYLOAD,))
+    crashed_id = f"suites/test_x.py::test_crash[{HOSTILE}]"
+    crashed = CaseResult(crashed_id, "test_x::test_crash", {"strategy": "static", "batch_size": 2},
+                         error=f"engine crashed: {TITLE_PAYLOAD}")
     env = {**run.environment, "engine": {**run.environment.get("engine", {}), "model": TITLE_PAYLOAD}}
-    return replace(run, cases={**run.cases, bad_id: bad_case}, environment=env,
+    return replace(run, cases={**run.cases, bad_id: bad_case, crashed_id: crashed}, environment=env,
                    profile=f"default{HOSTILE}")

@@ -64,14 +64,16 @@ def test_report_in_chromium(chromium, tmp_path):
     assert console == []
     assert 'data-batchperf-ready="1"' in dom  # the report's script ran to its end
     title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
-    assert "pwned" not in title and title.startswith("batchperf: 1 regressed")
+    assert "pwned" not in title and title.startswith("batchperf: 1 error, 1 regressed")
     # The hostile names are text on the page, escaped, not elements.
     assert html.escape(HOSTILE, quote=False) in dom and HOSTILE not in dom
     assert "<img" not in dom
 
     table = dom.split('id="verdict-table"', 1)[1].split("</table>", 1)[0]
     rows = re.findall(r'<tr class="v-([a-z]+)" data-case="([^"]*)"', table)
-    assert len(rows) == len(run.cases) and rows[0] == ("regressed", html.escape(victim))
+    assert len(rows) == len(run.cases) and rows[0][0] == "error"
+    assert rows[1] == ("regressed", html.escape(victim))
+    assert "engine crashed: &lt;script&gt;" in table
     fams = families(run)
     expected = sum(len(KINDS) - (len(f.sweeps) < 2) for f in fams)
     charts = re.findall(r'<figure class="chart" id="[^"]+" data-kind="([a-z]+)">.*?</figure>', dom, re.S)
