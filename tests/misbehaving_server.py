@@ -108,6 +108,15 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # a client that hung up (the engine cancels the rest of a failed round): one line,
+        # not the stdlib's traceback, as production servers log it
+        log(f"client {client_address[0]}:{client_address[1]} went away: {sys.exc_info()[1]!r}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -122,8 +131,7 @@ def main() -> None:
         log("cannot load model: no such file (exiting at start on purpose)")
         sys.exit(3)
     Handler.args = args
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", args.port), Handler)
     log(f"listening on 127.0.0.1:{args.port}")
     server.serve_forever()
 
