@@ -96,6 +96,16 @@ def test_requests_are_sent_at_their_arrival_times(llama_server):
         assert 0 <= late < 0.25  # never early; late only by event-loop latency
 
 
+def test_priority_classes_are_measured_apart(llama_server):
+    spec = WorkloadSpec(num_requests=6, prompt=fixed(8), output=fixed(4), priority_classes=2)
+    trace = llama_server.run_round(build(spec, 4096), Strategy.CONTINUOUS, 2)
+    m = round_metrics(trace)
+    assert m["ttft_ms_p95_prio0"] > 0 and m["ttft_ms_p95_prio1"] > 0
+    # llama_cpp.server takes no priority, so the engine neither claims it nor sends it
+    assert not llama_server.supports("priority")
+    assert "priority" not in llama_server._body(build(spec, 4096).requests[1])
+
+
 def test_load_suite_on_llama_server(pytester):
     """The latency-under-load suite on llama-server-tiny: TTFT p95 far above saturation
     is well above TTFT p95 far below it, and both are in results.json."""
