@@ -228,6 +228,27 @@ def test_a_server_that_dies_mid_round_is_restarted():
         engine.close()
 
 
+def test_a_killed_engine_process_takes_its_server_down():
+    """A hung round gets the engine's child process SIGKILLed (no cleanup runs there):
+    the server it started must not outlive it."""
+    import signal
+
+    import psutil
+
+    from pytest_batchperf.engines import start
+
+    engine = start(misbehaving_profile(), timeout_s=60)
+    try:
+        child = psutil.Process(engine.pids()[0])
+        (server,) = [p for p in child.children(recursive=True)
+                     if "misbehaving_server.py" in " ".join(p.cmdline())]
+        os.kill(child.pid, signal.SIGKILL)
+        gone, _ = psutil.wait_procs([server], timeout=10)
+        assert gone, "the server outlived the engine process"
+    finally:
+        engine.close()
+
+
 SESSION_SUITE = """
 from pytest_batchperf.workload import WorkloadSpec, fixed
 
