@@ -370,6 +370,12 @@ class VLLMEngine(Engine):
         except Exception:  # noqa: BLE001 - closing a dead engine must not fail the session
             pass
         if self._loop is not None:
+            # AsyncLLM's output handlers are tasks of this loop: end them before closing
+            # it, as asyncio.run does, or they complain at exit.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
             self._loop = None
         if llm is None and async_llm is None:
