@@ -19,17 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gate_quality  # noqa: E402
 
-from pytest_batchperf.profiles import resolve  # noqa: E402
-
-INPROC = {"multiprocessing": False}
-
-
-def _resolve(name, pyproject, extra_file=None, overrides=None):
-    return resolve(name, pyproject, extra_file, {**INPROC, **(overrides or {})})
-
-
 if __name__ == "__main__":
-    gate_quality.resolve = _resolve
-    if "--profile" not in sys.argv and sys.argv[1:2] == ["measure"]:
-        sys.argv += ["--profile", "vllm-synthetic-1b"]
+    if sys.argv[1:2] == ["measure"]:
+        if "--profile" not in sys.argv:
+            sys.argv += ["--profile", "vllm-synthetic-1b"]
+        sys.argv += ["--set", "multiprocessing=false"]
     sys.exit(gate_quality.main())
