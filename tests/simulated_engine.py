@@ -6,7 +6,8 @@ the decision rule, baselines and reports are fast and independent of machine loa
 never stands in for a real engine: end-to-end tests use the llama-cpp engine.
 
 Knobs: step_ms, token_ms, noise (lognormal sigma per round), slowdown (fraction),
-seed (of the noise; default: a new one per process).
+seed (of the noise; default: a new one per process), factors (a list of time multipliers
+applied to successive rounds in turn, for exactly reproducible round-to-round spread).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class SimulatedEngine(Engine):
         self.token_s = float(o.get("token_ms", 0.25)) / 1e3
         self.noise = float(o.get("noise", 0.02))
         self.slowdown = float(o.get("slowdown", 0.0))
+        self.factors = itertools.cycle([float(f) for f in o.get("factors", [1.0])])
         seed = o.get("seed")
         self._rng = np.random.default_rng(seed if seed is not None else [os.getpid(), next(_rounds)])
 
@@ -47,7 +49,7 @@ class SimulatedEngine(Engine):
         return {"engine": self.name, "step_ms": self.step_s * 1e3, "model_hash": "simulated"}
 
     def run_round(self, workload, strategy, batch_size):
-        factor = (1 + self.slowdown) * self._rng.lognormal(0, self.noise)
+        factor = (1 + self.slowdown) * next(self.factors) * self._rng.lognormal(0, self.noise)
         sched = Scheduler(workload.requests, strategy, batch_size)
         t0 = clock = 1000.0 + next(_rounds)
         traces = {r.id: RequestTrace(r.id, r.prompt_len, t0 + r.arrival_s) for r in workload.requests}
