@@ -12,6 +12,7 @@ set-up; ``default`` is the llama-cpp engine on the tiny synthetic model on the C
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,9 @@ class Profile:
     timeout_s: float = 600.0
     # Run the engine in a child process so a crash or hang cannot take pytest down.
     isolate: bool = True
+    # Environment the engine starts with (OMP_WAIT_POLICY, CUDA_VISIBLE_DEVICES ...);
+    # a variable already set by the user wins.
+    env: Mapping[str, str] = field(default_factory=dict)
     source: str = "built-in"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Profile":
@@ -43,11 +47,14 @@ class Profile:
         return replace(self, **top, options={**self.options, **knobs})
 
     def describe(self) -> dict:
+        env = {f"env.{k}": "***" if _SECRET.search(k) else v for k, v in sorted(self.env.items())}
         return {"name": self.name, "engine": self.engine, "model": self.model,
-                "device": self.device, **{f"option.{k}": v for k, v in sorted(self.options.items())}}
+                "device": self.device, **env,
+                **{f"option.{k}": v for k, v in sorted(self.options.items())}}
 
 
-_TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate"}
+_TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate", "env"}
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.I)
 
 BUILTIN: dict[str, Profile] = {
     p.name: p
@@ -82,11 +89,15 @@ def _parse_table(name: str, table: Any, source: str) -> Profile:
         )
     top = {k: table.pop(k) for k in list(table) if k in _TOP_LEVEL}
     device = top.get("device", "cuda" if engine == "vllm" else "cpu")
+    env = top.get("env", {})
+    if not isinstance(env, dict):
+        raise ProfileError(f"{source}: profile {name!r}: env must be a table of variables")
     if device not in ("cpu", "cuda"):
         raise ProfileError(f"{source}: profile {name!r}: device must be 'cpu' or 'cuda'")
     return Profile(name=name, engine=engine, model=str(top.get("model", "synthetic:tiny")),
                    device=device, options=table, timeout_s=float(top.get("timeout_s", 600.0)),
-                   isolate=bool(top.get("isolate", True)), source=source)
+                   isolate=bool(top.get("isolate", True)),
+                   env={k: str(v) for k, v in env.items()}, source=source)
 
 
 def _read_toml(path: Path) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 from ..profiles import Profile
 from .base import Engine, EngineCrashed, EngineError, EngineUnavailable, OutOfMemory  # noqa: F401
@@ -18,6 +19,8 @@ _ADAPTERS = {
 
 def load(profile: Profile) -> Engine:
     """Build the profile's engine in this process."""
+    for key, value in profile.env.items():
+        os.environ.setdefault(key, value)
     target = _ADAPTERS.get(profile.engine, profile.engine)
     module, _, cls = target.partition(":")
     if not cls:
