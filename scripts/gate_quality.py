@@ -31,6 +31,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -177,74 +178,87 @@ def cmd_analyse(args) -> int:
     warnings.simplefilter("ignore")  # scipy on identical samples: the verdict handles it
     policy = GatePolicy(parse_tolerances(args.tolerance), args.alpha, strict=False)
     by = defaultdict(dict)  # (case, slowdown) -> rep -> CaseResult
+    when = {}  # (case, slowdown, rep) -> seconds since the start
     for run in data["runs"]:
         by[(run["case"], run["slowdown"])][run["rep"]] = _case(run, args.rounds)
+        when[(run["case"], run["slowdown"], run["rep"])] = run["t"]
     cases = sorted({c for c, _ in by})
     slowdowns = sorted({s for _, s in by if s > 0})
     rounds = args.rounds or meta["rounds"]
 
-    vs_first, pairs = Tally(), Tally()
+    def judge(tally, case, cur, base, slowdown=0.0):
+        tally.add(compare_case(by[(case, slowdown)][cur], by[(case, 0.0)][base], policy))
+
+    vs_first, pairs, adjacent = Tally(), Tally(), Tally()
     for case in cases:
-        reps = [by[(case, 0.0)][r] for r in sorted(by[(case, 0.0)])]
-        for cur in reps[1:]:
-            vs_first.add(compare_case(cur, reps[0], policy))
+        reps = sorted(by[(case, 0.0)])
+        for r in reps[1:]:
+            judge(vs_first, case, r, reps[0])
+            judge(adjacent, case, r, r - 1)
         for base, cur in itertools.combinations(reps, 2):
-            pairs.add(compare_case(cur, base, policy))
+            judge(pairs, case, cur, base)
 
     print(f"# Gate quality: profile {meta['profile']['name']} on {meta['hardware_class']}\n")
     print(f"Measured {meta['started']} with `{meta['command']}`; workload "
-          f"{meta['workload']['name']}, cases {', '.join(cases)}; {meta['warmup']} warm-up "
-          f"(until stable), {rounds} measured rounds; alpha {policy.alpha}, tolerances "
-          f"{dict(policy.tolerances) or 'catalog defaults'}.\n")
+          f"{meta['workload']['name']} ({meta['workload']['num_requests']} requests), cases "
+          f"{', '.join(cases)}; {meta['warmup']} warm-up (until stable), {rounds} measured "
+          f"rounds; alpha {policy.alpha}, tolerances {dict(policy.tolerances) or 'catalog defaults'}.\n")
     n_a = min(len(by[(c, 0.0)]) for c in cases)
     print(f"## A/A: {n_a} repetitions of each case, no change\n")
-    print("| metric | tolerance | regressed vs first | regressed, all pairs | inconclusive, all pairs "
-          "| worst adverse change p99 (all pairs) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("Regressed case-metrics when a repetition is judged against the first one (a saved "
+          "baseline), against the one measured just before it, and against every other one.\n")
+    print("| metric | tolerance | vs first | vs previous | all pairs | inconclusive, all pairs "
+          "| adverse change p99, all pairs |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for metric in sorted(pairs.metric):
-        spec = METRICS[metric]
         p99 = np.percentile(pairs.change[metric], 99)
-        print(f"| {metric} | {policy.tolerance(spec):.0%} | "
+        print(f"| {metric} | {policy.tolerance(METRICS[metric]):.0%} | "
               f"{_pct(*vs_first.rate(Verdict.REGRESSED, metric))} | "
+              f"{_pct(*adjacent.rate(Verdict.REGRESSED, metric))} | "
               f"{_pct(*pairs.rate(Verdict.REGRESSED, metric))} | "
               f"{_pct(*pairs.rate(Verdict.INCONCLUSIVE, metric))} | {p99:+.1%} |")
     print(f"| **all case-metrics** | | **{_pct(*vs_first.rate(Verdict.REGRESSED))}** | "
+          f"**{_pct(*adjacent.rate(Verdict.REGRESSED))}** | "
           f"**{_pct(*pairs.rate(Verdict.REGRESSED))}** | "
           f"{_pct(*pairs.rate(Verdict.INCONCLUSIVE))} | |")
-    n_first, n_pairs = sum(vs_first.cases.values()), sum(pairs.cases.values())
-    print(f"\nCases failing the gate (any metric regressed): vs first "
-          f"{_pct(vs_first.cases[Verdict.REGRESSED], n_first)}, all pairs "
-          f"{_pct(pairs.cases[Verdict.REGRESSED], n_pairs)}.\n")
+    print("| cases failing the gate | | " + " | ".join(
+        _pct(t.cases[Verdict.REGRESSED], sum(t.cases.values())) for t in (vs_first, adjacent, pairs))
+        + " | | |\n")
 
     if slowdowns:
-        print("## A/B: injected slowdowns, each slowed repetition against every A repetition\n")
-        print("| slowdown | case | reps | output_tok_s change (median) | case caught (regressed) "
-              "| output_tok_s regressed | e2e_ms_p50 regressed | tpot_ms_p50 regressed |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("## A/B: injected slowdowns\n")
+        print("Cases caught (verdict regressed) when a slowed repetition is judged against every A "
+              "repetition, and against the A repetition measured just before it.\n")
+        print("| slowdown | case | reps | output_tok_s change (median, all pairs) | caught, all pairs "
+              "| caught, vs previous A |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for s in slowdowns:
-            totals = Tally()
+            total_all, total_prev = Tally(), Tally()
             for case in cases:
-                t = Tally()
-                slowed = by.get((case, s), {})
-                for cur in slowed.values():
-                    for base in by[(case, 0.0)].values():
-                        judged = compare_case(cur, base, policy)
-                        t.add(judged)
-                        totals.add(judged)
-                n = sum(t.cases.values())
-                change = -np.median(t.change["output_tok_s"]) if n else float("nan")
+                t_all, t_prev = Tally(), Tally()
+                slowed = sorted(by.get((case, s), {}))
+                for r in slowed:
+                    for base in by[(case, 0.0)]:
+                        for t in (t_all, total_all):
+                            judge(t, case, r, base, s)
+                    prev = max((a for a in by[(case, 0.0)] if when[(case, 0.0, a)] < when[(case, s, r)]),
+                               key=lambda a: when[(case, 0.0, a)])
+                    for t in (t_prev, total_prev):
+                        judge(t, case, r, prev, s)
+                n_all, n_prev = sum(t_all.cases.values()), sum(t_prev.cases.values())
+                change = -np.median(t_all.change["output_tok_s"]) if n_all else float("nan")
                 print(f"| {s:.0%} | {case} | {len(slowed)} | {change:+.1%} | "
-                      f"{_pct(t.cases[Verdict.REGRESSED], n)} | "
-                      f"{_pct(*t.rate(Verdict.REGRESSED, 'output_tok_s'))} | "
-                      f"{_pct(*t.rate(Verdict.REGRESSED, 'e2e_ms_p50'))} | "
-                      f"{_pct(*t.rate(Verdict.REGRESSED, 'tpot_ms_p50'))} |")
-            n = sum(totals.cases.values())
-            print(f"| **{s:.0%}** | **all** | | | **{_pct(totals.cases[Verdict.REGRESSED], n)}** "
-                  f"| {_pct(*totals.rate(Verdict.REGRESSED, 'output_tok_s'))} | | |")
+                      f"{_pct(t_all.cases[Verdict.REGRESSED], n_all)} | "
+                      f"{_pct(t_prev.cases[Verdict.REGRESSED], n_prev)} |")
+            print(f"| **{s:.0%}** | **all** | | | "
+                  f"**{_pct(total_all.cases[Verdict.REGRESSED], sum(total_all.cases.values()))}** | "
+                  f"**{_pct(total_prev.cases[Verdict.REGRESSED], sum(total_prev.cases.values()))}** |")
         print()
     warned = [r for r in data["runs"] if r.get("warnings")]
-    print(f"Noise warnings: {len(warned)} of {len(data['runs'])} measured cases "
-          f"({Counter(w.split(':')[0].split(' (')[0] for r in warned for w in r['warnings']).most_common(3)}).")
+    kinds = Counter(re.sub(r"\d+(\.\d+)?", "N", w.split(" (")[0].split(":")[0])
+                    for r in warned for w in r["warnings"])
+    print(f"Noise guards fired on {len(warned)} of {len(data['runs'])} measured cases: "
+          + ", ".join(f"{k} ({n})" for k, n in kinds.most_common()) + ".")
     return 0
 
 
