@@ -29,9 +29,9 @@ from .base import Engine, EngineError, EngineUnavailable, OutOfMemory, RequestTr
 
 # Never reach for a hub: models are local directories (synthetic ones are written here).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# OpenMP workers that spin while waiting make torch several times slower whenever another
-# process shares the cores (seen 5x on a loaded 2-core CI machine); read at torch import.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OMP_WAIT_POLICY is left alone: PASSIVE helps on an oversubscribed machine but halved
+# static-batch throughput on a quiet one (921-1096 -> 447-492 tok/s, tiny, B8); a profile
+# can still set it through its env table.
 
 try:
     import torch
