@@ -14,14 +14,14 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 from . import SCHEMA_VERSION
-from .results import CaseResult, RunResults
+from .atomic import write_atomic
+from .results import RunResults
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -112,26 +112,6 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
 def save(path: str | os.PathLike, run: RunResults) -> RunResults:
     """Merge the run's successful cases into the baseline at ``path``, atomically.
 
@@ -156,7 +136,7 @@ def save(path: str | os.PathLike, run: RunResults) -> RunResults:
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             )
             text = json.dumps(merged.to_dict(), indent=2, sort_keys=True, allow_nan=False)
-            _atomic_write(path, text + "\n")
+            write_atomic(path, text + "\n")
             return merged
     except OSError as exc:
         why = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",

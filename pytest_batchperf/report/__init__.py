@@ -6,12 +6,13 @@ import json
 import os
 from pathlib import Path
 
+from ..atomic import write_atomic
 from ..results import RunResults
 from .summary import markdown, terminal_lines  # noqa: F401
 
 
 def write_json(run: RunResults, path: Path) -> Path:
-    path.write_text(json.dumps(run.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(path, json.dumps(run.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 
@@ -20,7 +21,7 @@ def write_all(run: RunResults, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = [write_json(run, directory / "results.json")]
     md = markdown(run)
-    (directory / "summary.md").write_text(md)
+    write_atomic(directory / "summary.md", md)
     written.append(directory / "summary.md")
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:

@@ -13,6 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from ..atomic import write_atomic
 from ..decision import SEVERITY, Comparison, _fmt
 from ..environment import diff
 from ..results import CaseResult, RunResults
@@ -100,5 +101,5 @@ def render(run: RunResults) -> str:
 
 def write_html(run: RunResults, path: Path) -> Path:
     path = Path(path)
-    path.write_text(render(run), encoding="utf-8")
+    write_atomic(path, render(run))
     return path
