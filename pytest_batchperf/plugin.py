@@ -199,6 +199,7 @@ def _is_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown where xdist is not installed
 def pytest_testnodedown(node, error):
     """xdist controller: collect the cases a worker measured."""
     data = getattr(node, "workeroutput", {}).get("batchperf")
