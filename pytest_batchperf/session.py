@@ -12,7 +12,7 @@ from pathlib import Path
 from . import baseline as baselines
 from . import engines, environment
 from .engines.base import Engine, EngineError
-from .gate import GatePolicy, compare_case, compare_runs
+from .gate import GatePolicy, compare_case
 from .options import Options
 from .profiles import Profile, resolve
 from .results import CaseResult, MetricSamples, RunResults
@@ -105,17 +105,17 @@ class BatchperfSession:
         self._record_max_batch_sizes()
         env = environment.capture(self.profile.device, self._engine_info)
         env["profile"] = self.profile.describe()
-        run = RunResults(profile=self.profile.name, hardware_class=self.hardware_class,
-                         environment=env, cases=dict(self.cases), created=self.started,
-                         interrupted=interrupted)
-        judged = compare_runs(run, self.baseline, self.policy, str(self.baseline_path))
-        # compare_runs re-judges with the session policy; keep per-case marker tolerances.
-        judged_cases = {cid: self.cases[cid] for cid in judged.cases}
-        missing = tuple(c for c in judged.missing if c.split("::")[0] in self._files_run())
-        return RunResults(**{**judged.__dict__, "cases": judged_cases, "missing": missing})
-
-    def _files_run(self) -> set[str]:
-        return {cid.split("::")[0] for cid in self.cases}
+        base_cases = self.baseline.cases if self.baseline else {}
+        files_run = {cid.split("::")[0] for cid in self.cases}
+        # Only cases of files this run measured count as missing, so running one suite
+        # file does not list every other file's cases.
+        missing = tuple(sorted(cid for cid in base_cases
+                               if cid not in self.cases and cid.split("::")[0] in files_run))
+        return RunResults(
+            profile=self.profile.name, hardware_class=self.hardware_class, environment=env,
+            cases=dict(self.cases), created=self.started, interrupted=interrupted,
+            baseline_path=str(self.baseline_path), missing=missing,
+            baseline_environment=dict(self.baseline.environment) if self.baseline else None)
 
     def save_baseline(self, run: RunResults) -> Path:
         baselines.save(self.baseline_path, run)
