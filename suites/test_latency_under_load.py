@@ -10,10 +10,9 @@ values (pytest_batchperf.load). Engines that cannot batch continuously skip.
 
 import pytest
 
-from pytest_batchperf.engines.base import EngineError, EngineUnavailable
-from pytest_batchperf.load import at_rate, calibrate
+from pytest_batchperf.load import at_rate
 
-from workloads import LOAD
+from workloads import LOAD, calibrated
 
 BATCH = 8
 STRATEGY = "continuous"
@@ -22,12 +21,7 @@ LOAD_FACTORS = [0.25, 0.5, 1.0, 4.0]
 
 @pytest.fixture(scope="module")
 def calibration(engine):
-    try:
-        return calibrate(engine, LOAD, STRATEGY, BATCH)
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    except EngineError as exc:
-        pytest.fail(f"calibrating the load sweep failed: {exc}", pytrace=False)
+    return calibrated(engine, LOAD, STRATEGY, BATCH, "the load sweep")
 
 
 def test_saturation(batchperf, calibration, record_property):

@@ -9,10 +9,9 @@ priority = true against ``vllm serve --scheduling-policy priority``); others ski
 
 import pytest
 
-from pytest_batchperf.engines.base import EngineError, EngineUnavailable
-from pytest_batchperf.load import at_rate, calibrate
+from pytest_batchperf.load import at_rate
 
-from workloads import PRIORITY
+from workloads import PRIORITY, calibrated
 
 BATCH = 8
 STRATEGY = "continuous"
@@ -23,12 +22,7 @@ OVERLOAD = 2.0
 def calibration(engine):
     if not engine.supports("priority"):
         pytest.skip(f"engine {engine.name!r} does not take a request priority")
-    try:
-        return calibrate(engine, PRIORITY, STRATEGY, BATCH)
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    except EngineError as exc:
-        pytest.fail(f"calibrating the priority case failed: {exc}", pytrace=False)
+    return calibrated(engine, PRIORITY, STRATEGY, BATCH, "the priority case")
 
 
 @pytest.mark.batchperf(rounds=3)

@@ -1,5 +1,10 @@
 """The workloads the suites share: seeded, so baselines stay comparable."""
 
+import pytest
+
+from pytest_batchperf.engines.base import EngineError, EngineUnavailable
+from pytest_batchperf.load import calibrate
+
 from pytest_batchperf.workload import WorkloadSpec, fixed, lognormal, uniform
 
 # Fixed lengths: the batch-size sweep measures batching, not length variance.
@@ -28,3 +33,13 @@ PREFIX_DISTINCT = WorkloadSpec(name="prefix-distinct", num_requests=16, prompt=f
 # Two priority classes (0 = high, 1 = low), alternating; the rate is set per case.
 PRIORITY = WorkloadSpec(name="priority", num_requests=24, prompt=fixed(32), output=fixed(16),
                         priority_classes=2, seed=5)
+
+
+def calibrated(engine, spec, strategy, batch_size, what: str):
+    """The engine's measured saturation on ``spec``; skips where the engine cannot run it."""
+    try:
+        return calibrate(engine, spec, strategy, batch_size)
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    except EngineError as exc:
+        pytest.fail(f"calibrating {what} failed: {exc}", pytrace=False)
