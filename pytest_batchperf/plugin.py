@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -164,7 +165,7 @@ class Batchperf:
         self._publish(judged)
         policy = self._session.policy.merged(tolerances)
         if judged.verdict is Verdict.INCONCLUSIVE and not policy.fails(judged.verdict):
-            warnings.warn(failure_message(judged, policy.__class__(strict=True)), stacklevel=2)
+            warnings.warn(failure_message(judged, replace(policy, strict=True)), stacklevel=2)
         if policy.fails(judged.verdict) and not self._session.options.save:
             pytest.fail(failure_message(judged, policy), pytrace=False)
         return judged
