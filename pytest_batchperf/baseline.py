@@ -96,7 +96,8 @@ def load(path: str | os.PathLike) -> RunResults | None:
         ) from None
     _validate(path, data)
     try:
-        return RunResults.from_dict({**data, "kind": "baseline"})
+        # A results.json keeps its kind "run" (and its verdicts); a file without one is a baseline.
+        return RunResults.from_dict({"kind": "baseline", **data})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BaselineError(f"{path}: not a valid batchperf baseline: {exc}") from None
 

@@ -6,7 +6,6 @@ Exit status: 0 fine, 1 a case regressed (compare), 2 bad input (one line on stde
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -33,10 +32,7 @@ def load(path: str) -> RunResults:
         raise CliError(str(exc)) from None
     if run is None:
         raise CliError(f"{path}: no such file")
-    # baselines.load marks everything a baseline; a run keeps its kind (and so its
-    # verdicts and comparisons when written back).
-    kind = json.loads(Path(path).read_text(encoding="utf-8")).get("kind", "run")
-    return replace(run, kind=kind if kind in ("run", "baseline") else "run")
+    return run
 
 
 def _policy(args) -> GatePolicy:

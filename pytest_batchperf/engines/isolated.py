@@ -36,8 +36,7 @@ def _serve(conn, profile: Profile) -> None:
         engine = load(profile)
         engine.warmup()
         conn.send(("ready", {"vocab_size": engine.vocab_size, "describe": engine.describe(),
-                             "features": {f: engine.supports(f) for f in ("priority", "prefix_cache")},
-                             "pids": engine.pids()}))
+                             "features": {f: engine.supports(f) for f in ("priority", "prefix_cache")}}))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         send_error(exc)
         return
