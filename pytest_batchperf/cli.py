@@ -17,6 +17,7 @@ from .catalog import parse_tolerances
 from .decision import DEFAULT_ALPHA
 from .gate import GatePolicy, compare_runs
 from .merge import MergeError, merge
+from .profiles import recorded_tolerances
 from .results import RunResults
 
 
@@ -73,6 +74,8 @@ def cmd_compare(args) -> int:
     if (base.profile, base.hardware_class) != (current.profile, current.hardware_class):
         print(f"note: comparing {current.profile} on {current.hardware_class} with "
               f"{base.profile} on {base.hardware_class}", file=sys.stderr)
+    policy = replace(policy, profile_tolerances=recorded_tolerances(
+        current.environment.get("profile", {})))
     run = compare_runs(replace(current, kind="run"), base, policy, args.baseline)
     _print_summary(run)
     _write(run, args.output)

@@ -15,11 +15,16 @@ class GatePolicy:
     tolerances: Mapping[str, float] = field(default_factory=dict)  # metric or "*" -> fraction
     alpha: float = DEFAULT_ALPHA
     strict: bool = False  # inconclusive fails too
+    # The profile's own tolerances (fitted to its hardware's noise): below the user's
+    # choices, above the catalog's defaults.
+    profile_tolerances: Mapping[str, float] = field(default_factory=dict)
 
     def tolerance(self, metric: MetricSpec) -> float:
-        if metric.name in self.tolerances:
-            return self.tolerances[metric.name]
-        return self.tolerances.get("*", metric.tolerance)
+        for table in (self.tolerances, self.profile_tolerances):
+            for key in (metric.name, "*"):
+                if key in table:
+                    return table[key]
+        return metric.tolerance
 
     def merged(self, overrides: Mapping[str, float]) -> "GatePolicy":
         return replace(self, tolerances={**self.tolerances, **overrides})

@@ -35,7 +35,7 @@ OPTIONS = (
     OptionDef("batchperf_alpha", "significance level of the regression test", str(DEFAULT_ALPHA)),
     OptionDef("batchperf_strict", "fail inconclusive cases too", False, "bool"),
     OptionDef("batchperf_report", "directory for index.html, results.json, summary.md ('' = none)", "reports"),
-    OptionDef("batchperf_batch_sizes", "comma-separated batch sizes for sweeps", "1,2,4,8,16,32"),
+    OptionDef("batchperf_batch_sizes", "comma-separated batch sizes for sweeps (default: the profile's, else 1,2,4,8,16,32)", ""),
     OptionDef("batchperf_timeout", "seconds a round may take before the case errors (0 = profile's)", "0"),
 )
 
@@ -77,6 +77,9 @@ def _number(text, what: str, cast=int, minimum=0):
     return value
 
 
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
 @dataclass(frozen=True)
 class Options:
     profile: str = "default"
@@ -90,7 +93,7 @@ class Options:
     alpha: float = DEFAULT_ALPHA
     strict: bool = False
     report_dir: Path | None = Path("reports")
-    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    batch_sizes: tuple[int, ...] = ()  # empty: the profile's, else DEFAULT_BATCH_SIZES
     timeout_s: float = 0.0
 
     @classmethod
@@ -119,6 +122,7 @@ class Options:
             alpha=alpha,
             strict=bool(v["batchperf_strict"]),
             report_dir=path(report) if report and report.lower() != "none" else None,
-            batch_sizes=_int_list(v["batchperf_batch_sizes"], "--batchperf-batch-sizes"),
+            batch_sizes=_int_list(v["batchperf_batch_sizes"], "--batchperf-batch-sizes")
+            if str(v["batchperf_batch_sizes"]).strip() else (),
             timeout_s=_number(v["batchperf_timeout"], "--batchperf-timeout", float, 0.0),
         )

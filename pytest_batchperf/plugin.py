@@ -17,7 +17,7 @@ from .engines.base import EngineError, EngineUnavailable, OutOfMemory
 from .catalog import parse_tolerances
 from .gate import failure_message
 from .metrics import SLO
-from .options import Options, add_options
+from .options import DEFAULT_BATCH_SIZES, Options, add_options
 from .profiles import ProfileError
 from .results import CaseResult
 from .runner import CaseSpec, measure, to_case
@@ -55,9 +55,21 @@ def pytest_generate_tests(metafunc):
     if "batch_size" in metafunc.fixturenames and not any(
         "batch_size" in getattr(c, "params", {}) for c in metafunc._calls
     ):
-        sizes = _marker(metafunc.definition).get("batch_sizes") or metafunc.config.stash[
-            SESSION].options.batch_sizes
+        sizes = _marker(metafunc.definition).get("batch_sizes") or _batch_sizes(
+            metafunc.config.stash[SESSION])
         metafunc.parametrize("batch_size", list(sizes), ids=[f"B{b}" for b in sizes])
+
+
+def _batch_sizes(s: BatchperfSession) -> tuple[int, ...]:
+    """The flag's or ini's sizes, else the profile's, else the plugin's defaults."""
+    if s.options.batch_sizes:
+        return s.options.batch_sizes
+    try:
+        s.prepare()
+    except (ProfileError, BaselineError, ValueError):
+        # pytest_collection_finish reports it as a usage error, in one line.
+        return DEFAULT_BATCH_SIZES
+    return s.profile.batch_sizes or DEFAULT_BATCH_SIZES
 
 
 def pytest_collection_finish(session):
@@ -109,6 +121,10 @@ class Batchperf:
     def engine(self):
         return self._request.getfixturevalue("engine")
 
+    def baseline_params(self) -> dict | None:
+        """This case's params in the baseline, or None where the baseline lacks the case."""
+        return self._session.baseline_params(self._request.node.nodeid)
+
     def _drive(self):
         bench = self._benchmark
         if bench is None or self._pedantic_used:
@@ -135,7 +151,8 @@ class Batchperf:
             tolerances = parse_tolerances(f"{k}={v}" for k, v in (opts.get("tolerance") or {}).items())
         except ValueError as exc:
             raise pytest.UsageError(f"@pytest.mark.batchperf(tolerance=...): {exc}") from None
-        spec = CaseSpec(workload, Strategy.parse(strategy), batch_size, slo or SLO(),
+        spec = CaseSpec(self.profile.sized(workload, batch_size), Strategy.parse(strategy),
+                        batch_size, slo or SLO(),
                         rounds=int(opts.get("rounds") or o.rounds),
                         warmup=int(opts.get("warmup") if opts.get("warmup") is not None else o.warmup))
         engine = self.engine

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .catalog import parse_tolerances
+from .workload import WorkloadSpec
+
 ENGINES = ("llama-cpp", "vllm", "openai-http", "transformers")
 
 
@@ -39,22 +42,53 @@ class Profile:
     # Environment the engine starts with (OMP_WAIT_POLICY, CUDA_VISIBLE_DEVICES ...);
     # a variable already set by the user wins.
     env: Mapping[str, str] = field(default_factory=dict)
+    # Round sizing: every round holds at least this many waves of B requests. GPU
+    # profiles set it so that a round lasts seconds at any B and the GPU, not the host
+    # CPU's per-step overhead, sets the pace (short rounds made vLLM's A/A fail).
+    min_waves: int = 0
+    # Default sweep sizes of this profile (a GPU sweeps further than a laptop CPU);
+    # --batchperf-batch-sizes and the marker win.
+    batch_sizes: tuple[int, ...] = ()
+    # Tolerances (fractions) that fit this profile's measured noise; the user's
+    # --batchperf-tolerance, ini and marker win, the catalog's defaults fill the rest.
+    tolerances: Mapping[str, float] = field(default_factory=dict)
     source: str = "built-in"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Profile":
-        top = {k: v for k, v in overrides.items() if k in _TOP_LEVEL}
+        top = _top_level(self.name, {k: v for k, v in overrides.items() if k in _TOP_LEVEL},
+                         "--batchperf-set")
         knobs = {k: v for k, v in overrides.items() if k not in _TOP_LEVEL}
         return replace(self, **top, options={**self.options, **knobs})
 
+    def sized(self, workload: WorkloadSpec, batch_size: int) -> WorkloadSpec:
+        """``workload`` with at least ``min_waves`` waves of ``batch_size`` requests."""
+        need = self.min_waves * batch_size
+        return replace(workload, num_requests=need) if need > workload.num_requests else workload
+
     def describe(self) -> dict:
         env = {f"env.{k}": "***" if _SECRET.search(k) else v for k, v in sorted(self.env.items())}
+        sizing = {"min_waves": self.min_waves} if self.min_waves else {}
+        tol = {f"{TOLERANCE_KEY}{k}": v for k, v in sorted(self.tolerances.items())}
         return {"name": self.name, "engine": self.engine, "model": self.model,
-                "device": self.device, **env,
+                "device": self.device, **sizing, **tol, **env,
                 **{f"option.{k}": v for k, v in sorted(self.options.items())}}
 
 
-_TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate", "env"}
+TOLERANCE_KEY = "tolerance."  # describe()'s keys of the profile's tolerances
+
+
+def recorded_tolerances(description: Mapping[str, Any]) -> dict[str, float]:
+    """The profile tolerances a run recorded (describe()), for judging it again later."""
+    return {k[len(TOLERANCE_KEY):]: float(v) for k, v in description.items()
+            if k.startswith(TOLERANCE_KEY)}
+
+
+_TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate", "env", "min_waves",
+              "batch_sizes", "tolerance"}
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.I)
+
+GPU_MIN_WAVES = 8
+GPU_BATCH_SIZES = (1, 8, 32, 128, 256)
 
 BUILTIN: dict[str, Profile] = {
     p.name: p
@@ -62,13 +96,16 @@ BUILTIN: dict[str, Profile] = {
         Profile("default", "llama-cpp", "synthetic:tiny", "cpu",
                 {"n_threads": 2, "n_ctx": 4096, "n_batch": 512}),
         Profile("llama-cpp-cuda-1b", "llama-cpp", "synthetic:1b", "cuda",
-                {"n_gpu_layers": -1, "n_ctx": 16384, "n_batch": 2048, "n_threads": 4}),
+                {"n_gpu_layers": -1, "n_ctx": 16384, "n_batch": 2048, "n_threads": 4},
+                min_waves=GPU_MIN_WAVES, batch_sizes=GPU_BATCH_SIZES),
         Profile("transformers-tiny", "transformers", "synthetic:tiny", "cpu",
                 {"dtype": "float32", "threads": 2}),
-        Profile("transformers-1b", "transformers", "synthetic:1b", "cuda", {"dtype": "bfloat16"}),
+        Profile("transformers-1b", "transformers", "synthetic:1b", "cuda", {"dtype": "bfloat16"},
+                min_waves=GPU_MIN_WAVES, batch_sizes=GPU_BATCH_SIZES),
         Profile("vllm-synthetic-1b", "vllm", "synthetic:1b", "cuda",
                 {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_seqs": 256,
-                 "dtype": "bfloat16"}),
+                 "dtype": "bfloat16"},
+                min_waves=GPU_MIN_WAVES, batch_sizes=GPU_BATCH_SIZES),
         Profile("llama-server-tiny", "openai-http", "synthetic:tiny", "cpu",
                 {"server": "llama_cpp.server", "n_threads": 2, "n_ctx": 4096,
                  "startup_timeout_s": 120}),
@@ -94,10 +131,39 @@ def _parse_table(name: str, table: Any, source: str) -> Profile:
         raise ProfileError(f"{source}: profile {name!r}: env must be a table of variables")
     if device not in ("cpu", "cuda"):
         raise ProfileError(f"{source}: profile {name!r}: device must be 'cpu' or 'cuda'")
+    sizing = _top_level(name, {k: top[k] for k in ("min_waves", "batch_sizes", "tolerance")
+                               if k in top}, source)
     return Profile(name=name, engine=engine, model=str(top.get("model", "synthetic:tiny")),
                    device=device, options=table, timeout_s=float(top.get("timeout_s", 600.0)),
                    isolate=bool(top.get("isolate", True)),
-                   env={k: str(v) for k, v in env.items()}, source=source)
+                   env={k: str(v) for k, v in env.items()}, source=source, **sizing)
+
+
+def _top_level(name: str, values: dict, where: str) -> dict:
+    """min_waves, batch_sizes and tolerance (a {metric: percent} table) checked and
+    converted to Profile fields; other top-level keys pass through."""
+    out = dict(values)
+    try:
+        if "min_waves" in out:
+            waves = out["min_waves"]
+            if isinstance(waves, bool) or not isinstance(waves, int) or waves < 0:
+                raise ValueError(f"min_waves must be an integer >= 0, got {waves!r}")
+        if "batch_sizes" in out:
+            sizes = out["batch_sizes"]
+            if isinstance(sizes, int):
+                sizes = [sizes]
+            if not isinstance(sizes, list) or not sizes or any(
+                    isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
+                raise ValueError(f"batch_sizes must be a list of integers >= 1, got {sizes!r}")
+            out["batch_sizes"] = tuple(sizes)
+        if "tolerance" in out:
+            table = out.pop("tolerance")
+            if not isinstance(table, dict):
+                raise ValueError("tolerance must be a table of METRIC = percent")
+            out["tolerances"] = parse_tolerances(f"{k}={v}" for k, v in table.items())
+    except ValueError as exc:
+        raise ProfileError(f"{where}: profile {name!r}: {exc}") from None
+    return out
 
 
 def _read_toml(path: Path) -> dict:

@@ -5,6 +5,7 @@ Plain Python, no pytest imports: the hooks in plugin.py only forward to it.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +37,8 @@ class BatchperfSession:
 
     @property
     def policy(self) -> GatePolicy:
-        return GatePolicy(self.options.tolerances, self.options.alpha, self.options.strict)
+        return GatePolicy(self.options.tolerances, self.options.alpha, self.options.strict,
+                          self.profile.tolerances if self.profile else {})
 
     @property
     def baseline_path(self) -> Path:
@@ -65,6 +67,13 @@ class BatchperfSession:
                 raise
             self._engine_info = self._engine.describe()
         return self._engine
+
+    def baseline_params(self, case_id: str) -> dict | None:
+        """The params ``case_id`` ran with in the baseline, or None where it has no such case:
+        a suite that derives its workload from a measurement (an offered request rate) reuses
+        them, so that the gate compares the same workload."""
+        case = self.baseline.cases.get(case_id) if self.baseline else None
+        return copy.deepcopy(dict(case.params)) if case is not None else None
 
     def record(self, case: CaseResult, tolerances: dict[str, float] | None = None) -> CaseResult:
         base = self.baseline.cases.get(case.case_id) if self.baseline else None

@@ -32,7 +32,9 @@ import itertools
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -81,7 +83,22 @@ def _schedule(aa: int, ab: int, slowdowns: list[float]):
             count[s] += 1
 
 
-def cmd_measure(args) -> int:
+def _measure_cases(engine, profile, workload, cases, rounds, warmup) -> list[CaseResult]:
+    out = []
+    for strategy, size in cases:
+        spec = CaseSpec(profile.sized(workload, size), strategy, size, rounds=rounds, warmup=warmup)
+        started = time.monotonic()
+        out.append(to_case(f"{strategy.value}-B{size}", "gate_quality", spec,
+                           measure(engine, spec), started))
+    return out
+
+
+def _record(case: CaseResult, slowdown: float, rep: int, t: float) -> dict:
+    return {"case": case.case_id, "slowdown": slowdown, "rep": rep, "t": round(t, 1),
+            **case.to_dict(baseline=True), "warnings": list(case.warnings)}
+
+
+def _settings(args):
     defaults = Options()
     rounds = args.rounds or defaults.rounds
     warmup = defaults.warmup if args.warmup is None else args.warmup
@@ -89,18 +106,27 @@ def cmd_measure(args) -> int:
     if args.requests:
         workload = replace(workload, num_requests=args.requests)
     profile = resolve(args.profile, ROOT / "pyproject.toml", overrides=parse_overrides(args.set))
-    engine = engines.load(profile)
-    if not hasattr(engine, "slowdown"):
-        print(f"gate_quality: engine {profile.engine!r} has no slowdown knob", file=sys.stderr)
-        return 2
-    engine.warmup()
+    return profile, workload, rounds, warmup
+
+
+def cmd_measure(args) -> int:
+    profile, workload, rounds, warmup = _settings(args)
     slowdowns = [float(x) for x in args.slowdowns.split(",") if x]
+    engine = None
+    if not args.fresh:
+        if profile.engine != "llama-cpp":
+            print(f"gate_quality: engine {profile.engine!r} takes its slowdown when it starts: "
+                  "use --fresh (a new process per repetition)", file=sys.stderr)
+            return 2
+        engine = engines.load(profile)
+        engine.warmup()
     data = {
         "meta": {
-            "profile": profile.describe(), "engine": engine.describe(),
+            "profile": profile.describe(), "engine": engine.describe() if engine else None,
             "hardware_class": environment.hardware_class(profile.device),
             "workload": workload.to_dict(), "cases": args.cases, "rounds": rounds,
             "warmup": warmup, "aa_reps": args.aa, "ab_reps": args.ab, "slowdowns": slowdowns,
+            "fresh_process": bool(args.fresh),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv),
         },
@@ -111,21 +137,51 @@ def cmd_measure(args) -> int:
     t_start = time.monotonic()
     schedule = list(_schedule(args.aa, args.ab, slowdowns))
     for i, (rep, slowdown) in enumerate(schedule):
-        engine.slowdown = slowdown
-        for strategy, size in _cases(args.cases):
-            spec = CaseSpec(workload, strategy, size, rounds=rounds, warmup=warmup)
-            started = time.monotonic()
-            case = to_case(f"{strategy.value}-B{size}", "gate_quality", spec,
-                           measure(engine, spec), started)
-            data["runs"].append({"case": case.case_id, "slowdown": slowdown, "rep": rep,
-                                 "t": round(time.monotonic() - t_start, 1),
-                                 **case.to_dict(baseline=True), "warnings": list(case.warnings)})
+        if engine is not None:
+            engine.slowdown = slowdown
+            measured = _measure_cases(engine, profile, workload, _cases(args.cases), rounds, warmup)
+        else:
+            measured, info = _in_fresh_process(args, slowdown)
+            data["meta"]["engine"] = data["meta"]["engine"] or info
+        data["runs"].extend(_record(c, slowdown, rep, time.monotonic() - t_start) for c in measured)
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n")
         os.replace(tmp, out)
         print(f"[{time.monotonic() - t_start:6.0f}s] {i + 1}/{len(schedule)} slowdown={slowdown:g} "
               f"rep={rep}", flush=True)
-    engine.close()
+    if engine is not None:
+        engine.close()
+    return 0
+
+
+def _in_fresh_process(args, slowdown: float) -> tuple[list[CaseResult], dict]:
+    """One repetition in a new Python process: the engine starts afresh, as in a new CI
+    run (memory layout, compiled kernels, CPU placement, clocks all drawn anew)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "one.json"
+        cmd = [sys.executable, __file__, "one", "--out", str(result), "--profile", args.profile,
+               "--workload", args.workload, "--requests", str(args.requests),
+               "--cases", args.cases, "--rounds", str(args.rounds),
+               *(["--warmup", str(args.warmup)] if args.warmup is not None else []),
+               *[x for kv in args.set for x in ("--set", kv)], "--set", f"slowdown={slowdown!r}"]
+        subprocess.run(cmd, check=True)
+        one = json.loads(result.read_text())
+    return [CaseResult.from_dict(cid, d) for cid, d in one["cases"].items()], one["engine"]
+
+
+def cmd_one(args) -> int:
+    """Measure every case once, in this process (the worker of ``measure --fresh``)."""
+    profile, workload, rounds, warmup = _settings(args)
+    engine = engines.load(profile)
+    try:
+        engine.warmup()
+        warnings.simplefilter("ignore")
+        cases = _measure_cases(engine, profile, workload, _cases(args.cases), rounds, warmup)
+        info = engine.describe()
+    finally:
+        engine.close()
+    Path(args.out).write_text(json.dumps(
+        {"engine": info, "cases": {c.case_id: c.to_dict() for c in cases}}))
     return 0
 
 
@@ -192,9 +248,9 @@ def cmd_analyse(args) -> int:
     vs_first, pairs, adjacent = Tally(), Tally(), Tally()
     for case in cases:
         reps = sorted(by[(case, 0.0)])
-        for r in reps[1:]:
+        for prev, r in zip(reps, reps[1:]):  # reps may have gaps (a subset, an interrupted run)
             judge(vs_first, case, r, reps[0])
-            judge(adjacent, case, r, r - 1)
+            judge(adjacent, case, r, prev)
         for base, cur in itertools.combinations(reps, 2):
             judge(pairs, case, cur, base)
 
@@ -285,17 +341,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("measure", help="measure A/A and A/B repetitions into a JSON file")
-    m.add_argument("--out", required=True)
-    m.add_argument("--profile", default="default")
-    m.add_argument("--workload", default="SWEEP", help="a workload of suites/workloads.py")
-    m.add_argument("--requests", type=int, default=0, help="shrink the workload to N requests")
-    m.add_argument("--set", action="append", default=[], help="KEY=VALUE profile knob, as the plugin")
-    m.add_argument("--cases", default=DEFAULT_CASES, help="STRATEGY:BATCH,... (%(default)s)")
+    one = sub.add_parser("one", help="(worker of measure --fresh) every case once")
+    for q in (m, one):
+        q.add_argument("--out", required=True)
+        q.add_argument("--profile", default="default")
+        q.add_argument("--workload", default="SWEEP", help="a workload of suites/workloads.py")
+        q.add_argument("--requests", type=int, default=0, help="shrink the workload to N requests")
+        q.add_argument("--set", action="append", default=[],
+                       help="KEY=VALUE profile knob, as the plugin")
+        q.add_argument("--cases", default=DEFAULT_CASES, help="STRATEGY:BATCH,... (%(default)s)")
+        q.add_argument("--rounds", type=int, default=0, help="measured rounds (default: plugin's)")
+        q.add_argument("--warmup", type=int, default=None, help="warm-up rounds (default: plugin's)")
     m.add_argument("--aa", type=int, default=30, help="repetitions without slowdown")
     m.add_argument("--ab", type=int, default=8, help="repetitions of each slowdown")
     m.add_argument("--slowdowns", default="0.05,0.10,0.25")
-    m.add_argument("--rounds", type=int, default=0, help="measured rounds (default: plugin's)")
-    m.add_argument("--warmup", type=int, default=None, help="warm-up rounds (default: plugin's)")
+    m.add_argument("--fresh", action="store_true",
+                   help="each repetition in a new process (as separate CI runs are)")
     a = sub.add_parser("analyse", help="judge the measured repetitions with the gate")
     a.add_argument("data")
     a.add_argument("--alpha", type=float, default=Options().alpha)
@@ -304,7 +365,8 @@ def main(argv=None) -> int:
     r = sub.add_parser("runs", help="tally verdicts of pytest runs' results.json files")
     r.add_argument("results", nargs="+")
     args = p.parse_args(argv)
-    return {"measure": cmd_measure, "analyse": cmd_analyse, "runs": cmd_runs}[args.cmd](args)
+    return {"measure": cmd_measure, "one": cmd_one, "analyse": cmd_analyse,
+            "runs": cmd_runs}[args.cmd](args)
 
 
 if __name__ == "__main__":

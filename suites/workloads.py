@@ -4,6 +4,7 @@ import pytest
 
 from pytest_batchperf.engines.base import EngineError, EngineUnavailable
 from pytest_batchperf.load import calibrate
+from pytest_batchperf.metrics import SLO
 
 from pytest_batchperf.workload import WorkloadSpec, fixed, lognormal, uniform
 
@@ -35,11 +36,35 @@ PRIORITY = WorkloadSpec(name="priority", num_requests=24, prompt=fixed(32), outp
                         priority_classes=2, seed=5)
 
 
-def calibrated(engine, spec, strategy, batch_size, what: str):
-    """The engine's measured saturation on ``spec``; skips where the engine cannot run it."""
+def output_tokens(case, spec) -> int:
+    """Output tokens a round of ``spec`` must produce, at the size the profile ran it."""
+    return case.params["workload"]["num_requests"] * spec.output.value
+
+
+def calibrated(engine, profile, spec, strategy, batch_size, what: str):
+    """The engine's measured saturation on ``spec`` (sized as the profile runs it); skips
+    where the engine cannot run it."""
     try:
-        return calibrate(engine, spec, strategy, batch_size)
+        return calibrate(engine, profile.sized(spec, batch_size), strategy, batch_size)
     except EngineUnavailable as exc:
         pytest.skip(str(exc))
     except EngineError as exc:
         pytest.fail(f"calibrating {what} failed: {exc}", pytrace=False)
+
+
+def offered_rate(batchperf, calibration, factor: float) -> tuple[float, str]:
+    """The request rate a load case offers, and where it came from: the baseline's rate for
+    this case where the baseline has one, since the gate may only compare latencies under
+    the same load and a fresh calibration lands on a slightly different rate every run;
+    else ``factor`` x the saturation calibrated now (a first run, a new case)."""
+    arrival = ((batchperf.baseline_params() or {}).get("workload") or {}).get("arrival") or {}
+    if arrival.get("rate"):
+        return float(arrival["rate"]), "baseline"
+    return calibration.rate(factor), "calibrated"
+
+
+def goodput_slo(batchperf, calibration) -> SLO:
+    """The SLO goodput counts against: the baseline's for this case where it has one, for
+    the same reason as offered_rate; else the one calibrated now."""
+    slo = (batchperf.baseline_params() or {}).get("slo")
+    return SLO(slo.get("ttft_ms"), slo.get("tpot_ms")) if slo else calibration.slo()

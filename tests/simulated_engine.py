@@ -51,25 +51,28 @@ class SimulatedEngine(Engine):
     def run_round(self, workload, strategy, batch_size):
         factor = (1 + self.slowdown) * next(self.factors) * self._rng.lognormal(0, self.noise)
         sched = Scheduler(workload.requests, strategy, batch_size)
-        t0 = clock = 1000.0 + next(_rounds)
+        t0 = 1000.0 + next(_rounds)
+        # The virtual clock counts from t0: (t0 + arrival) - t0 can round below the arrival,
+        # and the scheduler would then never see that request arrive.
+        now = 0.0
         traces = {r.id: RequestTrace(r.id, r.prompt_len, t0 + r.arrival_s) for r in workload.requests}
         active = {}  # id -> [request, prompt left, generated]
         while True:
-            for r in sched.admit(clock - t0, len(active)):
-                traces[r.id].scheduled = clock
+            for r in sched.admit(now, len(active)):
+                traces[r.id].scheduled = t0 + now
                 active[r.id] = [r, r.prompt_len, 0]
             if not active:
                 if sched.done:
                     break
-                clock = t0 + sched.next_wakeup(clock - t0)
+                now = sched.next_wakeup(now)
                 continue
             tokens = sum(a[1] or 1 for a in active.values())
-            clock += (self.step_s + self.token_s * tokens) * factor
+            now += (self.step_s + self.token_s * tokens) * factor
             for rid, a in list(active.items()):
                 a[1] = 0
                 a[2] += 1
-                traces[rid].token_times.append(clock)
+                traces[rid].token_times.append(t0 + now)
                 if a[2] >= a[0].max_output_tokens:
-                    traces[rid].finished = clock
+                    traces[rid].finished = t0 + now
                     del active[rid]
-        return RoundTrace(t0, clock, list(traces.values()), waves=sched.waves)
+        return RoundTrace(t0, t0 + now, list(traces.values()), waves=sched.waves)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_sim
+from conftest import SIM_PROFILE, run_sim
 
 
 def _results(pytester):
@@ -180,3 +180,37 @@ def test_xdist_workers_results_are_merged(sim_project):
     assert len(_results(p)["cases"]) == 4
     [path] = _baseline_files(p)
     assert len(json.loads(path.read_text())["cases"]) == 4
+
+
+def test_profile_sizes_rounds_sets_sweep_and_tolerances(sim_project):
+    """A GPU-style profile: min_waves grows each round to waves of B, batch_sizes is its
+    sweep, and its tolerance sits under the user's flag."""
+    ini = ('min_waves = 4\nbatch_sizes = [2, 8]\n'
+           'tolerance = { output_tok_s = 80, "*" = 80 }\n')
+    p = sim_project(noise=0.0, ini="")
+    p.makefile(".toml", pyproject=SIM_PROFILE.format(noise=0.0) + ini)
+    common = ("-p", "no:cacheprovider", "--batchperf-profile", "sim", "--benchmark-disable")
+    p.runpytest(*common, "--batchperf-save").assert_outcomes(passed=4)
+    cases = _results(p)["cases"]
+    sizes = {cid: c["params"]["workload"]["num_requests"] for cid, c in cases.items()}
+    assert sizes == {"test_suite.py::test_sweep[B2-static]": 16,  # the suite's 16 > 4 x 2
+                     "test_suite.py::test_sweep[B2-continuous]": 16,
+                     "test_suite.py::test_sweep[B8-static]": 32,  # 4 waves of 8
+                     "test_suite.py::test_sweep[B8-continuous]": 32}
+    assert _results(p)["environment"]["profile"]["tolerance.output_tok_s"] == 0.8
+    # 50 % slower: inside the profile's 80 % ...
+    p.runpytest(*common, "--batchperf-set", "slowdown=0.5").assert_outcomes(passed=4)
+    # ... but the user's flag wins over the profile.
+    res = p.runpytest(*common, "--batchperf-set", "slowdown=0.5", "--batchperf-tolerance", "*=10")
+    res.assert_outcomes(failed=4)
+    # The flag's sweep wins over the profile's.
+    p.runpytest(*common, "--batchperf-batch-sizes", "4").assert_outcomes(passed=2)
+
+
+def test_bad_profile_sizing_is_one_line(sim_project):
+    p = sim_project()
+    p.makefile(".toml", pyproject=SIM_PROFILE.format(noise=0.0) + "batch_sizes = [0, 8]\n")
+    res = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*profile 'sim': batch_sizes must be a list of integers >= 1*"])
+    assert "Traceback" not in res.stdout.str() + res.stderr.str()

@@ -120,13 +120,57 @@ def test_vllm_failures_map_to_plugin_errors():
     assert type(other) is EngineError and str(other) == "vLLM failed to start vLLM: ValueError: bad"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vllm")
-def test_bad_api_and_slowdown_combinations_are_refused():
+def test_bad_api_and_slowdown_are_refused_before_vllm_loads():
     for knobs, message in (({"api": "rest"}, "api must be"),
-                           ({"api": "async", "slowdown": 0.1}, "needs api = 'offline'"),
-                           ({"slowdown": 0.1}, "needs multiprocessing = false")):
+                           ({"slowdown": -0.1}, "slowdown must be >= 0")):
         with pytest.raises(EngineError, match=message):
             load(Profile("v", "vllm", "synthetic:tiny", "cuda", knobs, isolate=False))
+
+
+def test_slowdown_busy_waits_the_fraction_of_each_step():
+    import time
+
+    from pytest_batchperf.engines.vllm_slowdown import slowed
+
+    def step(seconds):
+        time.sleep(seconds)
+        return "outputs"
+
+    start = time.perf_counter()
+    assert slowed(step, 0.5)(0.02) == "outputs"
+    assert time.perf_counter() - start >= 0.02 * 1.5  # a lower bound: the wait is busy
+
+
+def test_slowdown_plugin_patches_the_engine_core_once(monkeypatch):
+    """register() as vLLM calls it in the engine core's process, on a stand-in EngineCore."""
+    import sys
+    import types
+
+    from pytest_batchperf.engines import vllm_slowdown
+
+    class EngineCore:
+        def step(self):
+            return "step"
+
+        def step_with_batch_queue(self):
+            return "queued"
+
+    core = types.ModuleType("vllm.v1.engine.core")
+    core.EngineCore = EngineCore
+    monkeypatch.setitem(sys.modules, "vllm.v1.engine.core", core)
+    monkeypatch.delenv(vllm_slowdown.ENV, raising=False)
+    vllm_slowdown.register()
+    assert not hasattr(EngineCore.step, "batchperf_slowdown")  # unset: vLLM untouched
+    monkeypatch.setenv(vllm_slowdown.ENV, "0.25")
+    vllm_slowdown.register()
+    vllm_slowdown.register()  # vLLM and the engine both call it: no double wrapping
+    assert EngineCore.step.batchperf_slowdown == 0.25
+    assert EngineCore.step.__wrapped__.__name__ == "step"
+    assert (EngineCore().step(), EngineCore().step_with_batch_queue()) == ("step", "queued")
+    monkeypatch.setenv(vllm_slowdown.ENV, "0.0")  # the next engine of this process: restored
+    vllm_slowdown.register()
+    assert not hasattr(EngineCore.step, "batchperf_slowdown")
+    assert not hasattr(EngineCore.step_with_batch_queue, "batchperf_slowdown")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
@@ -195,6 +239,30 @@ def test_poisson_arrivals_are_admitted_when_due(tiny_engine):
     for r in trace.requests:
         assert r.scheduled >= r.arrival and r.output_tokens == 6
     assert trace.end - trace.start >= max(r.arrival_s for r in wl.requests)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("api", ["offline", "async"])
+def test_slowdown_reaches_the_engine_core_process(api):
+    """The knob must slow the engine core in its own process (vLLM's default), not only
+    the front end: a 100 % slowdown at least halves throughput on a real engine."""
+    from pytest_batchperf.strategies import Strategy
+    from pytest_batchperf.workload import WorkloadSpec, build, fixed
+
+    def tok_s(slowdown):
+        engine = load(Profile("vllm-tiny", "vllm", "synthetic:tiny", "cuda",
+                              {**TINY_KNOBS, "api": api, "slowdown": slowdown}))
+        try:
+            wl = build(WorkloadSpec(num_requests=16, prompt=fixed(16), output=fixed(64), seed=1),
+                       engine.vocab_size)
+            engine.run_round(wl, Strategy.CONTINUOUS, 4)
+            return max(round_metrics(engine.run_round(wl, Strategy.CONTINUOUS, 4))["output_tok_s"]
+                       for _ in range(2))
+        finally:
+            engine.close()
+
+    assert tok_s(1.0) < 0.7 * tok_s(0.0)
 
 
 @gpu

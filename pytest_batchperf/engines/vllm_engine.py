@@ -20,10 +20,9 @@ kv_cache_dtype, block_size, async_scheduling. Plus ``api``: ``offline`` (default
 ``LLM``'s engine stepped here) or ``async`` (``AsyncLLM``: each admitted request streams
 on its own asyncio task, as a server would run it; the same Scheduler admits them at their
 arrival offsets), ``multiprocessing`` (false runs the engine core in this process) and
-``slowdown`` (fraction, default 0): sleep that fraction
-of each ``step()``'s own duration after it, a real proportional slowdown used to measure
-the gate's power; it needs ``multiprocessing = false``, else the engine core would run on
-while the front end sleeps.
+``slowdown`` (fraction, default 0): the engine core busy-waits that fraction of each of
+its steps' own duration after it, a real proportional slowdown used to measure the gate's
+power (vllm_slowdown.py; any api, core in its own process or not).
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from typing import Any, Iterable, Mapping
 from ..profiles import Profile
 from ..strategies import Scheduler, Strategy
 from ..workload import Request, Workload
+from . import vllm_slowdown
 from .base import (Engine, EngineCrashed, EngineError, EngineUnavailable, OutOfMemory,
                    RequestTrace, RoundTrace, now)
 
@@ -144,11 +144,10 @@ class VLLMEngine(Engine):
         self.api = o.get("api", "offline")
         if self.api not in ("offline", "async"):
             raise EngineError(f"vllm knob api must be 'offline' or 'async', not {self.api!r}")
-        if self.slowdown and self.api == "async":
-            raise EngineError("vllm knob slowdown needs api = 'offline'")
-        if self.slowdown and not self.inproc:
-            raise EngineError("vllm knob slowdown needs multiprocessing = false (the engine "
-                              "core would otherwise keep running while the front end sleeps)")
+        if self.slowdown < 0:
+            raise EngineError(f"vllm knob slowdown must be >= 0, got {self.slowdown}")
+        # Read by vllm_slowdown.register() in the engine core's process.
+        os.environ[vllm_slowdown.ENV] = repr(self.slowdown)
         if self.inproc:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")  # flashinfer is optional
@@ -160,6 +159,7 @@ class VLLMEngine(Engine):
         except ImportError as exc:
             raise EngineUnavailable(
                 f"engine 'vllm' needs vllm ({exc}): pip install 'pytest-batchperf[vllm]'") from None
+        vllm_slowdown.register()
         self._vllm_version = vllm.__version__
         self._SamplingParams, self._TokensPrompt = SamplingParams, TokensPrompt
         self._delta = RequestOutputKind.DELTA
@@ -224,6 +224,7 @@ class VLLMEngine(Engine):
             "scheduling_policy": "priority" if self.priority else "fcfs",
             "multiprocessing": not self.inproc,
             "api": self.api,
+            **({"slowdown": self.slowdown} if self.slowdown else {}),
             **{f"option.{k}": v for k, v in sorted(self.kwargs.items()) if k != "disable_log_stats"},
         }
 
@@ -308,14 +309,11 @@ class VLLMEngine(Engine):
                     break
                 time.sleep(max(0.0, sched.next_wakeup(now() - t0) - (now() - t0)))
                 continue
-            started = time.perf_counter()
             outputs = engine.step()
             received = now()
             for out in outputs:
                 if record_output(live[out.request_id], out, self.clock_offset, received):
                     del live[out.request_id]
-            if self.slowdown > 0:
-                time.sleep(self.slowdown * (received - started))
 
     async def _drive_async(self, sched: Scheduler, t0: float, traces: dict, prefix: str) -> None:
         """The Scheduler's admissions become streaming AsyncLLM requests, one task each."""
