@@ -50,13 +50,14 @@ def at_rate(spec: WorkloadSpec, rate: float, burstiness: float = 1.0) -> Workloa
 
 def calibrate(engine: Engine, spec: WorkloadSpec, strategy: Strategy | str,
               batch_size: int) -> Calibration:
-    """Measure saturation (one burst round of ``spec``) and unloaded latency (a few of its
+    """Measure saturation (burst rounds of ``spec``) and unloaded latency (a few of its
     requests, sequentially). Raises EngineError like any round."""
-    # One round each: the engine is warm (Engine.warmup ran at load).
+    # Warm-up until stable, then the median of 3 rounds: one cold round can come out many
+    # times slower than a warm one, and the rates it sets are kept in the baseline.
     burst = measure(engine, CaseSpec(replace(spec, arrival=Arrival()), Strategy.parse(strategy),
-                                     batch_size, rounds=1, warmup=0))
+                                     batch_size, rounds=3, warmup=1))
     alone = replace(spec, arrival=Arrival(), num_requests=min(4, spec.num_requests))
-    single = measure(engine, CaseSpec(alone, Strategy.SEQUENTIAL, 1, rounds=1, warmup=0))
+    single = measure(engine, CaseSpec(alone, Strategy.SEQUENTIAL, 1, rounds=3, warmup=1))
 
     # From when each request was taken, not when it was due: queueing behind the
     # earlier ones is exactly what "unloaded" leaves out.

@@ -43,8 +43,8 @@ class Profile:
     # a variable already set by the user wins.
     env: Mapping[str, str] = field(default_factory=dict)
     # Round sizing: every round holds at least this many waves of B requests. GPU
-    # profiles set it so that a round lasts seconds at any B and the GPU, not the host
-    # CPU's per-step overhead, sets the pace (short rounds made vLLM's A/A fail).
+    # profiles set it: the suites' CPU-sized workloads would give rounds of a tenth of a
+    # second at large B, timing the host's per-step overhead rather than the GPU.
     min_waves: int = 0
     # Default sweep sizes of this profile (a GPU sweeps further than a laptop CPU);
     # --batchperf-batch-sizes and the marker win.

@@ -55,8 +55,9 @@ def calibrated(engine, profile, spec, strategy, batch_size, what: str):
 def offered_rate(batchperf, calibration, factor: float) -> tuple[float, str]:
     """The request rate a load case offers, and where it came from: the baseline's rate for
     this case where the baseline has one, since the gate may only compare latencies under
-    the same load and a fresh calibration lands on a slightly different rate every run;
-    else ``factor`` x the saturation calibrated now (a first run, a new case)."""
+    the same load and a fresh calibration lands on a different rate every run; else
+    ``factor`` x the saturation calibrated now (a first run, a new case). Re-saving keeps
+    the rate; to re-anchor it to a changed engine, save into an empty baseline."""
     arrival = ((batchperf.baseline_params() or {}).get("workload") or {}).get("arrival") or {}
     if arrival.get("rate"):
         return float(arrival["rate"]), "baseline"
