@@ -20,8 +20,10 @@ repetitions; each slowed repetition against every A repetition. Since it only ne
 samples, other tolerances, alphas and fewer rounds (the first K of each case) can be tried
 without measuring again: that is how the defaults were chosen (docs/gate-quality.md).
 
-Repeated in-process measurement leaves out what differs between pytest processes (engine
-start-up, memory layout); docs/gate-quality.md compares it with real between-process runs.
+Repeated in-process measurement leaves out what differs between processes (engine start-up,
+memory layout, CPU placement); ``measure --fresh`` runs every repetition in a new process
+instead (``one``, the worker), as separate CI runs are, and is the figure that matters for a
+gate; docs/gate-quality.md has both.
 """
 
 from __future__ import annotations
