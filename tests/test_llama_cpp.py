@@ -121,10 +121,15 @@ def test_continuous(batchperf):
 
 def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     """The default profile on real llama.cpp: save, rerun (A/A), then slow the engine for
-    real (``slowdown=0.8`` sleeps 80 % of each decode call's duration after it: about
-    40 % less throughput): caught, with readable lines, and the baseline untouched."""
+    real (``slowdown=3`` busy-waits 3x each decode call's duration after it: about 75 %
+    less throughput): caught, with readable lines, and the baseline untouched.
+
+    Tolerance 60 %: on a shared 2-core VM whole processes run 30-45 % slower now and then
+    (docs/gate-quality.md, 30 fresh processes), so a 10 % gate between two processes is a
+    coin toss there; this checks the mechanism, not the machine."""
     pytester.makepyfile(test_e2e=SUITE)
-    common = ("-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-rounds", "5")
+    common = ("-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-rounds", "5",
+              "--batchperf-tolerance", "*=60")
     pytester.runpytest_subprocess(*common, "--batchperf-save").assert_outcomes(passed=1)
     [path] = (pytester.path / "baselines").rglob("default.json")
     saved = json.loads(path.read_text())
@@ -136,11 +141,11 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     aa.assert_outcomes(passed=1)
     assert "regressed" not in aa.stdout.str().lower()
 
-    slow = pytester.runpytest_subprocess(*common, "--batchperf-set", "slowdown=0.8")
+    slow = pytester.runpytest_subprocess(*common, "--batchperf-set", "slowdown=3")
     slow.assert_outcomes(failed=1)
     slow.stdout.fnmatch_lines(["*REGRESSED test_e2e.py::test_continuous*",
-                               "*output_tok_s: * -> * 1/s (-*%*tolerance 10%*"])
+                               "*output_tok_s: * -> * 1/s (-*%*tolerance 60%*"])
     results = json.loads((pytester.path / "reports" / "results.json").read_text())
     comp = {c["metric"]: c for c in results["cases"]["test_e2e.py::test_continuous"]["comparisons"]}
-    assert comp["output_tok_s"]["change"] < -0.25
+    assert comp["output_tok_s"]["change"] < -0.6
     assert path.read_text() == json.dumps(saved, indent=2, sort_keys=True) + "\n"
