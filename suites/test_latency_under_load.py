@@ -16,7 +16,7 @@ import pytest
 
 from pytest_batchperf.load import at_rate
 
-from workloads import LOAD, calibrated, goodput_slo, offered_rate, output_tokens
+from workloads import LOAD, Calibrated, goodput_slo, offered_rate, output_tokens
 
 BATCH = 8
 STRATEGY = "continuous"
@@ -25,7 +25,7 @@ LOAD_FACTORS = [0.25, 0.5, 1.0, 4.0]
 
 @pytest.fixture(scope="module")
 def calibration(engine, batchperf_session):
-    return calibrated(engine, batchperf_session.profile, LOAD, STRATEGY, BATCH, "the load sweep")
+    return Calibrated(engine, batchperf_session.profile, LOAD, STRATEGY, BATCH, "the load sweep")
 
 
 def test_saturation(batchperf, calibration, record_property):

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_batchperf.load import at_rate
 
-from workloads import PRIORITY, calibrated, offered_rate
+from workloads import PRIORITY, Calibrated, offered_rate
 
 BATCH = 8
 STRATEGY = "continuous"
@@ -25,7 +25,7 @@ OVERLOAD = 2.0
 def calibration(engine, batchperf_session):
     if not engine.supports("priority"):
         pytest.skip(f"engine {engine.name!r} does not take a request priority")
-    return calibrated(engine, batchperf_session.profile, PRIORITY, STRATEGY, BATCH,
+    return Calibrated(engine, batchperf_session.profile, PRIORITY, STRATEGY, BATCH,
                       "the priority case")
 
 
