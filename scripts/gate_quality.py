@@ -4,6 +4,7 @@
     python scripts/gate_quality.py measure --out gate.json          # minutes to an hour
     python scripts/gate_quality.py analyse gate.json                 # seconds; re-run freely
     python scripts/gate_quality.py analyse gate.json --alpha 0.05 --tolerance '*=5' --rounds 3
+    python scripts/gate_quality.py merge --out all.json machine1.json machine2.json
 
 ``measure`` loads the profile's engine ONCE, in this process, and measures the same cases
 (the suites' SWEEP workload; warm-up and rounds as the plugin's defaults, through
@@ -51,7 +52,7 @@ from pytest_batchperf.catalog import METRICS, Direction, Kind, parse_tolerances
 from pytest_batchperf.decision import Verdict
 from pytest_batchperf.gate import GatePolicy, compare_case
 from pytest_batchperf.options import Options
-from pytest_batchperf.profiles import parse_overrides, resolve
+from pytest_batchperf.profiles import parse_overrides, recorded_tolerances, resolve
 from pytest_batchperf.results import CaseResult, MetricSamples, RunResults
 from pytest_batchperf.runner import CaseSpec, measure, to_case
 from pytest_batchperf.strategies import Strategy
@@ -234,7 +235,10 @@ def cmd_analyse(args) -> int:
     data = json.loads(Path(args.data).read_text())
     meta = data["meta"]
     warnings.simplefilter("ignore")  # scipy on identical samples: the verdict handles it
-    policy = GatePolicy(parse_tolerances(args.tolerance), args.alpha, strict=False)
+    # Judged as the plugin would judge that profile's runs: its own tolerance table under
+    # the user's --tolerance.
+    policy = GatePolicy(parse_tolerances(args.tolerance), args.alpha, strict=False,
+                        profile_tolerances=recorded_tolerances(meta["profile"]))
     by = defaultdict(dict)  # (case, slowdown) -> rep -> CaseResult
     when = {}  # (case, slowdown, rep) -> seconds since the start
     for run in data["runs"]:
@@ -260,7 +264,9 @@ def cmd_analyse(args) -> int:
     print(f"Measured {meta['started']} with `{meta['command']}`; workload "
           f"{meta['workload']['name']} ({meta['workload']['num_requests']} requests), cases "
           f"{', '.join(cases)}; {meta['warmup']} warm-up (until stable), {rounds} measured "
-          f"rounds; alpha {policy.alpha}, tolerances {dict(policy.tolerances) or 'catalog defaults'}.\n")
+          f"rounds; alpha {policy.alpha}, tolerances "
+          f"{({**policy.profile_tolerances, **policy.tolerances}) or 'catalog defaults'} "
+          "(the rest: catalog defaults).\n")
     n_a = min(len(by[(c, 0.0)]) for c in cases)
     print(f"## A/A: {n_a} repetitions of each case, no change\n")
     print("Regressed case-metrics when a repetition is judged against the first one (a saved "
@@ -339,6 +345,43 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    """Several ``measure`` files of one profile and hardware class as one, in the order
+    given: repetitions are renumbered so the later files' come after the earlier ones'
+    (each file's ``t`` is offset likewise). Comparisons that cross files are between
+    machines of one class, as a CI pool's runs are."""
+    parts = [json.loads(Path(f).read_text()) for f in args.parts]
+    def identity(meta: dict) -> dict:
+        return {"profile": meta["profile"]["name"], "hardware_class": meta["hardware_class"],
+                "cases": meta["cases"], "rounds": meta["rounds"], "warmup": meta["warmup"]}
+
+    first = parts[0]["meta"]
+    for f, part in zip(args.parts, parts):
+        for key, value in identity(part["meta"]).items():
+            if value != identity(first)[key]:
+                print(f"gate_quality merge: {f} has {key} {value!r}, not "
+                      f"{identity(first)[key]!r}", file=sys.stderr)
+                return 2
+    count, offset, runs = Counter(), 0.0, []
+    for part in parts:
+        renumber: dict[tuple, int] = {}
+        for run in sorted(part["runs"], key=lambda r: (r["rep"], r["t"])):
+            key = (run["case"], run["slowdown"])
+            if (key, run["rep"]) not in renumber:
+                renumber[(key, run["rep"])] = count[key]
+                count[key] += 1
+            runs.append({**run, "rep": renumber[(key, run["rep"])], "t": run["t"] + offset})
+        offset += max((r["t"] for r in part["runs"]), default=0.0)
+    meta = {**first, "command": " ; ".join(p["meta"]["command"] for p in parts),
+            "started": " ; ".join(p["meta"]["started"] for p in parts),
+            "merged": [{"file": Path(f).name, "started": p["meta"]["started"],
+                        "runs": len(p["runs"])} for f, p in zip(args.parts, parts)],
+            "aa_reps": count.get(next((k for k in count if k[1] == 0.0), None), 0)}
+    Path(args.out).write_text(json.dumps({"meta": meta, "runs": runs}, separators=(",", ":")) + "\n")
+    print(f"{len(runs)} case runs from {len(parts)} files -> {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -364,11 +407,14 @@ def main(argv=None) -> int:
     a.add_argument("--alpha", type=float, default=Options().alpha)
     a.add_argument("--tolerance", action="append", default=[], help="METRIC=PCT, as the plugin")
     a.add_argument("--rounds", type=int, default=None, help="use only the first N rounds")
+    g = sub.add_parser("merge", help="join measure files of one profile (several machines)")
+    g.add_argument("--out", required=True)
+    g.add_argument("parts", nargs="+")
     r = sub.add_parser("runs", help="tally verdicts of pytest runs' results.json files")
     r.add_argument("results", nargs="+")
     args = p.parse_args(argv)
     return {"measure": cmd_measure, "one": cmd_one, "analyse": cmd_analyse,
-            "runs": cmd_runs}[args.cmd](args)
+            "runs": cmd_runs, "merge": cmd_merge}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -36,3 +36,26 @@ def test_fresh_process_measure_then_analyse(tmp_path):
     text = report.stdout
     assert "| **all case-metrics** | | **0/" in text  # no A/A false alarm
     assert "| **50%** | **all** | | | **6/6 (100.0%)** |" in text, text
+
+    # A profile's own tolerance table, as recorded in its description, judges its runs.
+    lenient = json.loads(out.read_text())
+    lenient["meta"]["profile"]["tolerance.*"] = 0.99
+    (tmp_path / "lenient.json").write_text(json.dumps(lenient))
+    text = _run("analyse", str(tmp_path / "lenient.json"), cwd=tmp_path).stdout
+    assert "| **50%** | **all** | | | **0/6 (0.0%)** |" in text, text
+
+    # Files from two machines of one class join into one set, repetitions renumbered.
+    merged = tmp_path / "merged.json"
+    joined = _run("merge", "--out", str(merged), str(out), str(out), cwd=tmp_path)
+    assert joined.returncode == 0, joined.stderr
+    reps = sorted(r["rep"] for r in json.loads(merged.read_text())["runs"]
+                  if r["slowdown"] == 0.0 and r["case"] == "continuous-B2")
+    assert reps == list(range(6))
+    assert "## A/A: 6 repetitions" in _run("analyse", str(merged), cwd=tmp_path).stdout
+
+    other = json.loads(out.read_text())
+    other["meta"]["profile"]["name"] = "another"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    refused = _run("merge", "--out", str(tmp_path / "x.json"), str(out),
+                   str(tmp_path / "other.json"), cwd=tmp_path)
+    assert refused.returncode == 2 and "has profile 'another'" in refused.stderr

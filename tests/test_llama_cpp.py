@@ -1,11 +1,13 @@
 """The llama-cpp engine on a real llama.cpp, on the synthetic tiny model, on the CPU."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from pytest_batchperf.engines import load
 from pytest_batchperf.engines.base import OutOfMemory
+from pytest_batchperf.engines.llama_cpp import resolve_model
 from pytest_batchperf.metrics import round_metrics
 from pytest_batchperf.models.gguf_model import check_gguf, gguf_path
 from pytest_batchperf.models.shapes import shape
@@ -149,3 +151,20 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     comp = {c["metric"]: c for c in results["cases"]["test_e2e.py::test_continuous"]["comparisons"]}
     assert comp["output_tok_s"]["change"] < -0.6
     assert path.read_text() == json.dumps(saved, indent=2, sort_keys=True) + "\n"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_use_mmap_false_reads_the_weights_into_memory_instead_of_mapping_the_file():
+    def mappings(path) -> int:  # other engines of this process may map the file too
+        return Path("/proc/self/maps").read_text().count(str(path))
+
+    for use_mmap in (True, False):
+        profile = BUILTIN["default"].with_overrides({"use_mmap": use_mmap})
+        before = mappings(resolve_model(profile.model)[0])
+        e = load(profile)
+        try:
+            assert (mappings(e.path) > before) is use_mmap
+            trace = e.run_round(_workload([4, 4]), Strategy.CONTINUOUS, 2)
+            assert [r.output_tokens for r in trace.requests] == [4, 4]
+        finally:
+            e.close()

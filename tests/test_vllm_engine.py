@@ -122,7 +122,8 @@ def test_vllm_failures_map_to_plugin_errors():
 
 def test_bad_api_and_slowdown_are_refused_before_vllm_loads():
     for knobs, message in (({"api": "rest"}, "api must be"),
-                           ({"slowdown": -0.1}, "slowdown must be >= 0")):
+                           ({"slowdown": -0.1}, "slowdown must be >= 0"),
+                           ({"slowdown_on": "cpu"}, "slowdown_on must be one of host, gpu")):
         with pytest.raises(EngineError, match=message):
             load(Profile("v", "vllm", "synthetic:tiny", "cuda", knobs, isolate=False))
 
@@ -139,6 +140,32 @@ def test_slowdown_busy_waits_the_fraction_of_each_step():
     start = time.perf_counter()
     assert slowed(step, 0.5)(0.02) == "outputs"
     assert time.perf_counter() - start >= 0.02 * 1.5  # a lower bound: the wait is busy
+
+
+def test_gpu_slowdown_spins_the_fraction_of_the_engines_own_step_time():
+    """On a GPU-bound engine the gap between steps is the GPU's step time: the spin queued
+    before each step is the fraction of that gap, less the spin it added itself; an idle
+    gap (between rounds) is not a step. A fake clock and spin kernel stand in for CUDA."""
+    from pytest_batchperf.engines.vllm_slowdown import gpu_slowed
+
+    now, spins = [0.0], []
+    step = gpu_slowed(lambda: "outputs", 0.25, spin=spins.append,
+                      cycles_per_s=lambda: 1e9, clock=lambda: now[0])
+
+    def gap_then_step(seconds):
+        now[0] += seconds
+        return step()
+
+    assert gap_then_step(0.0) == "outputs" and spins == []  # no step time known yet
+    gap_then_step(0.010)
+    assert spins == [2_500_000]  # 25 % of 10 ms at 1 GHz
+    gap_then_step(0.010 + 0.0025)  # the engine's 10 ms plus the spin just added
+    assert spins[-1] == 2_500_000
+    gap_then_step(5.0)  # idle between rounds: the estimate stands
+    assert spins[-1] == 2_500_000
+    for _ in range(30):  # the engine gets faster: the spin follows
+        gap_then_step(0.004 + spins[-1] / 1e9)
+    assert spins[-1] == pytest.approx(1_000_000, rel=0.01)
 
 
 def test_slowdown_plugin_patches_the_engine_core_once(monkeypatch):
@@ -167,6 +194,10 @@ def test_slowdown_plugin_patches_the_engine_core_once(monkeypatch):
     assert EngineCore.step.batchperf_slowdown == 0.25
     assert EngineCore.step.__wrapped__.__name__ == "step"
     assert (EngineCore().step(), EngineCore().step_with_batch_queue()) == ("step", "queued")
+    monkeypatch.setenv(vllm_slowdown.ENV_ON, "gpu")
+    vllm_slowdown.register()
+    assert EngineCore.step.batchperf_slowdown_on == "gpu"
+    assert EngineCore.step.__wrapped__.__name__ == "step"  # re-wrapped, not stacked
     monkeypatch.setenv(vllm_slowdown.ENV, "0.0")  # the next engine of this process: restored
     vllm_slowdown.register()
     assert not hasattr(EngineCore.step, "batchperf_slowdown")
@@ -243,16 +274,19 @@ def test_poisson_arrivals_are_admitted_when_due(tiny_engine):
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("api", ["offline", "async"])
-def test_slowdown_reaches_the_engine_core_process(api):
+@pytest.mark.parametrize("api,place", [("offline", "host"), ("async", "host"),
+                                       ("offline", "gpu")])
+def test_slowdown_reaches_the_engine_core_process(api, place):
     """The knob must slow the engine core in its own process (vLLM's default), not only
-    the front end: a 100 % slowdown at least halves throughput on a real engine."""
+    the front end: a 100 % slowdown at least halves throughput on a real engine. (The
+    ``gpu`` place has not run on a GPU yet.)"""
     from pytest_batchperf.strategies import Strategy
     from pytest_batchperf.workload import WorkloadSpec, build, fixed
 
     def tok_s(slowdown):
         engine = load(Profile("vllm-tiny", "vllm", "synthetic:tiny", "cuda",
-                              {**TINY_KNOBS, "api": api, "slowdown": slowdown}))
+                              {**TINY_KNOBS, "api": api, "slowdown": slowdown,
+                               "slowdown_on": place}))
         try:
             wl = build(WorkloadSpec(num_requests=16, prompt=fixed(16), output=fixed(64), seed=1),
                        engine.vocab_size)

@@ -8,7 +8,7 @@ so under ``continuous`` its slot is refilled on the next step. EOS is ignored: e
 request generates exactly its ``max_output_tokens`` (greedy argmax).
 
 Knobs (profile options): n_threads, n_threads_batch, n_gpu_layers, n_ctx, n_batch,
-n_ubatch, n_seq_max, flash_attn, verbose, slowdown (see below).
+n_ubatch, n_seq_max, flash_attn, use_mmap, verbose, slowdown (see below).
 
 ``slowdown`` (fraction, default 0) sleeps that fraction of each ``llama_decode`` call's
 own duration: a real, proportional slowdown used to measure the gate's power. It waits
@@ -63,6 +63,19 @@ def resolve_model(model: str) -> tuple[Path, str]:
     return path, h.hexdigest()[:16]
 
 
+def _set_use_mmap(params, on: bool) -> None:
+    """llama.cpp's use_mmap, on either side of its move into ``load_mode``. A ctypes
+    Structure takes any attribute silently, so the field is looked up first."""
+    fields = {f[0] for f in type(params)._fields_}
+    if "load_mode" in fields:
+        params.load_mode = L.LLAMA_LOAD_MODE_MMAP if on else L.LLAMA_LOAD_MODE_NONE
+    elif "use_mmap" in fields:
+        params.use_mmap = on
+    else:
+        raise EngineError("this llama-cpp-python has neither load_mode nor use_mmap: "
+                          "drop the use_mmap knob")
+
+
 @dataclass
 class _Seq:
     request: Request
@@ -90,6 +103,8 @@ class LlamaCppEngine(Engine):
             L.llama_log_set(_silence, ctypes.c_void_p())
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = int(o.get("n_gpu_layers", 0))
+        if "use_mmap" in o:
+            _set_use_mmap(mp, bool(o["use_mmap"]))
         self._model = L.llama_model_load_from_file(str(self.path).encode(), mp)
         if not self._model:
             raise EngineError(f"llama.cpp could not load the model {self.path}")

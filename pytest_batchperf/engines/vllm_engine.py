@@ -22,7 +22,8 @@ on its own asyncio task, as a server would run it; the same Scheduler admits the
 arrival offsets), ``multiprocessing`` (false runs the engine core in this process) and
 ``slowdown`` (fraction, default 0): the engine core busy-waits that fraction of each of
 its steps' own duration after it, a real proportional slowdown used to measure the gate's
-power (vllm_slowdown.py; any api, core in its own process or not).
+power (vllm_slowdown.py; any api, core in its own process or not); ``slowdown_on = "gpu"``
+queues it as a GPU spin kernel instead, for GPU-bound engines that hide host time.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ LLM_KNOBS = (
     "distributed_executor_backend", "scheduling_policy", "seed", "kv_cache_dtype",
     "block_size", "async_scheduling", "compilation_config",
 )
-OWN_KNOBS = ("api", "multiprocessing", "slowdown", "verbose")
+OWN_KNOBS = ("api", "multiprocessing", "slowdown", "slowdown_on", "verbose")
 PREEMPTIONS = "vllm:num_preemptions"
 PREFIX_HITS, PREFIX_QUERIES = "vllm:prefix_cache_hits", "vllm:prefix_cache_queries"
 
@@ -146,8 +147,13 @@ class VLLMEngine(Engine):
             raise EngineError(f"vllm knob api must be 'offline' or 'async', not {self.api!r}")
         if self.slowdown < 0:
             raise EngineError(f"vllm knob slowdown must be >= 0, got {self.slowdown}")
+        self.slowdown_on = o.get("slowdown_on", "host")
+        if self.slowdown_on not in vllm_slowdown.PLACES:
+            raise EngineError(f"vllm knob slowdown_on must be one of "
+                              f"{', '.join(vllm_slowdown.PLACES)}, not {self.slowdown_on!r}")
         # Read by vllm_slowdown.register() in the engine core's process.
         os.environ[vllm_slowdown.ENV] = repr(self.slowdown)
+        os.environ[vllm_slowdown.ENV_ON] = self.slowdown_on
         if self.inproc:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")  # flashinfer is optional
@@ -224,7 +230,8 @@ class VLLMEngine(Engine):
             "scheduling_policy": "priority" if self.priority else "fcfs",
             "multiprocessing": not self.inproc,
             "api": self.api,
-            **({"slowdown": self.slowdown} if self.slowdown else {}),
+            **({"slowdown": self.slowdown, "slowdown_on": self.slowdown_on}
+               if self.slowdown else {}),
             **{f"option.{k}": v for k, v in sorted(self.kwargs.items()) if k != "disable_log_stats"},
         }
 

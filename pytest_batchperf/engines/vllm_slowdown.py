@@ -1,15 +1,22 @@
 """The vLLM engine's ``slowdown`` knob, applied inside vLLM's engine core.
 
-A real, proportional slowdown for measuring the gate's power: after every engine-core
-step the core busy-waits ``slowdown`` times that step's own duration, so the whole
-engine runs that much slower on any batch size, with the engine core in its own process
-(vLLM's default) or in this one. It is a vLLM general plugin (entry point
-``vllm.general_plugins`` in pyproject.toml): vLLM calls ``register()`` in every process
-it starts, before the engine core is built, and the knob reaches the core process
-through the environment variable below. The engine also calls it itself each time it
-builds an engine: vLLM loads plugins once per process, and an engine core forked from
-this process inherits this process's EngineCore class. A sleep would overshoot steps of
-a few milliseconds and let the CPU drop its clock, so the wait is busy.
+A real, proportional slowdown for measuring the gate's power, in one of two places:
+
+- ``host`` (default): after every engine-core step the core busy-waits ``slowdown``
+  times that step's own duration. It slows whatever the host thread paces: a 1B model on
+  an H100, any CPU-bound engine. A GPU-bound engine hides it behind GPU work (an 8B model
+  on an H100 lost 3 % throughput at a 25 % host slowdown: docs/gpu/README.md).
+- ``gpu``: before every step the core queues a GPU spin kernel (``torch.cuda._sleep``) of
+  ``slowdown`` times the engine's own time per step on the stream the model runs on, as
+  slower kernels would. Not yet run on a GPU (see docs/gpu/README.md).
+
+It is a vLLM general plugin (entry point ``vllm.general_plugins`` in pyproject.toml):
+vLLM calls ``register()`` in every process it starts, before the engine core is built,
+and the knob reaches the core process through the environment variables below. The engine
+also calls it itself each time it builds an engine: vLLM loads plugins once per process,
+and an engine core forked from this process inherits this process's EngineCore class. A
+sleep would overshoot steps of a few milliseconds and let the CPU drop its clock, so the
+host wait is busy.
 """
 
 from __future__ import annotations
@@ -17,8 +24,14 @@ from __future__ import annotations
 import functools
 import os
 import time
+from typing import Callable
 
 ENV = "BATCHPERF_VLLM_SLOWDOWN"
+ENV_ON = "BATCHPERF_VLLM_SLOWDOWN_ON"
+PLACES = ("host", "gpu")
+# A gap this long between steps is the engine idling between rounds, not a step.
+IDLE_GAP_S = 0.5
+_CALIBRATION_CYCLES = 20_000_000
 
 
 def slowed(step, fraction: float):
@@ -33,7 +46,56 @@ def slowed(step, fraction: float):
         return out
 
     wrapper.batchperf_slowdown = fraction
+    wrapper.batchperf_slowdown_on = "host"
     return wrapper
+
+
+def gpu_slowed(step, fraction: float, spin: Callable[[int], None] | None = None,
+               cycles_per_s: Callable[[], float] | None = None,
+               clock: Callable[[], float] = time.perf_counter):
+    """``step`` preceded by a GPU spin of ``fraction`` times the engine's time per step.
+
+    The time per step is the gap between consecutive calls (on a GPU-bound engine the
+    host waits for the GPU, so the gap is the GPU's step time), smoothed, less the spin
+    this wrapper itself added; gaps of an idle engine are ignored."""
+    spin = spin or _torch_spin
+    cycles_per_s = cycles_per_s or functools.cache(_calibrate)
+    state = {"last": None, "step_s": 0.0, "added_s": 0.0}
+
+    @functools.wraps(step)
+    def wrapper(*args, **kwargs):
+        t = clock()
+        if state["last"] is not None and t - state["last"] < IDLE_GAP_S:
+            own = max(0.0, t - state["last"] - state["added_s"])
+            state["step_s"] = own if not state["step_s"] else 0.8 * state["step_s"] + 0.2 * own
+        state["last"], state["added_s"] = t, 0.0
+        if state["step_s"]:
+            state["added_s"] = fraction * state["step_s"]
+            spin(int(state["added_s"] * cycles_per_s()))
+        return step(*args, **kwargs)
+
+    wrapper.batchperf_slowdown = fraction
+    wrapper.batchperf_slowdown_on = "gpu"
+    return wrapper
+
+
+def _torch_spin(cycles: int) -> None:
+    import torch
+
+    torch.cuda._sleep(cycles)  # on the calling thread's current stream, as the model runs
+
+
+def _calibrate() -> float:
+    """GPU clock cycles per second of ``torch.cuda._sleep``, timed with CUDA events."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    torch.cuda._sleep(_CALIBRATION_CYCLES)
+    end.record()
+    end.synchronize()
+    return _CALIBRATION_CYCLES / (start.elapsed_time(end) / 1e3)
 
 
 def register() -> None:
@@ -41,6 +103,7 @@ def register() -> None:
     fraction = float(os.environ.get(ENV) or 0.0)
     if fraction <= 0 and ENV not in os.environ:
         return  # never asked for: do not even import vLLM's engine core
+    wrap = gpu_slowed if os.environ.get(ENV_ON, "host") == "gpu" else slowed
     from vllm.v1.engine.core import EngineCore
 
     for name in ("step", "step_with_batch_queue"):
@@ -48,4 +111,4 @@ def register() -> None:
         if step is None:
             continue
         original = step.__wrapped__ if hasattr(step, "batchperf_slowdown") else step
-        setattr(EngineCore, name, slowed(original, fraction) if fraction > 0 else original)
+        setattr(EngineCore, name, wrap(original, fraction) if fraction > 0 else original)

@@ -45,6 +45,10 @@ SHAPES: dict[str, ModelShape] = {
         ModelShape("base", hidden=768, layers=12, heads=12, kv_heads=4, ffn=2048, vocab=32000),
         # TinyLlama's shape, about 1.1B parameters: the GPU reference shape.
         ModelShape("1b", hidden=2048, layers=22, heads=32, kv_heads=4, ffn=5632, vocab=32000),
+        # Llama 3.1 8B's shape, 8.03B parameters: on an H100 its decode steps take the GPU
+        # longer than vLLM's per-step host work, so the GPU, not the host CPU, sets the pace.
+        ModelShape("8b", hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336, vocab=128256,
+                   rope_theta=500000.0),
     )
 }
 
