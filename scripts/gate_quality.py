@@ -227,6 +227,11 @@ class Tally:
                 sum(sum(c.values()) for c in self.metric.values()))
 
 
+def _tolerance_text(policy: GatePolicy) -> str:
+    table = {**policy.profile_tolerances, **policy.tolerances}
+    return f"{table} (the rest: catalog defaults)" if table else "catalog defaults"
+
+
 def _pct(k: int, n: int) -> str:
     return f"{k}/{n} ({k / n:.1%})" if n else "-"
 
@@ -264,9 +269,7 @@ def cmd_analyse(args) -> int:
     print(f"Measured {meta['started']} with `{meta['command']}`; workload "
           f"{meta['workload']['name']} ({meta['workload']['num_requests']} requests), cases "
           f"{', '.join(cases)}; {meta['warmup']} warm-up (until stable), {rounds} measured "
-          f"rounds; alpha {policy.alpha}, tolerances "
-          f"{({**policy.profile_tolerances, **policy.tolerances}) or 'catalog defaults'} "
-          "(the rest: catalog defaults).\n")
+          f"rounds; alpha {policy.alpha}, tolerances {_tolerance_text(policy)}.\n")
     n_a = min(len(by[(c, 0.0)]) for c in cases)
     print(f"## A/A: {n_a} repetitions of each case, no change\n")
     print("Regressed case-metrics when a repetition is judged against the first one (a saved "
