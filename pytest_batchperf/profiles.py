@@ -83,8 +83,8 @@ def recorded_tolerances(description: Mapping[str, Any]) -> dict[str, float]:
             if k.startswith(TOLERANCE_KEY)}
 
 
-_TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate", "env", "min_waves",
-              "batch_sizes", "tolerance"}
+_SIZING = ("min_waves", "batch_sizes", "tolerance")  # checked by _top_level
+_TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate", "env", *_SIZING}
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.I)
 
 GPU_MIN_WAVES = 8
@@ -140,8 +140,7 @@ def _parse_table(name: str, table: Any, source: str) -> Profile:
         raise ProfileError(f"{source}: profile {name!r}: env must be a table of variables")
     if device not in ("cpu", "cuda"):
         raise ProfileError(f"{source}: profile {name!r}: device must be 'cpu' or 'cuda'")
-    sizing = _top_level(name, {k: top[k] for k in ("min_waves", "batch_sizes", "tolerance")
-                               if k in top}, source)
+    sizing = _top_level(name, {k: top[k] for k in _SIZING if k in top}, source)
     return Profile(name=name, engine=engine, model=str(top.get("model", "synthetic:tiny")),
                    device=device, options=table, timeout_s=float(top.get("timeout_s", 600.0)),
                    isolate=bool(top.get("isolate", True)),

@@ -33,7 +33,6 @@ import argparse
 import importlib.util
 import itertools
 import json
-import os
 import re
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from pytest_batchperf import engines, environment
+from pytest_batchperf.atomic import write_atomic
 from pytest_batchperf.catalog import METRICS, Direction, Kind, parse_tolerances
 from pytest_batchperf.decision import Verdict
 from pytest_batchperf.gate import GatePolicy, compare_case
@@ -147,9 +147,7 @@ def cmd_measure(args) -> int:
             measured, info = _in_fresh_process(args, slowdown)
             data["meta"]["engine"] = data["meta"]["engine"] or info
         data["runs"].extend(_record(c, slowdown, rep, time.monotonic() - t_start) for c in measured)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n")
-        os.replace(tmp, out)
+        write_atomic(out, json.dumps(data, separators=(",", ":")) + "\n")
         print(f"[{time.monotonic() - t_start:6.0f}s] {i + 1}/{len(schedule)} slowdown={slowdown:g} "
               f"rep={rep}", flush=True)
     if engine is not None:
@@ -358,12 +356,12 @@ def cmd_merge(args) -> int:
         return {"profile": meta["profile"]["name"], "hardware_class": meta["hardware_class"],
                 "cases": meta["cases"], "rounds": meta["rounds"], "warmup": meta["warmup"]}
 
-    first = parts[0]["meta"]
+    first = identity(parts[0]["meta"])
     for f, part in zip(args.parts, parts):
         for key, value in identity(part["meta"]).items():
-            if value != identity(first)[key]:
-                print(f"gate_quality merge: {f} has {key} {value!r}, not "
-                      f"{identity(first)[key]!r}", file=sys.stderr)
+            if value != first[key]:
+                print(f"gate_quality merge: {f} has {key} {value!r}, not {first[key]!r}",
+                      file=sys.stderr)
                 return 2
     count, offset, runs = Counter(), 0.0, []
     for part in parts:
@@ -375,12 +373,12 @@ def cmd_merge(args) -> int:
                 count[key] += 1
             runs.append({**run, "rep": renumber[(key, run["rep"])], "t": run["t"] + offset})
         offset += max((r["t"] for r in part["runs"]), default=0.0)
-    meta = {**first, "command": " ; ".join(p["meta"]["command"] for p in parts),
+    meta = {**parts[0]["meta"], "command": " ; ".join(p["meta"]["command"] for p in parts),
             "started": " ; ".join(p["meta"]["started"] for p in parts),
             "merged": [{"file": Path(f).name, "started": p["meta"]["started"],
                         "runs": len(p["runs"])} for f, p in zip(args.parts, parts)],
-            "aa_reps": count.get(next((k for k in count if k[1] == 0.0), None), 0)}
-    Path(args.out).write_text(json.dumps({"meta": meta, "runs": runs}, separators=(",", ":")) + "\n")
+            "aa_reps": max((n for (_, s), n in count.items() if s == 0.0), default=0)}
+    write_atomic(Path(args.out), json.dumps({"meta": meta, "runs": runs}, separators=(",", ":")) + "\n")
     print(f"{len(runs)} case runs from {len(parts)} files -> {args.out}")
     return 0
 

@@ -63,19 +63,6 @@ def resolve_model(model: str) -> tuple[Path, str]:
     return path, h.hexdigest()[:16]
 
 
-def _set_use_mmap(params, on: bool) -> None:
-    """llama.cpp's use_mmap, on either side of its move into ``load_mode``. A ctypes
-    Structure takes any attribute silently, so the field is looked up first."""
-    fields = {f[0] for f in type(params)._fields_}
-    if "load_mode" in fields:
-        params.load_mode = L.LLAMA_LOAD_MODE_MMAP if on else L.LLAMA_LOAD_MODE_NONE
-    elif "use_mmap" in fields:
-        params.use_mmap = on
-    else:
-        raise EngineError("this llama-cpp-python has neither load_mode nor use_mmap: "
-                          "drop the use_mmap knob")
-
-
 @dataclass
 class _Seq:
     request: Request
@@ -103,8 +90,8 @@ class LlamaCppEngine(Engine):
             L.llama_log_set(_silence, ctypes.c_void_p())
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = int(o.get("n_gpu_layers", 0))
-        if "use_mmap" in o:
-            _set_use_mmap(mp, bool(o["use_mmap"]))
+        if "use_mmap" in o:  # llama.cpp's use_mmap, now part of its load_mode
+            mp.load_mode = L.LLAMA_LOAD_MODE_MMAP if o["use_mmap"] else L.LLAMA_LOAD_MODE_NONE
         self._model = L.llama_model_load_from_file(str(self.path).encode(), mp)
         if not self._model:
             raise EngineError(f"llama.cpp could not load the model {self.path}")
