@@ -274,12 +274,14 @@ def test_poisson_arrivals_are_admitted_when_due(tiny_engine):
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("api,place", [("offline", "host"), ("async", "host"),
-                                       ("offline", "gpu")])
-def test_slowdown_reaches_the_engine_core_process(api, place):
+@pytest.mark.parametrize("api,place,fraction", [("offline", "host", 1.0), ("async", "host", 1.0),
+                                                ("offline", "gpu", 50.0)])
+def test_slowdown_reaches_the_engine_core_process(api, place, fraction):
     """The knob must slow the engine core in its own process (vLLM's default), not only
-    the front end: a 100 % slowdown at least halves throughput on a real engine. (The
-    ``gpu`` place has not run on a GPU yet.)"""
+    the front end: a 100 % host slowdown at least halves throughput on a real engine. The
+    tiny model is host-bound, so a GPU spin of a fraction of its step hides behind the
+    host's work, as slower kernels would; a spin of 50 steps shows that it lands on the
+    stream the model runs on (proportionality on a GPU-bound model: docs/gpu/README.md)."""
     from pytest_batchperf.strategies import Strategy
     from pytest_batchperf.workload import WorkloadSpec, build, fixed
 
@@ -296,7 +298,7 @@ def test_slowdown_reaches_the_engine_core_process(api, place):
         finally:
             engine.close()
 
-    assert tok_s(1.0) < 0.7 * tok_s(0.0)
+    assert tok_s(fraction) < 0.7 * tok_s(0.0)
 
 
 @gpu
