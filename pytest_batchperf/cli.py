@@ -6,6 +6,7 @@ Exit status: 0 fine, 1 a case regressed (compare), 2 bad input (one line on stde
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -180,13 +181,21 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except CliError as exc:
         print(f"batchperf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("batchperf: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `batchperf compare ... | head`: the reader stopped early. No traceback, and
+        # not 0 either: a verdict nobody read must not pass for a clean run (128+SIGPIPE,
+        # as shell tools exit).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .gate import GatePolicy, compare_case
 from .options import Options
 from .profiles import Profile, resolve
 from .results import CaseResult, MetricSamples, RunResults
+from .workload import sweep_key
 
 
 @dataclass
@@ -93,7 +94,7 @@ class BatchperfSession:
         """Give the largest case that fit in each sweep that hit a limit a ``max_batch_size``
         metric (compared exactly with the baseline), and judge it again."""
         def sweep(suite: str, params) -> tuple:
-            return suite, params.get("strategy"), params.get("workload_key")
+            return suite, *sweep_key(params)
 
         limits: dict[tuple, int] = {}
         for suite, params in self._infeasible_params.values():

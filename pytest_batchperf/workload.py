@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -109,6 +110,20 @@ class WorkloadSpec:
         """Short stable hash: changes whenever the generated requests would change."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def sweep_key(params: Mapping[str, Any]) -> tuple[str, str]:
+    """(strategy, the workload but for its size): what the cases of one batch-size sweep
+    share. A GPU profile's min_waves gives each batch size its own number of requests,
+    and those cases are still one sweep."""
+    workload = params.get("workload")
+    if isinstance(workload, Mapping):
+        blob = json.dumps({k: v for k, v in workload.items() if k != "num_requests"},
+                          sort_keys=True)
+        family = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    else:  # results written before params carried the workload
+        family = str(params.get("workload_key", ""))
+    return str(params.get("strategy", "")), family
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,19 @@ def test_binary_garbage_is_a_clear_error(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(BaselineError, match="not UTF-8"):
         baseline.load(path)
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    """mkstemp's private 0600 must not leak into reports and baselines others read."""
+    import os
+
+    from pytest_batchperf.atomic import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "a.json", "{}")
+        (tmp_path / "b.json").write_text("{}")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"a.json": 0o644, "b.json": 0o644}

@@ -91,6 +91,22 @@ def test_console_script_is_installed_and_clean_on_errors(tmp_path):
     assert r.returncode == 0 and all(c in r.stdout for c in ("report", "compare", "merge", "baseline"))
 
 
+def test_a_reader_that_stops_early_gets_no_traceback_and_no_clean_exit(files):
+    """`batchperf compare ... | head`: a closed pipe is exit 141 (as shell tools), never 0,
+    so that an unread verdict cannot pass for a clean run."""
+    import os
+
+    _, _, base, cur = files
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        r = subprocess.run([sys.executable, "-m", "pytest_batchperf.cli", "compare", base, cur],
+                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert r.returncode == 141 and "Traceback" not in r.stderr and "Exception" not in r.stderr
+
+
 def test_report_rebuilds_the_reports(files, capsys):
     tmp, run, _, cur = files
     assert main(["report", cur, "-o", str(tmp / "rep")]) == 0

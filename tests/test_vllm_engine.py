@@ -327,13 +327,16 @@ class LimitedEngine(SimulatedEngine):
 """
 
 
-def test_sweep_records_max_batch_size_past_an_oom(sim_project):
+@pytest.mark.parametrize("sizing", ["", "min_waves = 4\n"], ids=["fixed-size", "min_waves"])
+def test_sweep_records_max_batch_size_past_an_oom(sim_project, sizing):
+    """With min_waves (the GPU profiles) every batch size runs its own number of
+    requests; the cases are still one sweep."""
     import json
 
     p = sim_project(noise=0.0)
     p.makepyfile(limited_engine=LIMITED_ENGINE)
     p.makefile(".toml", pyproject='[tool.batchperf.profiles.lim]\nengine = '
-               '"limited_engine:LimitedEngine"\nisolate = false\nnoise = 0.0\n')
+               '"limited_engine:LimitedEngine"\nisolate = false\nnoise = 0.0\n' + sizing)
     result = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "lim",
                          "--batchperf-batch-sizes", "2,8,16,32", "--benchmark-disable", "-rs",
                          "--batchperf-report", str(p.path / "out"))
@@ -346,3 +349,5 @@ def test_sweep_records_max_batch_size_past_an_oom(sim_project):
                               "test_suite.py::test_sweep[B8-static]"]
     assert all(v == [8] for v in limits.values())
     assert "| 8 |" in (p.path / "out" / "summary.md").read_text()
+    sizes = {c["params"]["workload"]["num_requests"] for c in cases.values() if c["metrics"]}
+    assert len(sizes) == (2 if sizing else 1)

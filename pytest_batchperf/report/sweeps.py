@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..results import CaseResult, RunResults
+from ..workload import sweep_key
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def sweeps(run: RunResults) -> list[Sweep]:
         p = case.params
         if "batch_size" not in p or not case.metrics:
             continue
-        key = (case.suite, p.get("strategy", ""), p.get("workload_key", ""))
+        key = (case.suite, *sweep_key(p))
         groups.setdefault(key, []).append(SweepPoint(int(p["batch_size"]), case))
     return [
         Sweep(suite, strategy, wk, tuple(sorted(points, key=lambda x: x.batch_size)))
