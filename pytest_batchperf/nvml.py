@@ -67,6 +67,13 @@ class ClockState:
     max_sm_mhz: int
     throttles: tuple[str, ...]
 
+    @property
+    def throttled(self) -> bool:
+        """A reason is set and the clock is below its maximum: NVML sets sw_power_cap at
+        the maximum clock too (an H100 under load: "SM at 1980 of 1980 MHz"), which
+        slows nothing and must not warn."""
+        return bool(self.throttles) and self.sm_mhz < self.max_sm_mhz
+
 
 def clock_state(index: int = 0) -> ClockState | None:
     if not available():

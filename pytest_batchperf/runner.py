@@ -78,7 +78,7 @@ def gpu_warnings(engine: Engine) -> list[str]:
         return []
     out = []
     clock = nvml.clock_state()
-    if clock and clock.throttles:
+    if clock and clock.throttled:
         out.append(f"GPU clocks throttled ({', '.join(clock.throttles)}): SM at "
                    f"{clock.sm_mhz} of {clock.max_sm_mhz} MHz")
     others = nvml.other_processes(set(engine.pids()))

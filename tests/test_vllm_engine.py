@@ -351,3 +351,24 @@ def test_sweep_records_max_batch_size_past_an_oom(sim_project, sizing):
     assert "| 8 |" in (p.path / "out" / "summary.md").read_text()
     sizes = {c["params"]["workload"]["num_requests"] for c in cases.values() if c["metrics"]}
     assert len(sizes) == (2 if sizing else 1)
+
+
+def test_gpu_noise_warnings_from_nvml_readings(monkeypatch):
+    """Throttling warns only when the clock is below its maximum (NVML sets sw_power_cap
+    at the maximum too: seen on an H100); another process on the GPU always warns. NVML
+    readings are stand-ins here."""
+    from pytest_batchperf import nvml
+    from pytest_batchperf.runner import gpu_warnings
+
+    engine = NS(device="cuda", pids=lambda: [11])
+    others: list[int] = []
+    monkeypatch.setattr(nvml, "available", lambda: True)
+    monkeypatch.setattr(nvml, "other_processes", lambda pids: others)
+    for sm, expected in ((1980, []), (1890, ["GPU clocks throttled (sw_power_cap): SM at "
+                                              "1890 of 1980 MHz"])):
+        state = nvml.ClockState(sm, 1980, ("sw_power_cap",))
+        monkeypatch.setattr(nvml, "clock_state", lambda: state)
+        assert gpu_warnings(engine) == expected
+    others.append(99)
+    assert gpu_warnings(engine)[-1] == "other processes use the GPU (pids 99)"
+    assert gpu_warnings(NS(device="cpu", pids=lambda: [])) == []
