@@ -9,7 +9,13 @@ from pathlib import Path
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    # Linux shows it without changing it; os.umask() can only read it by setting it, which
+    # would briefly give files created by other threads no mask at all.
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 

@@ -97,11 +97,11 @@ def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
 
     from pytest_batchperf.atomic import write_atomic
 
-    old = os.umask(0o022)
+    old = os.umask(0o027)  # not the usual 022: the mask must really be read
     try:
         write_atomic(tmp_path / "a.json", "{}")
         (tmp_path / "b.json").write_text("{}")
     finally:
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
-    assert modes == {"a.json": 0o644, "b.json": 0o644}
+    assert modes == {"a.json": 0o640, "b.json": 0o640}
