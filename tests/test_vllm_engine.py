@@ -372,3 +372,37 @@ def test_gpu_noise_warnings_from_nvml_readings(monkeypatch):
     others.append(99)
     assert gpu_warnings(engine)[-1] == "other processes use the GPU (pids 99)"
     assert gpu_warnings(NS(device="cpu", pids=lambda: [])) == []
+
+
+def test_gpu_spin_calibration_takes_the_loaded_clock(monkeypatch):
+    """torch.cuda._sleep counts SM cycles: calibrated while the clock ramps up from idle,
+    every later spin would be too short. A stand-in torch whose clock starts at 40 % of
+    its loaded rate and ramps with work (as seen on an H100) must calibrate to the loaded
+    rate."""
+    import sys
+    import types
+
+    from pytest_batchperf.engines import vllm_slowdown
+
+    loaded_hz, clock = 1.98e9, {"hz": 0.4 * 1.98e9, "now": 0.0}
+
+    def sleep(cycles):
+        clock["now"] += cycles / clock["hz"]
+        clock["hz"] = min(loaded_hz, clock["hz"] * 2.0)  # the clock rises under load
+
+    class Event:
+        def __init__(self, enable_timing):
+            self.t = None
+
+        def record(self):
+            self.t = clock["now"]
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, other):
+            return (other.t - self.t) * 1e3
+
+    cuda = types.SimpleNamespace(_sleep=sleep, Event=Event, synchronize=lambda: None)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    assert vllm_slowdown._calibrate() == pytest.approx(loaded_hz)
