@@ -115,9 +115,16 @@ def _saved_baseline(root: Path, case_id: str) -> Path:
     return path
 
 
+def _default_sigint() -> None:
+    # A shell's background job ignores SIGINT and its children inherit that; Python then
+    # installs no KeyboardInterrupt handler, and the Ctrl-C this test sends would be lost.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pytest_process(root: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, *args], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def test_ctrl_c_writes_results_so_far_and_leaves_the_baseline_alone(pytester):
