@@ -93,16 +93,13 @@ class BatchperfSession:
     def _record_max_batch_sizes(self) -> None:
         """Give the largest case that fit in each sweep that hit a limit a ``max_batch_size``
         metric (compared exactly with the baseline), and judge it again."""
-        def sweep(suite: str, params) -> tuple:
-            return suite, *sweep_key(params)
-
         limits: dict[tuple, int] = {}
         for suite, params in self._infeasible_params.values():
-            key, size = sweep(suite, params), int(params["batch_size"])
+            key, size = (suite, *sweep_key(params)), int(params["batch_size"])
             limits[key] = min(limits.get(key, size), size)
         largest: dict[tuple, CaseResult] = {}
         for case in self.cases.values():
-            key, size = sweep(case.suite, case.params), case.params.get("batch_size")
+            key, size = (case.suite, *sweep_key(case.params)), case.params.get("batch_size")
             if key in limits and case.metrics and size is not None and size < limits[key]:
                 if key not in largest or size > largest[key].params["batch_size"]:
                     largest[key] = case

@@ -16,7 +16,7 @@ if [ "${GPU_TESTS:-0}" = 1 ]; then
         "tests/test_vllm_engine.py::test_slowdown_reaches_the_engine_core_process[offline-gpu-50.0]" \
         > "$out/gpu_tests.log" 2>&1
 fi
-while [ ! -e /tmp/model.done ]; do sleep 2; done
+wait_for_model
 date -u +"gate quality %FT%TZ"
 python3 scripts/gpu_gate_quality.py measure --out "$out/gate-quality-h100.json" \
     --profile "$profile" --cases "$cases" --aa "$aa" --ab "$ab" --slowdowns "${SLOWDOWNS:-0.05,0.10,0.25}" ${GATE_ARGS:-} > "$out/measure.log" 2>&1

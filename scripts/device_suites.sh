@@ -8,7 +8,7 @@ source "$(dirname "$0")/device_env.sh"
 out=${1:?output dir}; profile=${2:-vllm-synthetic-1b}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$out/gpu.csv"
-while [ ! -e /tmp/model.done ]; do sleep 2; done
+wait_for_model
 rm -f "baselines/nvidia-h100-80gb-hbm3/$profile.json"
 run() { python3 -m pytest suites -p no:cacheprovider --batchperf-profile "$profile" "$@"; echo "rc=$?"; }
 date -u +"save start %FT%TZ"

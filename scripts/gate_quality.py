@@ -346,19 +346,21 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _identity(meta: dict) -> dict:
+    """What measure files must share to be merged."""
+    return {"profile": meta["profile"]["name"], "hardware_class": meta["hardware_class"],
+            "cases": meta["cases"], "rounds": meta["rounds"], "warmup": meta["warmup"]}
+
+
 def cmd_merge(args) -> int:
     """Several ``measure`` files of one profile and hardware class as one, in the order
     given: repetitions are renumbered so the later files' come after the earlier ones'
     (each file's ``t`` is offset likewise). Comparisons that cross files are between
     machines of one class, as a CI pool's runs are."""
     parts = [json.loads(Path(f).read_text()) for f in args.parts]
-    def identity(meta: dict) -> dict:
-        return {"profile": meta["profile"]["name"], "hardware_class": meta["hardware_class"],
-                "cases": meta["cases"], "rounds": meta["rounds"], "warmup": meta["warmup"]}
-
-    first = identity(parts[0]["meta"])
+    first = _identity(parts[0]["meta"])
     for f, part in zip(args.parts, parts):
-        for key, value in identity(part["meta"]).items():
+        for key, value in _identity(part["meta"]).items():
             if value != first[key]:
                 print(f"gate_quality merge: {f} has {key} {value!r}, not {first[key]!r}",
                       file=sys.stderr)

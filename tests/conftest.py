@@ -31,6 +31,15 @@ def test_sweep(batchperf, strategy, batch_size):
 
 
 @pytest.fixture
+def pytester(pytester, monkeypatch):
+    """pytester, whose inner pytest runs never look like xdist workers: pytest-benchmark
+    reads PYTEST_XDIST_WORKER from the environment and turns itself off, so under
+    ``pytest -n`` the inner runs would differ from a plain run."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    return pytester
+
+
+@pytest.fixture
 def sim_project(pytester):
     """A pytester project whose profile 'sim' is the SimulatedEngine (a fake, for
     plugin-logic tests only)."""

@@ -152,10 +152,7 @@ def test_default(batchperf, batch_size):
     res.stdout.fnmatch_lines(["FAILED test_suite.py::test_default[[]B2[]]*"])
 
 
-def test_pytest_benchmark_json_keeps_working(sim_project, tmp_path, monkeypatch):
-    # pytest-benchmark turns itself off in an xdist worker, which it reads from the
-    # environment: the inner run must not look like one when this file runs under -n.
-    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+def test_pytest_benchmark_json_keeps_working(sim_project, tmp_path):
     p = sim_project()
     out = tmp_path / "bench.json"
     res = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim",
