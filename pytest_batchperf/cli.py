@@ -1,6 +1,8 @@
-"""The ``batchperf`` command: rebuild reports, compare runs, merge shards, manage baselines.
+"""The ``batchperf`` command: rebuild reports, compare runs, merge shards, manage baselines,
+measure the gate on this runner, build llama.cpp's own tools.
 
-Exit status: 0 fine, 1 a case regressed (compare), 2 bad input (one line on stderr).
+Exit status: 0 fine, 1 a case regressed (compare) or the gate missed its targets
+(gate-quality), 2 bad input (one line on stderr). Heavy modules load per command.
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, report
-from . import baseline as baselines
-from .baseline import BaselineError
-from .catalog import parse_tolerances
-from .decision import DEFAULT_ALPHA
-from .gate import GatePolicy, compare_runs
-from .merge import MergeError, merge
-from .profiles import recorded_tolerances
-from .results import RunResults
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .judge.decision import DEFAULT_ALPHA
+
+if TYPE_CHECKING:
+    from .judge.gate import GatePolicy
+    from .judge.results import RunResults
 
 
 class CliError(Exception):
@@ -28,6 +29,9 @@ class CliError(Exception):
 
 def load(path: str) -> RunResults:
     """A results.json or a baseline file (one layout), validated like a baseline."""
+    from .judge import baseline as baselines
+    from .judge.baseline import BaselineError
+
     try:
         run = baselines.load(path)
     except BaselineError as exc:
@@ -37,46 +41,56 @@ def load(path: str) -> RunResults:
     return run
 
 
-def _policy(args) -> GatePolicy:
+def _policy(args: Any, recorded: Any) -> GatePolicy:
+    """The policy the run recorded, with the command line's choices on top."""
+    from .judge.catalog import parse_tolerances
+    from .judge.gate import GatePolicy
+
     try:
         tolerances = parse_tolerances(args.tolerance)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if not 0 < args.alpha < 1:
-        raise CliError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    return GatePolicy(tolerances, args.alpha, args.strict)
+    alpha = args.alpha if args.alpha is not None else recorded.get("alpha", DEFAULT_ALPHA)
+    if not 0 < alpha < 1:
+        raise CliError(f"--alpha must be between 0 and 1, got {alpha}")
+    policy = GatePolicy.from_dict(recorded)
+    return replace(policy, tolerances={**policy.tolerances, **tolerances}, alpha=alpha,
+                   strict=args.strict or policy.strict, looks=1)
 
 
 def _print_summary(run: RunResults) -> None:
+    from . import report
+
     for line in report.terminal_lines(run):
         print(line)
 
 
 def _write(run: RunResults, out: str | None) -> None:
+    from . import report
+
     if out is None:
         return
-    try:
-        written = report.write_all(run, Path(out))
-    except OSError as exc:
-        raise CliError(f"{out}: cannot write reports: {exc.strerror or exc}") from None
+    written, errors = report.write_all(run, Path(out))
+    if errors:
+        raise CliError(f"cannot write reports: {errors[0]}")
     print(f"reports written to {out} ({', '.join(p.name for p in written)})")
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: Any) -> int:
     run = load(args.results)
     _print_summary(run)
     _write(run, args.output)
     return 0
 
 
-def cmd_compare(args) -> int:
-    policy = _policy(args)
+def cmd_compare(args: Any) -> int:
+    from .judge.gate import compare_runs
+
     base, current = load(args.baseline), load(args.current)
+    policy = _policy(args, current.gate)
     if (base.profile, base.hardware_class) != (current.profile, current.hardware_class):
         print(f"note: comparing {current.profile} on {current.hardware_class} with "
               f"{base.profile} on {base.hardware_class}", file=sys.stderr)
-    policy = replace(policy, profile_tolerances=recorded_tolerances(
-        current.environment.get("profile", {})))
     run = compare_runs(replace(current, kind="run"), base, policy, args.baseline)
     _print_summary(run)
     _write(run, args.output)
@@ -86,7 +100,9 @@ def cmd_compare(args) -> int:
     return 1 if failed else 0
 
 
-def cmd_merge(args) -> int:
+def cmd_merge(args: Any) -> int:
+    from .judge.merge import MergeError, merge
+
     try:
         run = merge([load(p) for p in args.shards], args.shards)
     except MergeError as exc:
@@ -96,7 +112,7 @@ def cmd_merge(args) -> int:
     return 0
 
 
-def cmd_baseline_show(args) -> int:
+def cmd_baseline_show(args: Any) -> int:
     base = load(args.file)
     print(f"{args.file}: {base.kind} of profile {base.profile} on {base.hardware_class}, "
           f"{len(base.cases)} cases, created {base.created or '-'}")
@@ -109,12 +125,15 @@ def cmd_baseline_show(args) -> int:
             print(f"  {key}: {value}")
     for case_id, case in sorted(base.cases.items()):
         m = case.metrics.get("output_tok_s")
-        tok = f"{m.median:,.0f} tok/s over {len(m.samples)} rounds" if m else "no output_tok_s"
+        tok = f"{m.median:,.0f} tok/s, median of {len(m.runs)} run(s)" if m else "no output_tok_s"
         print(f"  {case_id}: {tok}")
     return 0
 
 
-def cmd_baseline_promote(args) -> int:
+def cmd_baseline_promote(args: Any) -> int:
+    from .judge import baseline as baselines
+    from .judge.baseline import BaselineError
+
     run = load(args.results)
     if "," in run.hardware_class or "," in run.profile:
         raise CliError(f"{args.results}: a merge of several hardware classes or profiles "
@@ -152,8 +171,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", metavar="DIR", help="also write the reports there")
     c.add_argument("--tolerance", action="append", metavar="METRIC=PCT",
                    help="relative tolerance ('*' for all; repeatable)")
-    c.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help="significance level of the regression test")
+    c.add_argument("--alpha", type=float, default=None,
+                   help="false-alarm rate per run of the whole suite (default: the run's)")
     c.add_argument("--strict", action="store_true", help="fail inconclusive cases too")
     c.set_defaults(func=cmd_compare)
 
@@ -175,7 +194,39 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--to", metavar="FILE.json", help="an explicit baseline file")
     pr.add_argument("--force", action="store_true", help="promote an interrupted run too")
     pr.set_defaults(func=cmd_baseline_promote)
+
+    q = sub.add_parser("gate-quality", help="measure the gate on this runner: A/A false alarms "
+                       "and injected-slowdown detection, every repetition a fresh pytest process")
+    q.add_argument("--suite", dest="suites", action="append", metavar="PATH",
+                   help="suite files or directories (repeatable; default: suites)")
+    q.add_argument("--profile", default="default", help="engine profile (default: default)")
+    q.add_argument("--out", default="gate-quality", metavar="DIR", help="where data and reports go")
+    q.add_argument("--aa", type=int, default=20, help="A/A repetitions (default 20)")
+    q.add_argument("--slowdowns", default="0.10,0.25", help="slowdown fractions (default 0.10,0.25)")
+    q.add_argument("--per-slowdown", type=int, default=3, help="repetitions per slowdown (default 3)")
+    q.add_argument("--save-runs", type=int, default=5, help="runs per case in the baseline (default 5)")
+    q.add_argument("--runs", type=int, default=1, help="runs per case in each repetition (default 1)")
+    q.add_argument("--ab", action="store_true", help="A/B jobs instead of a committed baseline")
+    q.add_argument("--pairs", type=int, default=5, help="A/B pairs per case (default 5)")
+    q.add_argument("--analyse", metavar="FILE.json", help="only analyse earlier data")
+    q.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                   help="after --: more pytest arguments for every repetition")
+    q.set_defaults(func=cmd_gate_quality)
     return p
+
+
+def cmd_gate_quality(args: Any) -> int:
+    from . import quality
+
+    if args.pytest_args and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    args.suites = args.suites or ["suites"]
+    if args.analyse and not Path(args.analyse).is_file():
+        raise CliError(f"{args.analyse}: no such file")
+    try:
+        return quality.main(args)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CliError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

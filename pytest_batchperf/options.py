@@ -1,14 +1,21 @@
-"""Every option is a CLI flag and an ini key; this module is the one list of them."""
+"""Every option is a CLI flag and an ini key; this module is the one list of them.
+
+Imported when pytest loads the plugin, so it imports nothing heavy.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .catalog import parse_tolerances
-from .decision import DEFAULT_ALPHA
-from .profiles import parse_overrides
+from .judge.decision import DEFAULT_ALPHA
+
+DEFAULT_SAVE_RUNS = 5  # runs per case when saving a baseline (docs/gate.md says why)
+DEFAULT_PAIRS = 5  # A/B: interleaved reference/candidate pairs per case
+DEFAULT_EXTEND = 2  # extra runs (pairs) an inconclusive case may add
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -29,18 +36,24 @@ OPTIONS = (
     OptionDef("batchperf_set", "override a profile knob, KEY=VALUE (repeatable)", [], "linelist"),
     OptionDef("batchperf_baseline_dir", "directory of baseline files", "baselines"),
     OptionDef("batchperf_save", "write this run's results into the baseline file", False, "bool"),
-    OptionDef("batchperf_rounds", "measured rounds per case", "5"),
-    OptionDef("batchperf_warmup", "minimum warm-up rounds per case (not measured; more run, up to 3, until two in a row agree within 10%)", "1"),
+    OptionDef("batchperf_runs", f"runs (fresh engine processes) per case (default: {DEFAULT_SAVE_RUNS} when saving, else 1)", ""),
+    OptionDef("batchperf_extend", f"extra runs an inconclusive case may add, one at a time (default {DEFAULT_EXTEND})", str(DEFAULT_EXTEND)),
+    OptionDef("batchperf_rounds", "measured rounds per run", "5"),
+    OptionDef("batchperf_warmup", "minimum warm-up rounds per run (not measured; more run, up to 3, until two in a row agree within 10%)", "1"),
     OptionDef("batchperf_tolerance", "METRIC=PCT relative tolerance ('*' for all; repeatable)", [], "linelist"),
-    OptionDef("batchperf_alpha", "significance level of the regression test", str(DEFAULT_ALPHA)),
+    OptionDef("batchperf_alpha", "false-alarm rate per run of the whole suite", str(DEFAULT_ALPHA)),
     OptionDef("batchperf_strict", "fail inconclusive cases too", False, "bool"),
-    OptionDef("batchperf_report", "directory for index.html, results.json, summary.md ('' = none)", "reports"),
+    OptionDef("batchperf_require_baseline", "fail when this hardware class has no baseline (on by default when $CI is set)", False, "bool"),
+    OptionDef("batchperf_reference", "A/B mode: the reference is the profile with this knob changed, KEY=VALUE (repeatable)", [], "linelist"),
+    OptionDef("batchperf_reference_profile", "A/B mode: another profile is the reference", ""),
+    OptionDef("batchperf_pairs", f"A/B mode: interleaved reference/candidate pairs per case (default {DEFAULT_PAIRS})", str(DEFAULT_PAIRS)),
+    OptionDef("batchperf_report", "directory for index.html, results.json, summary.md ('none' = none)", "reports"),
     OptionDef("batchperf_batch_sizes", "comma-separated batch sizes for sweeps (default: the profile's, else 1,2,4,8,16,32)", ""),
     OptionDef("batchperf_timeout", "seconds a round may take before the case errors (0 = profile's)", "0"),
 )
 
 
-def add_options(parser) -> None:
+def add_options(parser: Any) -> None:
     group = parser.getgroup("batchperf", "LLM batch inference benchmarks (pytest-batchperf)")
     for opt in OPTIONS:
         if opt.type == "bool":
@@ -52,7 +65,7 @@ def add_options(parser) -> None:
         parser.addini(opt.name, opt.help, type=opt.type, default=opt.default)
 
 
-def _value(config, opt: OptionDef):
+def _value(config: Any, opt: OptionDef) -> Any:
     cli = config.getoption(opt.name)
     return cli if cli is not None else config.getini(opt.name)
 
@@ -67,7 +80,7 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
-def _number(text, what: str, cast=int, minimum=0):
+def _number(text: Any, what: str, cast: Any = int, minimum: float = 0) -> Any:
     try:
         value = cast(text)
     except (TypeError, ValueError):
@@ -77,7 +90,9 @@ def _number(text, what: str, cast=int, minimum=0):
     return value
 
 
-DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+def in_ci() -> bool:
+    """CI services set $CI (GitHub Actions, GitLab, Buildkite, Jenkins' plugins ...)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 @dataclass(frozen=True)
@@ -87,22 +102,35 @@ class Options:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     baseline_dir: Path = Path("baselines")
     save: bool = False
+    runs: int | None = None  # None: DEFAULT_SAVE_RUNS when saving, else 1 (or the profile's)
+    extend: int = DEFAULT_EXTEND
     rounds: int = 5
     warmup: int = 1
     tolerances: Mapping[str, float] = field(default_factory=dict)
     alpha: float = DEFAULT_ALPHA
     strict: bool = False
+    require_baseline: bool = False
+    reference: Mapping[str, Any] = field(default_factory=dict)  # A/B: knob overrides
+    reference_profile: str = ""  # A/B: another profile
+    pairs: int = DEFAULT_PAIRS
     report_dir: Path | None = Path("reports")
     batch_sizes: tuple[int, ...] = ()  # empty: the profile's, else DEFAULT_BATCH_SIZES
     timeout_s: float = 0.0
 
+    @property
+    def ab(self) -> bool:
+        return bool(self.reference or self.reference_profile)
+
     @classmethod
-    def from_config(cls, config) -> "Options":
+    def from_config(cls, config: Any) -> Options:
         """Raises ValueError (one line) for bad values."""
+        from .judge.catalog import parse_tolerances
+        from .profiles import parse_overrides
+
         v = {opt.name: _value(config, opt) for opt in OPTIONS}
         root = Path(str(config.rootpath))
 
-        def path(text):
+        def path(text: str) -> Path:
             p = Path(text)
             return p if p.is_absolute() else root / p
 
@@ -110,17 +138,24 @@ class Options:
         alpha = _number(v["batchperf_alpha"], "--batchperf-alpha", float, 0.0)
         if not 0 < alpha < 1:
             raise ValueError(f"--batchperf-alpha must be between 0 and 1, got {alpha}")
+        runs = str(v["batchperf_runs"]).strip()
         return cls(
             profile=str(v["batchperf_profile"]),
             profiles_file=path(v["batchperf_profiles_file"]) if v["batchperf_profiles_file"] else None,
             overrides=parse_overrides(v["batchperf_set"]),
             baseline_dir=path(v["batchperf_baseline_dir"]),
             save=bool(v["batchperf_save"]),
+            runs=_number(runs, "--batchperf-runs", int, 1) if runs else None,
+            extend=_number(v["batchperf_extend"], "--batchperf-extend", int, 0),
             rounds=_number(v["batchperf_rounds"], "--batchperf-rounds", int, 1),
             warmup=_number(v["batchperf_warmup"], "--batchperf-warmup", int, 0),
             tolerances=parse_tolerances(v["batchperf_tolerance"]),
             alpha=alpha,
             strict=bool(v["batchperf_strict"]),
+            require_baseline=bool(v["batchperf_require_baseline"]) or in_ci(),
+            reference=parse_overrides(v["batchperf_reference"], "--batchperf-reference"),
+            reference_profile=str(v["batchperf_reference_profile"]).strip(),
+            pairs=_number(v["batchperf_pairs"], "--batchperf-pairs", int, 1),
             report_dir=path(report) if report and report.lower() != "none" else None,
             batch_sizes=_int_list(v["batchperf_batch_sizes"], "--batchperf-batch-sizes")
             if str(v["batchperf_batch_sizes"]).strip() else (),

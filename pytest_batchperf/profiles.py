@@ -12,16 +12,22 @@ set-up; ``default`` is the llama-cpp engine on the tiny synthetic model on the C
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from .catalog import parse_tolerances
-from .workload import WorkloadSpec
+from .engines.config import KNOBS, KnobError
+from .judge.catalog import parse_tolerances
 
-ENGINES = ("llama-cpp", "vllm", "openai-http", "transformers")
+if TYPE_CHECKING:
+    from .engines.base import EngineSpec
+    from .models.resolve import ModelRef
+    from .workload.spec import WorkloadSpec
+
+ENGINES = tuple(KNOBS)
 
 
 class ProfileError(ValueError):
@@ -34,56 +40,74 @@ class Profile:
     engine: str
     model: str = "synthetic:tiny"
     device: str = "cpu"  # "cpu" or "cuda"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    # Per-case request timeout (s): a hung engine errors the case, the session goes on.
+    knobs: Mapping[str, Any] = field(default_factory=dict)  # the engine's own settings
+    # Per-round timeout (s): a hung engine errors the case, the session goes on.
     timeout_s: float = 600.0
-    # Run the engine in a child process so a crash or hang cannot take pytest down.
+    # Run the engine in a process of its own: a crash or hang cannot take pytest down,
+    # and every run of a case can be a fresh process.
     isolate: bool = True
+    # The interpreter of the engine's process (another virtual environment's, to compare
+    # engine versions in one job); default: pytest's own.
+    python: str | None = None
     # Environment the engine starts with (OMP_WAIT_POLICY, CUDA_VISIBLE_DEVICES ...);
     # a variable already set by the user wins.
     env: Mapping[str, str] = field(default_factory=dict)
     # Round sizing: every round holds at least this many waves of B requests. GPU
-    # profiles set it: the suites' CPU-sized workloads would give rounds of a tenth of a
-    # second at large B, timing the host's per-step overhead rather than the GPU.
+    # profiles set it: CPU-sized workloads would give rounds of a tenth of a second at
+    # large B, timing the host's per-step overhead rather than the GPU.
     min_waves: int = 0
-    # Default sweep sizes of this profile (a GPU sweeps further than a laptop CPU);
-    # --batchperf-batch-sizes and the marker win.
+    # Default sweep sizes of this profile; --batchperf-batch-sizes and the marker win.
     batch_sizes: tuple[int, ...] = ()
     # Tolerances (fractions) that fit this profile's measured noise; the user's
     # --batchperf-tolerance, ini and marker win, the catalog's defaults fill the rest.
     tolerances: Mapping[str, float] = field(default_factory=dict)
+    # Runs (fresh engine processes) per case; the flag, ini and marker win.
+    runs: int | None = None
     source: str = "built-in"
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> "Profile":
-        top = _top_level(self.name, {k: v for k, v in overrides.items() if k in _TOP_LEVEL},
-                         "--batchperf-set")
+    def with_overrides(self, overrides: Mapping[str, Any], where: str = "--batchperf-set") -> Profile:
+        top = _top_level(self.name, {k: v for k, v in overrides.items() if k in _TOP_LEVEL}, where)
         knobs = {k: v for k, v in overrides.items() if k not in _TOP_LEVEL}
-        return replace(self, **top, options={**self.options, **knobs})
+        return replace(self, **top, knobs={**self.knobs, **knobs})
 
     def sized(self, workload: WorkloadSpec, batch_size: int) -> WorkloadSpec:
         """``workload`` with at least ``min_waves`` waves of ``batch_size`` requests."""
         need = self.min_waves * batch_size
         return replace(workload, num_requests=need) if need > workload.num_requests else workload
 
+    def typed_knobs(self) -> Any:
+        """The knobs as the engine's typed config (a dict for a custom adapter).
+        Raises ProfileError naming an unknown or mistyped knob."""
+        config = KNOBS.get(self.engine)
+        if config is None:
+            return dict(self.knobs)
+        try:
+            return config.parse(self.knobs, f"profile {self.name!r}")
+        except KnobError as exc:
+            raise ProfileError(str(exc)) from None
+
+    def engine_spec(self, model: ModelRef) -> EngineSpec:
+        from .engines.base import EngineSpec
+
+        return EngineSpec(self.name, self.engine, self.device, model, self.typed_knobs(),
+                          dict(self.env))
+
+    def gpus(self) -> int:
+        """GPUs one engine of this profile computes on (0 on the CPU)."""
+        if not self.device.startswith("cuda"):
+            return 0
+        knobs = self.typed_knobs()
+        return knobs.gpus() if hasattr(knobs, "gpus") else 1
+
     def describe(self) -> dict:
         env = {f"env.{k}": "***" if _SECRET.search(k) else v for k, v in sorted(self.env.items())}
-        sizing = {"min_waves": self.min_waves} if self.min_waves else {}
-        tol = {f"{TOLERANCE_KEY}{k}": v for k, v in sorted(self.tolerances.items())}
+        extra = {k: v for k, v in (("min_waves", self.min_waves), ("python", self.python)) if v}
         return {"name": self.name, "engine": self.engine, "model": self.model,
-                "device": self.device, **sizing, **tol, **env,
-                **{f"option.{k}": v for k, v in sorted(self.options.items())}}
+                "device": self.device, **extra, **env,
+                **{f"knob.{k}": v for k, v in sorted(self.knobs.items())}}
 
 
-TOLERANCE_KEY = "tolerance."  # describe()'s keys of the profile's tolerances
-
-
-def recorded_tolerances(description: Mapping[str, Any]) -> dict[str, float]:
-    """The profile tolerances a run recorded (describe()), for judging it again later."""
-    return {k[len(TOLERANCE_KEY):]: float(v) for k, v in description.items()
-            if k.startswith(TOLERANCE_KEY)}
-
-
-_SIZING = ("min_waves", "batch_sizes", "tolerance")  # checked by _top_level
+_SIZING = ("min_waves", "batch_sizes", "tolerance", "runs", "python")  # checked by _top_level
 _TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate", "env", *_SIZING}
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.I)
 
@@ -106,14 +130,11 @@ BUILTIN: dict[str, Profile] = {
                 {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_seqs": 256,
                  "dtype": "bfloat16"},
                 min_waves=GPU_MIN_WAVES, batch_sizes=GPU_BATCH_SIZES),
-        # The GPU-bound vLLM reference: on a 16-vCPU host a 1B model's steps are shorter
-        # than vLLM's per-step Python work, so vllm-synthetic-1b measures the host CPU and
-        # its noise (docs/gpu/README.md). min_waves is halved and B=1 left out (the
-        # sequential case still covers it) to keep a suite run short: an 8B model's
-        # steps are about 7 ms on an H100. TPOT p50 is the GPU's own step time: it moved
-        # at most 0.3 % between 10 fresh processes of one host and 3.1 % between two hosts,
-        # so 5 % catches a 10 % slower GPU (TPOT +9.7 %), which the throughput tolerance
-        # cannot: throughput differs up to 9 % between hosts (docs/gpu/README.md).
+        # The GPU-bound vLLM reference (a 1B model's steps are shorter than vLLM's host
+        # work per step, so the 1B profile times the host CPU). Half the waves and no B=1
+        # sweep point (the sequential case covers it) keep a run short. TPOT p50 is the
+        # GPU's own step time and its tolerance is fitted to its noise between processes
+        # and hosts (docs/results/h100-vllm.md).
         Profile("vllm-synthetic-8b", "vllm", "synthetic:8b", "cuda",
                 {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_seqs": 256,
                  "dtype": "bfloat16"},
@@ -145,20 +166,30 @@ def _parse_table(name: str, table: Any, source: str) -> Profile:
         raise ProfileError(f"{source}: profile {name!r}: device must be 'cpu' or 'cuda'")
     sizing = _top_level(name, {k: top[k] for k in _SIZING if k in top}, source)
     return Profile(name=name, engine=engine, model=str(top.get("model", "synthetic:tiny")),
-                   device=device, options=table, timeout_s=float(top.get("timeout_s", 600.0)),
+                   device=device, knobs=table, timeout_s=float(top.get("timeout_s", 600.0)),
                    isolate=bool(top.get("isolate", True)),
                    env={k: str(v) for k, v in env.items()}, source=source, **sizing)
 
 
+def _count(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 def _top_level(name: str, values: dict, where: str) -> dict:
-    """min_waves, batch_sizes and tolerance (a {metric: percent} table) checked and
-    converted to Profile fields; other top-level keys pass through."""
+    """min_waves, batch_sizes, runs, python and tolerance (a {metric: percent} table)
+    checked and converted to Profile fields; other top-level keys pass through."""
     out = dict(values)
     try:
         if "min_waves" in out:
-            waves = out["min_waves"]
-            if isinstance(waves, bool) or not isinstance(waves, int) or waves < 0:
-                raise ValueError(f"min_waves must be an integer >= 0, got {waves!r}")
+            _count(out["min_waves"], "min_waves", 0)
+        if "runs" in out:
+            _count(out["runs"], "runs", 1)
+        if "python" in out:
+            if not isinstance(out["python"], str) or not out["python"]:
+                raise ValueError(f"python must be the path of an interpreter, got {out['python']!r}")
+            out["python"] = os.path.expanduser(out["python"])
         if "batch_sizes" in out:
             sizes = out["batch_sizes"]
             if isinstance(sizes, int):
@@ -215,13 +246,13 @@ def resolve(name: str, pyproject: Path | None, extra_file: Path | None = None,
     return profile.with_overrides(overrides) if overrides else profile
 
 
-def parse_overrides(entries) -> dict[str, Any]:
+def parse_overrides(entries: Any, flag: str = "--batchperf-set") -> dict[str, Any]:
     """``KEY=VALUE`` pairs; VALUE is read as a TOML value, else kept as a string."""
-    out = {}
+    out: dict[str, Any] = {}
     for entry in entries or ():
         key, sep, value = entry.partition("=")
         if not sep or not key.strip():
-            raise ProfileError(f"--batchperf-set {entry!r} is not KEY=VALUE")
+            raise ProfileError(f"{flag} {entry!r} is not KEY=VALUE")
         try:
             out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
         except tomllib.TOMLDecodeError:

@@ -9,7 +9,7 @@ cases print nothing beyond pytest's own dots.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 # Quiet for this long into a case, then one line per this long at most.
 DEFAULT_INTERVAL_S = 30.0
@@ -32,9 +32,13 @@ class Progress:
     def _counter(self) -> str:
         return f"[{self.done}/{self.total} cases done]" if self.total else f"[{self.done} done]"
 
-    def start(self, case_id: str, batch_size: int, strategy: str, rounds: int) -> None:
+    def start(self, case_id: str, batch_size: int, strategy: str, rounds: int,
+              slot: Any = None) -> None:
         self._case = case_id
-        self._what = f"batch size {batch_size}, {strategy}"
+        run = ""
+        if slot is not None and (slot.index > 1 or slot.side.value != "candidate"):
+            run = f", run {slot.index}" + (f" ({slot.side.value})" if slot.side.value != "candidate" else "")
+        self._what = f"batch size {batch_size}, {strategy}{run}"
         self._rounds = rounds
         self._last = self._clock()
         if self.verbose > 0:
@@ -53,14 +57,14 @@ class Progress:
         self.done += 1
         self._case = ""
 
-    def rounds(self, run_rounds):
-        """Wrap a ``run_rounds(fn, rounds, warmup)`` driver (runner.measure's hook) so
-        each measured round reports here; None (measure's own loop) is wrapped too."""
+    def rounds(self, run_rounds: Any) -> Callable[[Callable[[], None], int], None]:
+        """Wrap a ``run_rounds(fn, rounds)`` driver (measure_run's hook) so each measured
+        round reports here; None (measure_run's own loop) is wrapped too."""
 
-        def driver(fn, rounds, warmup):
+        def driver(fn: Callable[[], None], rounds: int) -> None:
             count = 0
 
-            def counted():
+            def counted() -> None:
                 nonlocal count
                 fn()
                 count += 1
@@ -70,7 +74,7 @@ class Progress:
                 for _ in range(rounds):
                     counted()
             else:
-                run_rounds(counted, rounds, warmup)
+                run_rounds(counted, rounds)
 
         return driver
 

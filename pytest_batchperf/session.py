@@ -1,134 +1,511 @@
-"""One pytest session's batchperf state: profile, engine, baseline, and recorded cases.
+"""One pytest session's batchperf state, and the one owner of "run and judge a case".
 
-Plain Python, no pytest imports: the hooks in plugin.py only forward to it.
+Plain Python, no pytest: the hooks in plugin.py and the fixture in fixture.py forward to it.
+``prepare`` resolves the profile (and the A/B reference), checks knobs, interpreters and
+models, and reads the baseline, all or nothing; ``run_case`` measures a case's runs as the
+plan says (``plan``), each on the engine process of its slot, judges it once its planned
+runs are in, adds runs while it stays inconclusive, and says what pytest should do.
 """
 
 from __future__ import annotations
 
-import copy
+import math
+import os
+import shutil
+import subprocess
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
-from . import baseline as baselines
-from . import engines, environment
-from .engines.base import Engine, EngineError
-from .gate import GatePolicy, compare_case
-from .options import Options
-from .profiles import Profile, resolve
-from .results import CaseResult, MetricSamples, RunResults
-from .workload import sweep_key
+from . import engines
+from .engines.base import Engine, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
+from .judge import baseline as baselines
+from .judge import gate
+from .judge.decision import Comparison, Verdict
+from .judge.results import CaseResult, MetricRuns, RunInfo, RunResults
+from .measure import environment
+from .measure.roofline import DTYPE_BYTES, Roofline
+from .measure.runner import Driver, Rounds, RunMeasurement, measure_run
+from .models.resolve import ModelError, ModelRef, resolve as resolve_model
+from .options import DEFAULT_SAVE_RUNS, Options
+from .plan import Plan, Side, Slot
+from .profiles import Profile, ProfileError, resolve
+from .workload.spec import CaseSpec
+
+
+class Action(str, Enum):
+    PENDING = "pending"  # more runs of this case come in later passes
+    PASS = "pass"
+    WARN = "warn"  # inconclusive: shown, fails only under --batchperf-strict
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    result: CaseResult
+    action: Action
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    rounds: Rounds = Rounds()
+    runs: int | None = None  # the marker's
+    tolerances: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
+class _SideRuns:
+    metrics: dict[str, MetricRuns] = field(default_factory=dict)
+    runs: list[RunInfo] = field(default_factory=list)
+    infeasible: str | None = None
+
+
+@dataclass
+class CaseRecord:
+    case_id: str
+    suite: str
+    spec: CaseSpec
+    tolerances: Mapping[str, float]
+    started: float = field(default_factory=time.monotonic)
+    sides: dict[Side, _SideRuns] = field(default_factory=lambda: {s: _SideRuns() for s in Side})
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, slot: Slot, m: RunMeasurement) -> None:
+        side = self.sides[slot.side]
+        n = len(side.runs)
+        for name, values in m.metrics.items():
+            runs = side.metrics.get(name) or MetricRuns.build(name, [()] * n)
+            side.metrics[name] = runs.with_run(values)
+        for name, runs in side.metrics.items():  # a metric this run lacked: an empty run
+            if name not in m.metrics:
+                side.metrics[name] = runs.with_run(())
+        interference = m.interference.to_dict() if m.interference else {}
+        side.runs.append(RunInfo(slot.index, slot.side.value, slot.extension, interference))
+        prefix = f"{slot.side.value} " if slot.side is Side.REFERENCE else ""
+        self.warnings.extend(f"{prefix}run {len(side.runs)}: {w}" for w in m.warnings
+                             if f"{prefix}run {len(side.runs)}: {w}" not in self.warnings)
+
+    def count(self, side: Side) -> int:
+        return len(self.sides[side].runs)
+
+    def result(self, error: str | None = None) -> CaseResult:
+        cand, ref = self.sides[Side.CANDIDATE], self.sides[Side.REFERENCE]
+        metrics = {n: m for n, m in cand.metrics.items() if any(x == x for x in m.rounds)}
+        return CaseResult(
+            case_id=self.case_id, suite=self.suite, spec=self.spec, metrics=metrics,
+            reference=dict(ref.metrics), error=error, warnings=tuple(self.warnings),
+            duration_s=time.monotonic() - self.started, runs=tuple(ref.runs + cand.runs))
+
+
+def _check_python(profile: Profile) -> None:
+    """A ``python`` knob must name an interpreter that can run the engine."""
+    if not profile.python:
+        return
+    python = shutil.which(profile.python) or profile.python
+    where = f"profile {profile.name!r}: python {profile.python}"
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise ProfileError(f"{where} does not exist or is not executable")
+    package, extra = engines.PACKAGES.get(profile.engine, ("", ""))
+    probe = ("import sys, importlib.util as u; v = sys.version_info; "
+             f"sys.exit(3 if v < (3, 11) else 4 if {package!r} and not u.find_spec({package!r}) "
+             "else 0)")
+    try:
+        code = subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ProfileError(f"{where} cannot be run: {exc}") from None
+    if code == 3:
+        raise ProfileError(f"{where} is older than Python 3.11, which the engine process needs")
+    if code == 4:
+        raise ProfileError(f"{where} cannot import {package!r}: install the engine into that "
+                           f"environment (pip install 'pytest-batchperf[{extra}]' or {package})")
+    if code != 0:
+        raise ProfileError(f"{where} failed to start (exit code {code})")
+
+
+def _roofline(profile: Profile, spec: EngineSpec, gpus: tuple[int, ...]) -> Roofline | None:
+    """The decode roofline where the model's shape and the GPU's bandwidth are known."""
+    from .measure import nvml
+
+    if not gpus or spec.model.shape is None:
+        return None
+    bandwidth = nvml.memory_bandwidth_gbs(gpus[0])
+    if not bandwidth:
+        return None
+    knobs = spec.knobs
+    dtype = getattr(knobs, "dtype", None) or "bfloat16"
+    weight = DTYPE_BYTES.get(str(dtype), 2)
+    kv = DTYPE_BYTES.get(str(getattr(knobs, "kv_cache_dtype", None) or dtype), weight)
+    return Roofline(spec.model.shape, bandwidth * len(gpus), weight, kv)
+
+
 class BatchperfSession:
-    options: Options
-    rootdir: Path
-    profile: Profile | None = None
-    hardware_class: str = ""
-    baseline: RunResults | None = None
-    cases: dict[str, CaseResult] = field(default_factory=dict)
-    infeasible: dict[str, str] = field(default_factory=dict)
-    engine_error: EngineError | None = None
-    started: str = ""
-    _engine: Engine | None = None
-    _engine_info: dict | None = None
-    _infeasible_params: dict[str, tuple[str, dict]] = field(default_factory=dict)
-    _tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
+    def __init__(self, options: Options, rootdir: Path):
+        self.options = options
+        self.rootdir = rootdir
+        self.profile: Profile | None = None
+        self.sides: dict[Side, Profile] = {}
+        self.specs: dict[Side, EngineSpec] = {}
+        self.hardware_class = ""
+        self.baseline: RunResults | None = None
+        self.priors: dict[str, Any] = {}
+        self.gpus: tuple[int, ...] = ()
+        self.roofline: Roofline | None = None
+        self.started = ""
+        self.planned_cases = 1  # set from the collected items: shares the alpha budget
+        self.current_slot: Slot | None = None  # set by the pass loop; None: all slots inline
+        self.records: dict[str, CaseRecord] = {}
+        self.cases: dict[str, CaseResult] = {}
+        self.infeasible: dict[str, tuple[str, CaseSpec, str]] = {}
+        self._error: Exception | None = None
+        self._engine: Engine | None = None
+        self._engine_key: tuple | None = None
+        self._failed_starts: dict[tuple, EngineError] = {}
+        self.engine_info: dict[Side, dict] = {}
+
+    # -- set-up ----------------------------------------------------------------------
 
     @property
-    def policy(self) -> GatePolicy:
-        return GatePolicy(self.options.tolerances, self.options.alpha, self.options.strict,
-                          self.profile.tolerances if self.profile else {})
+    def prepared(self) -> bool:
+        return self.profile is not None
+
+    @property
+    def ab(self) -> bool:
+        return self.options.ab
+
+    @property
+    def saving(self) -> bool:
+        return self.options.save
+
+    def prepare(self) -> None:
+        """Resolve profiles, models and the baseline; all or nothing. Raises ProfileError,
+        BaselineError or ModelError (one line), and again on every later call."""
+        if self.profile is not None:
+            return
+        if self._error is not None:
+            raise self._error
+        try:
+            self._prepare()
+        except (ProfileError, baselines.BaselineError, ModelError) as exc:
+            self._error = exc
+            raise
+
+    def _prepare(self) -> None:
+        o = self.options
+        pyproject = self.rootdir / "pyproject.toml"
+        candidate = resolve(o.profile, pyproject, o.profiles_file, o.overrides)
+        sides = {Side.CANDIDATE: candidate}
+        if o.reference_profile:
+            sides[Side.REFERENCE] = resolve(o.reference_profile, pyproject, o.profiles_file)
+        if o.reference:
+            base = sides.get(Side.REFERENCE, candidate)
+            sides[Side.REFERENCE] = base.with_overrides(o.reference, "--batchperf-reference")
+        specs = {}
+        for side, profile in sides.items():
+            _check_python(profile)
+            knobs = profile.typed_knobs()
+            fmt = engines.config.model_format(knobs)
+            specs[side] = replace(profile.engine_spec(ModelRef(profile.model)),
+                                  model=resolve_model(profile.model, fmt))
+        gpus = ()
+        if candidate.device.startswith("cuda"):
+            from .measure import nvml
+
+            gpus = nvml.engine_gpus(candidate.gpus())
+        hardware_class = environment.hardware_class(candidate.device, gpus)
+        path = baselines.baseline_path(o.baseline_dir, hardware_class, candidate.name)
+        baseline = None if o.ab else baselines.load(path)
+        if baseline is None and o.require_baseline and not (o.save or o.ab):
+            have = baselines.classes_with(o.baseline_dir, candidate.name)
+            raise baselines.BaselineError(
+                f"no baseline of profile {candidate.name!r} for hardware class "
+                f"{hardware_class!r} in {o.baseline_dir} (required under CI or "
+                f"--batchperf-require-baseline); baselines exist for: "
+                f"{', '.join(have) or 'no class'}. Save one on this machine class with "
+                "--batchperf-save")
+        self.sides, self.specs, self.gpus = sides, specs, gpus
+        self.hardware_class, self.baseline = hardware_class, baseline
+        self.priors = gate.priors(c.metrics for c in baseline.cases.values()) if baseline else {}
+        self.roofline = _roofline(candidate, specs[Side.CANDIDATE], gpus)
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.profile = candidate
 
     @property
     def baseline_path(self) -> Path:
+        assert self.profile is not None
         return baselines.baseline_path(self.options.baseline_dir, self.hardware_class,
                                        self.profile.name)
 
-    def prepare(self) -> None:
-        """Resolve the profile and read its baseline. Raises ProfileError/BaselineError."""
-        if self.profile is not None:
-            return
-        self.profile = resolve(self.options.profile, self.rootdir / "pyproject.toml",
-                               self.options.profiles_file, self.options.overrides)
-        self.hardware_class = environment.hardware_class(self.profile.device)
-        self.baseline = baselines.load(self.baseline_path)
-        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    def runs_per_case(self, marker_runs: int | None = None) -> int:
+        if self.ab:
+            return self.options.pairs
+        for value in (marker_runs, self.options.runs, self.profile.runs if self.profile else None):
+            if value:
+                return value
+        return DEFAULT_SAVE_RUNS if self.saving else 1
 
-    def engine(self) -> Engine:
-        """The session's engine, started on first use; a failed start is not retried."""
-        if self.engine_error is not None:
-            raise self.engine_error
-        if self._engine is None:
-            try:
-                self._engine = engines.start(self.profile, self.options.timeout_s or None)
-            except EngineError as exc:
-                self.engine_error = exc
-                raise
-            self._engine_info = self._engine.describe()
-        return self._engine
+    def plan(self, marker_runs: int | None = None) -> Plan:
+        extend = 0 if self.saving else self.options.extend
+        return Plan(self.runs_per_case(marker_runs), self.ab, extend)
 
-    def baseline_params(self, case_id: str) -> dict | None:
-        """The params ``case_id`` ran with in the baseline, or None where it has no such case:
-        a suite that derives its workload from a measurement (an offered request rate) reuses
-        them, so that the gate compares the same workload."""
-        case = self.baseline.cases.get(case_id) if self.baseline else None
-        return copy.deepcopy(dict(case.params)) if case is not None else None
+    @property
+    def policy(self) -> gate.GatePolicy:
+        o = self.options
+        return gate.GatePolicy(o.tolerances, o.alpha, strict=o.strict,
+                               profile_tolerances=self.profile.tolerances if self.profile else {},
+                               cases=self.planned_cases, looks=self.plan().looks, paired=self.ab)
 
-    def record(self, case: CaseResult, tolerances: dict[str, float] | None = None) -> CaseResult:
-        base = self.baseline.cases.get(case.case_id) if self.baseline else None
-        policy = self.policy.merged(tolerances) if tolerances else self.policy
-        judged = compare_case(case, base, policy)
-        self.cases[case.case_id] = judged
-        if tolerances:
-            self._tolerances[case.case_id] = tolerances
+    # -- engines ---------------------------------------------------------------------
+
+    def _engine_for(self, slot: Slot, case_id: str) -> Engine:
+        """The engine process of ``slot``: the live one, or a fresh one (the previous one
+        closed first, so two never hold a GPU at once). A slot whose start failed is not
+        retried: its later cases fail at once with the same message."""
+        key: tuple = (slot.side, slot.index) + ((case_id,) if slot.extension else ())
+        if self._engine is not None and self._engine_key == key:
+            return self._engine
+        if key in self._failed_starts:
+            raise self._failed_starts[key]
+        self.close()
+        profile = self.sides[slot.side]
+        try:
+            engine = engines.start(self.specs[slot.side], self.options.timeout_s or profile.timeout_s,
+                                   profile.isolate, profile.python)
+        except EngineUnavailable:
+            raise
+        except EngineError as exc:
+            failed = EngineError(f"engine of profile {profile.name!r} failed to start: {exc}")
+            self._failed_starts[key] = failed
+            raise failed from None
+        self._engine, self._engine_key = engine, key
+        if slot.side not in self.engine_info:
+            info = engine.describe()
+            process = getattr(engine, "process", None)
+            self.engine_info[slot.side] = {**info, **({"process": process} if process else {})}
+        return engine
+
+    def current_engine(self) -> Engine:
+        """The engine the suites' fixtures see (calibration, feature checks): the current
+        pass's, else the first planned slot's."""
+        slot = self.current_slot or self.plan().slots()[0]
+        return self._engine_for(slot, "")
+
+    def close(self) -> None:
+        engine, self._engine, self._engine_key = self._engine, None, None
+        if engine is not None:
+            engine.close()
+
+    # -- cases -----------------------------------------------------------------------
+
+    def reference_spec(self, case_id: str) -> CaseSpec | None:
+        """The spec this case must run again, where one exists: the baseline's, else the one
+        an earlier run of this session used. Suites that derive a workload from a
+        measurement (an offered request rate) reuse it, so that runs compare the same load."""
+        base = self.baseline.cases.get(case_id) if self.baseline else None
+        if base is not None and base.spec is not None:
+            return base.spec
+        rec = self.records.get(case_id)
+        return rec.spec if rec is not None else None
+
+    def sized(self, spec: CaseSpec) -> CaseSpec:
+        assert self.profile is not None
+        return replace(spec, workload=self.profile.sized(spec.workload, spec.batch_size))
+
+    def run_case(self, case_id: str, suite: str, spec: CaseSpec, settings: CaseSettings,
+                 drive: Driver | None = None,
+                 on_run: Callable[[Slot, int], None] | None = None) -> CaseOutcome:
+        """Measure this case's runs due now, and judge it once its planned runs are in."""
+        plan = self.plan(settings.runs)
+        rec = self.records.get(case_id)
+        if rec is None:
+            rec = self.records[case_id] = CaseRecord(case_id, suite, spec, settings.tolerances)
+        planned = plan.slots()
+        due = [self.current_slot] if self.current_slot is not None else list(planned)
+        due = [s for s in due if s in planned and rec.sides[s.side].infeasible is None]
+        for slot in due:
+            outcome = self._measure(rec, slot, settings, drive if slot == due[0] else None, on_run)
+            if outcome is not None:
+                return outcome
+        if self.current_slot is not None and self.current_slot != planned[-1]:
+            decided = self._capacity(rec)
+            return decided or CaseOutcome(rec.result(), Action.PENDING)
+        decided = self._capacity(rec)
+        if decided is not None:
+            return decided
+        judged = self._judge(rec)
+        step = 0
+        while judged.verdict is Verdict.INCONCLUSIVE and step < plan.extend:
+            step += 1
+            for slot in plan.extension(step):
+                outcome = self._measure(rec, slot, settings, None, on_run)
+                if outcome is not None:
+                    return outcome
+            judged = self._judge(rec)
+        return self._finish(judged, settings)
+
+    def _measure(self, rec: CaseRecord, slot: Slot, settings: CaseSettings,
+                 drive: Driver | None, on_run: Callable[[Slot, int], None] | None
+                 ) -> CaseOutcome | None:
+        """One run into the record; an outcome when the case ends here (error, skip)."""
+        if on_run is not None:
+            on_run(slot, settings.rounds.rounds)
+        try:
+            engine = self._engine_for(slot, rec.case_id)
+            m = measure_run(engine, rec.spec, settings.rounds, self.gpus, drive, self.roofline)
+        except OutOfMemory as exc:
+            rec.sides[slot.side].infeasible = str(exc)
+            return self._capacity(rec) if not self.ab or slot.side is Side.CANDIDATE else None
+        except EngineUnavailable as exc:
+            self.cases.pop(rec.case_id, None)
+            return CaseOutcome(rec.result(), Action.SKIP, str(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure errors this case, in one line
+            text = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            result = rec.result(error=text)
+            self.cases[rec.case_id] = replace(result, verdict=Verdict.ERROR)
+            side = f" ({slot.side.value} side)" if self.ab else ""
+            return CaseOutcome(self.cases[rec.case_id], Action.FAIL,
+                               f"{rec.case_id}{side}: {text.splitlines()[0] if text else 'error'}")
+        rec.add(slot, m)
+        return None
+
+    def _capacity(self, rec: CaseRecord) -> CaseOutcome | None:
+        """A case whose batch did not fit: a capacity regression where the reference fitted
+        it, else a skip (the sweep's feasibility limit); None while it is undecided."""
+        cand = rec.sides[Side.CANDIDATE].infeasible
+        if cand is None:
+            return None
+        if self.ab:
+            ref_fits = rec.count(Side.REFERENCE) > 0
+            if not ref_fits and rec.sides[Side.REFERENCE].infeasible is None:
+                return None  # the reference has not run yet
+        else:
+            base = self.baseline.cases.get(rec.case_id) if self.baseline else None
+            ref_fits = base is not None and bool(base.metrics)
+        size = rec.spec.batch_size
+        if not ref_fits or self.saving:
+            self.infeasible[rec.case_id] = (rec.suite, rec.spec, cand)
+            self.cases.pop(rec.case_id, None)
+            return CaseOutcome(rec.result(), Action.SKIP, f"batch size {size} does not fit: {cand}")
+        where = "the reference" if self.ab else "the baseline"
+        comparison = Comparison("max_batch_size", "count", "up", Verdict.REGRESSED, float(size),
+                                math.nan, math.nan, None, None, None, 0.0, 1, 0,
+                                note=f"batch size {size} fitted in {where} and no longer fits: {cand}")
+        result = rec.result().with_comparisons((comparison,))
+        self.cases[rec.case_id] = result
+        return CaseOutcome(result, Action.FAIL,
+                           f"{rec.case_id}: capacity regressed (max_batch_size): batch size {size} "
+                           f"fitted in {where} and no longer fits: {cand.splitlines()[0]}")
+
+    def _judge(self, rec: CaseRecord) -> CaseResult:
+        case = rec.result()
+        policy = self.policy.merged(rec.tolerances) if rec.tolerances else self.policy
+        if self.ab:
+            pairs = [(r.sides[Side.REFERENCE].metrics, r.sides[Side.CANDIDATE].metrics)
+                     for r in self.records.values()]
+            judged = gate.judge_case(case, case.reference, policy, gate.paired_priors(pairs),
+                                     paired=True)
+        else:
+            base = self.baseline.cases.get(rec.case_id) if self.baseline else None
+            judged = gate.judge_case(case, base.metrics if base else None, policy, self.priors)
+        self.cases[rec.case_id] = judged
         return judged
 
-    def record_infeasible(self, case_id: str, suite: str, params: dict, reason: str) -> None:
-        """A case whose batch did not fit (OutOfMemory): the feasibility limit of its sweep."""
-        self.infeasible[case_id] = reason
-        self._infeasible_params[case_id] = (suite, dict(params))
+    def _finish(self, judged: CaseResult, settings: CaseSettings) -> CaseOutcome:
+        policy = self.policy.merged(settings.tolerances) if settings.tolerances else self.policy
+        if policy.fails(judged.verdict) and not self.saving:
+            return CaseOutcome(judged, Action.FAIL, gate.failure_message(judged, policy))
+        if judged.verdict is Verdict.INCONCLUSIVE:
+            return CaseOutcome(judged, Action.WARN,
+                               gate.failure_message(judged, replace(policy, strict=True)))
+        return CaseOutcome(judged, Action.PASS)
 
-    def _record_max_batch_sizes(self) -> None:
-        """Give the largest case that fit in each sweep that hit a limit a ``max_batch_size``
-        metric (compared exactly with the baseline), and judge it again."""
+    # -- the run ---------------------------------------------------------------------
+
+    def _max_batch_sizes(self) -> None:
+        """Give the largest case that fit in each sweep that hit a limit a
+        ``max_batch_size`` metric (compared exactly with the reference), and judge it."""
         limits: dict[tuple, int] = {}
-        for suite, params in self._infeasible_params.values():
-            key, size = (suite, *sweep_key(params)), int(params["batch_size"])
-            limits[key] = min(limits.get(key, size), size)
+        for suite, spec, _ in self.infeasible.values():
+            key = (suite, *spec.sweep_key())
+            limits[key] = min(limits.get(key, spec.batch_size), spec.batch_size)
         largest: dict[tuple, CaseResult] = {}
         for case in self.cases.values():
-            key, size = (case.suite, *sweep_key(case.params)), case.params.get("batch_size")
-            if key in limits and case.metrics and size is not None and size < limits[key]:
-                if key not in largest or size > largest[key].params["batch_size"]:
+            if case.spec is None or not case.metrics:
+                continue
+            key, size = (case.suite, *case.spec.sweep_key()), case.spec.batch_size
+            if key in limits and size < limits[key]:
+                if key not in largest or size > largest[key].spec.batch_size:  # type: ignore[union-attr]
                     largest[key] = case
         for case in largest.values():
-            fit = MetricSamples.build("max_batch_size", [case.params["batch_size"]])
-            self.record(replace(case, metrics={**case.metrics, "max_batch_size": fit}),
-                        self._tolerances.get(case.case_id))
+            rec = self.records.get(case.case_id)
+            if rec is None:
+                continue
+            size = float(case.spec.batch_size)  # type: ignore[union-attr]
+            for side in rec.sides.values():
+                if side.runs:
+                    side.metrics["max_batch_size"] = MetricRuns.build(
+                        "max_batch_size", [(size,)] * len(side.runs))
+            if case.error is None:
+                self._judge(rec)
+
+    def _environment(self, side: Side) -> dict:
+        profile = self.sides[side]
+        env = environment.capture(profile.device, self.gpus, self.engine_info.get(side))
+        env["profile"] = profile.describe()
+        return env
+
+    def notices(self) -> tuple[str, ...]:
+        out = []
+        if self.baseline is not None and not self.saving and self.baseline.runs_per_case <= 1:
+            out.append(f"{self.baseline_path} holds one run per case: it is judged "
+                       f"conservatively; re-save it with --batchperf-save "
+                       f"(--batchperf-runs {DEFAULT_SAVE_RUNS})")
+        disturbed = sorted({cid for cid, c in self.cases.items()
+                            for r in c.runs if _disturbed(r.interference)})
+        if disturbed:
+            out.append(f"other work on the machine disturbed {len(disturbed)} case(s): their "
+                       "verdicts deserve a rerun on a quiet runner (see each case's warnings)")
+        return tuple(out)
 
     def run_results(self, interrupted: bool = False) -> RunResults:
-        self._record_max_batch_sizes()
-        env = environment.capture(self.profile.device, self._engine_info)
-        env["profile"] = self.profile.describe()
+        assert self.profile is not None
+        self._max_batch_sizes()
         base_cases = self.baseline.cases if self.baseline else {}
         files_run = {cid.split("::")[0] for cid in self.cases}
         # Only cases of files this run measured count as missing, so running one suite
         # file does not list every other file's cases.
         missing = tuple(sorted(cid for cid in base_cases
-                               if cid not in self.cases and cid.split("::")[0] in files_run))
+                               if cid not in self.cases and cid not in self.infeasible
+                               and cid.split("::")[0] in files_run))
+        cases = dict(self.cases)
+        for cid, rec in self.records.items():  # interrupted mid-case: what it measured
+            if cid not in cases and cid not in self.infeasible and rec.count(Side.CANDIDATE):
+                cases[cid] = rec.result()
+        if self.ab:
+            reference_env: Mapping[str, Any] | None = self._environment(Side.REFERENCE)
+        else:
+            reference_env = dict(self.baseline.environment) if self.baseline else None
         return RunResults(
-            profile=self.profile.name, hardware_class=self.hardware_class, environment=env,
-            cases=dict(self.cases), created=self.started, interrupted=interrupted,
-            baseline_path=str(self.baseline_path), missing=missing,
-            baseline_environment=dict(self.baseline.environment) if self.baseline else None)
+            profile=self.profile.name, hardware_class=self.hardware_class,
+            environment=self._environment(Side.CANDIDATE), cases=cases, created=self.started,
+            interrupted=interrupted, missing=missing, mode="ab" if self.ab else "baseline",
+            baseline_path=None if self.ab else str(self.baseline_path),
+            baseline_environment=reference_env, gate=self.policy.to_dict(),
+            notices=self.notices())
 
     def save_baseline(self, run: RunResults) -> Path:
         baselines.save(self.baseline_path, run)
         return self.baseline_path
 
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+
+def _disturbed(interference: Mapping[str, float]) -> bool:
+    from .measure.interference import Interference
+
+    try:
+        return bool(Interference(**interference).warnings()) if interference else False
+    except TypeError:
+        return False

@@ -7,25 +7,29 @@ saturation TTFT stays near its unloaded value; above it requests queue and TTFT 
 Goodput counts requests whose TTFT and TPOT stay within a few times their unloaded
 values (pytest_batchperf.load). Engines that cannot batch continuously skip.
 
-Where the baseline has a case, the case offers the baseline's rate (and counts goodput
-against the baseline's SLO) rather than freshly calibrated ones: calibration moves from
-run to run, and latency under a different load is no regression.
+Where the reference has a case (the baseline, or an earlier run), the case offers its rate
+(and counts goodput against its SLO) rather than freshly calibrated ones: calibration moves
+from run to run, and latency under a different load is no regression.
+
+No point sits at saturation itself: there queueing turns a few percent of engine speed
+into tens of percent of latency (a queue's wait grows as 1/(1 - load)), so a run-to-run
+wobble of the engine would read as a latency regression. 0.8x is loaded but judgeable.
 """
 
 import pytest
 
-from pytest_batchperf.load import at_rate
+from pytest_batchperf.measure.offered_load import at_rate
 
 from workloads import LOAD, Calibrated, goodput_slo, offered_rate, output_tokens
 
 BATCH = 8
 STRATEGY = "continuous"
-LOAD_FACTORS = [0.25, 0.5, 1.0, 4.0]
+LOAD_FACTORS = [0.25, 0.5, 0.8, 4.0]
 
 
 @pytest.fixture(scope="module")
-def calibration(engine, batchperf_session):
-    return Calibrated(engine, batchperf_session.profile, LOAD, STRATEGY, BATCH, "the load sweep")
+def calibration(batchperf_engine):
+    return Calibrated(batchperf_engine, LOAD, STRATEGY, BATCH, "the load sweep")
 
 
 def test_saturation(batchperf, calibration, record_property):

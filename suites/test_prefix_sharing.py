@@ -19,8 +19,8 @@ WORKLOADS = {"shared": PREFIX_SHARED, "distinct": PREFIX_DISTINCT}
 @pytest.mark.batchperf(rounds=3)
 @pytest.mark.parametrize("prompts", list(WORKLOADS))
 @pytest.mark.parametrize("strategy", ["sequential", "continuous"])
-def test_prefix_sharing(batchperf, engine, prompts, strategy, record_property):
-    record_property("batchperf.prefix_cache", str(engine.supports("prefix_cache")).lower())
+def test_prefix_sharing(batchperf, batchperf_engine, prompts, strategy, record_property):
+    record_property("batchperf.prefix_cache", str(batchperf_engine.supports("prefix_cache")).lower())
     wl = WORKLOADS[prompts]
     case = batchperf.run(wl, strategy, 1 if strategy == "sequential" else BATCH)
     assert case.metrics["output_tokens"].median == output_tokens(case, wl)

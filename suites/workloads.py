@@ -4,11 +4,9 @@ import functools
 
 import pytest
 
-from pytest_batchperf.engines.base import EngineError, EngineUnavailable
-from pytest_batchperf.load import calibrate
-from pytest_batchperf.metrics import SLO
-
-from pytest_batchperf.workload import WorkloadSpec, fixed, lognormal, uniform
+from pytest_batchperf.engines import EngineError, EngineUnavailable
+from pytest_batchperf.measure.offered_load import calibrate
+from pytest_batchperf.workload import SLO, WorkloadSpec, fixed, lognormal, uniform
 
 # Fixed lengths: the batch-size sweep measures batching, not length variance.
 SWEEP = WorkloadSpec(name="sweep", num_requests=64, prompt=fixed(32), output=fixed(64), seed=1)
@@ -40,7 +38,7 @@ PRIORITY = WorkloadSpec(name="priority", num_requests=24, prompt=fixed(32), outp
 
 def output_tokens(case, spec) -> int:
     """Output tokens a round of ``spec`` must produce, at the size the profile ran it."""
-    return case.params["workload"]["num_requests"] * spec.output.value
+    return case.spec.workload.num_requests * spec.output.value
 
 
 class Calibrated:
@@ -48,8 +46,8 @@ class Calibrated:
     on first use only: a rerun whose baseline supplies every rate and SLO never pays for
     it. Skips where the engine cannot run it."""
 
-    def __init__(self, engine, profile, spec, strategy, batch_size, what: str):
-        self._args = (engine, profile.sized(spec, batch_size), strategy, batch_size)
+    def __init__(self, engine, spec, strategy, batch_size, what: str):
+        self._args = (engine, engine.sized(spec, batch_size), strategy, batch_size)
         self._what = what
 
     @functools.cached_property
@@ -69,19 +67,20 @@ class Calibrated:
 
 
 def offered_rate(batchperf, calibration, factor: float) -> tuple[float, str]:
-    """The request rate a load case offers, and where it came from: the baseline's rate for
-    this case where the baseline has one, since the gate may only compare latencies under
-    the same load and a fresh calibration lands on a different rate every run; else
-    ``factor`` x the saturation calibrated now (a first run, a new case). Re-saving keeps
-    the rate; to re-anchor it to a changed engine, save into an empty baseline."""
-    arrival = ((batchperf.baseline_params() or {}).get("workload") or {}).get("arrival") or {}
-    if arrival.get("rate"):
-        return float(arrival["rate"]), "baseline"
+    """The request rate a load case offers, and where it came from: the reference's rate
+    for this case where there is one (the baseline's, or an earlier run's of this session),
+    since the gate may only compare latencies under the same load and a fresh calibration
+    lands on a different rate every time; else ``factor`` x the saturation calibrated now
+    (a first run, a new case). Re-saving keeps the rate; to re-anchor it to a changed
+    engine, save into an empty baseline."""
+    reference = batchperf.reference_params()
+    if reference is not None and reference.workload.arrival.rate:
+        return reference.workload.arrival.rate, "reference"
     return calibration.rate(factor), "calibrated"
 
 
 def goodput_slo(batchperf, calibration) -> SLO:
-    """The SLO goodput counts against: the baseline's for this case where it has one, for
-    the same reason as offered_rate; else the one calibrated now."""
-    slo = (batchperf.baseline_params() or {}).get("slo")
-    return SLO(slo.get("ttft_ms"), slo.get("tpot_ms")) if slo else calibration.slo()
+    """The SLO goodput counts against: the reference's for this case where there is one,
+    for the same reason as offered_rate; else the one calibrated now."""
+    reference = batchperf.reference_params()
+    return reference.slo if reference is not None and reference.slo.set else calibration.slo()

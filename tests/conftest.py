@@ -6,10 +6,21 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-HERE = Path(__file__).parent
+HELPERS = Path(__file__).parent / "helpers"
 
 # Synthetic models are cached across tests (and runs) rather than rewritten.
 os.environ.setdefault("BATCHPERF_CACHE_DIR", str(Path.home() / ".cache" / "pytest-batchperf"))
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """pytester whose inner pytest runs look like a developer's: not an xdist worker
+    (pytest-benchmark reads PYTEST_XDIST_WORKER and turns itself off) and not CI (where the
+    gate requires a baseline); tests that want either set it themselves."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    return pytester
+
 
 SIM_PROFILE = """
 [tool.batchperf.profiles.sim]
@@ -31,30 +42,15 @@ def test_sweep(batchperf, strategy, batch_size):
 
 
 @pytest.fixture
-def pytester(pytester, monkeypatch):
-    """pytester, whose inner pytest runs never look like xdist workers: pytest-benchmark
-    reads PYTEST_XDIST_WORKER from the environment and turns itself off, so under
-    ``pytest -n`` the inner runs would differ from a plain run."""
-    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-    return pytester
-
-
-@pytest.fixture
 def sim_project(pytester):
     """A pytester project whose profile 'sim' is the SimulatedEngine (a fake, for
     plugin-logic tests only)."""
 
     def make(noise: float = 0.02, suite: str = SIM_SUITE, ini: str = ""):
-        shutil.copy(HERE / "simulated_engine.py", pytester.path / "simulated_engine.py")
+        shutil.copy(HELPERS / "simulated_engine.py", pytester.path / "simulated_engine.py")
         pytester.makefile(".toml", pyproject=SIM_PROFILE.format(noise=noise) + ini)
         pytester.makepyfile(test_suite=suite)
         pytester.syspathinsert()
         return pytester
 
     return make
-
-
-def run_sim(pytester, *args):
-    return pytester.runpytest(
-        "-p", "no:cacheprovider", "--batchperf-profile", "sim", "--batchperf-batch-sizes", "2,8",
-        "--benchmark-disable", *args)

@@ -1,19 +1,22 @@
-"""The contract every engine adapter fulfils, and the traces it hands back.
+"""The contract every engine adapter fulfils, and what it is built from.
 
-An engine runs one round of a workload under a strategy and returns a RoundTrace:
-per-request timestamps on one monotonic clock. Metrics are computed from traces by
-``pytest_batchperf.metrics``, never by engines, so every engine is measured alike.
+An engine runs one round of a workload under a strategy and returns a RoundTrace
+(``measure.trace``). An adapter is built from an ``EngineSpec``: the profile's engine,
+device, resolved model and typed knobs (``engines.config``). Adapters know nothing of
+baselines, verdicts or pytest.
 """
 
 from __future__ import annotations
 
-import time
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
-from ..strategies import Strategy
-from ..workload import Request, Workload
+from ..measure.trace import RoundTrace
+from ..models.resolve import ModelRef
+from ..workload.spec import Workload
+from ..workload.strategies import Strategy
 
 
 class EngineError(RuntimeError):
@@ -32,52 +35,31 @@ class EngineCrashed(EngineError):
     """The engine's process died; the engine must be reloaded before the next case."""
 
 
-@dataclass
-class RequestTrace:
-    """Timestamps (time.perf_counter seconds) of one request's life."""
-
-    request_id: int
-    prompt_tokens: int
-    arrival: float  # when it was due (round start + arrival offset)
-    scheduled: float | None = None  # when the engine took it
-    token_times: list[float] = field(default_factory=list)  # one per output token
-    finished: float | None = None
-    error: str | None = None
-    priority: int = 0
-
-    @property
-    def first_token(self) -> float | None:
-        return self.token_times[0] if self.token_times else None
-
-    @property
-    def output_tokens(self) -> int:
-        return len(self.token_times)
+FEATURES = ("priority", "prefix_cache")
 
 
-@dataclass
-class RoundTrace:
-    start: float
-    end: float
-    requests: list[RequestTrace]
-    waves: list[tuple[Request, ...]] = field(default_factory=list)
-    # Engine-reported counters for the round (preemptions, kv_cache_tokens ...).
-    stats: dict[str, float] = field(default_factory=dict)
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything an adapter is built from; plain data, so it travels to the engine's
+    child process (which may run another Python: the profile's ``python`` knob)."""
 
-
-def now() -> float:
-    return time.perf_counter()
+    profile: str  # the profile's name, for messages
+    engine: str  # "llama-cpp", ... or "package.module:Class"
+    device: str = "cpu"
+    model: ModelRef = field(default_factory=lambda: ModelRef("synthetic:tiny"))
+    knobs: Any = field(default_factory=dict)  # the engine's typed config, a dict for custom adapters
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 class Engine(ABC):
-    """One loaded engine, reused by every case of a session."""
+    """One loaded engine, reused by every case of a run."""
 
     name: str = "engine"
     #: device the engine computes on; decides the hardware class of the baseline
     device: str = "cpu"
-    #: pids whose memory counts for the engine (vLLM's engine core is a child process)
-    def pids(self) -> list[int]:
-        import os
 
+    def pids(self) -> list[int]:
+        """Processes whose memory counts for the engine (children are walked too)."""
         return [os.getpid()]
 
     @property
@@ -96,8 +78,8 @@ class Engine(ABC):
         return {"engine": self.name}
 
     def supports(self, feature: str) -> bool:
-        """Optional features: 'priority', 'prefix_cache'."""
+        """Optional features (FEATURES): 'priority', 'prefix_cache'."""
         return False
 
     def close(self) -> None:
-        pass
+        return None

@@ -1,81 +1,94 @@
-"""Run an engine in a child process, so that a crash or a hang fails one case, not the run.
+"""An engine in a process of its own, so that a crash or a hang fails one case, not the run,
+and so that every run of a case can be a fresh process (the gate's unit of evidence).
 
-The child builds the engine with ``load`` and answers requests over a pipe. A round that
-outlasts the timeout kills the child (a hang); a child that dies mid-round (a crash, a
-kill, the OOM killer) is reported as EngineCrashed. Either way the next case starts a
-fresh child. Ctrl-C reaches the parent only: the child ignores SIGINT and is ended by it.
+The process (``engines.child``) may run another interpreter: the profile's ``python`` knob
+names one, for instance a virtual environment holding another vLLM or llama-cpp-python,
+so that two engine versions can be compared in one job. It then sees this package's
+sources through a private directory on its path, and its own site-packages, never ours.
+A round that outlasts the timeout kills the process (a hang); a process that dies
+mid-round (a crash, a kill, the OOM killer) is reported as EngineCrashed, with the last
+lines of its log. Either way the next case starts a fresh one.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import signal
-import traceback
+import atexit
+import functools
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
 
-from ..profiles import Profile
-from ..strategies import Strategy
-from ..workload import Workload
-from . import base
-from .base import Engine, EngineCrashed, EngineError, RoundTrace
+from ..measure.trace import RoundTrace
+from ..workload.spec import Workload
+from ..workload.strategies import Strategy
+from .base import Engine, EngineCrashed, EngineError, EngineSpec
+from .child import BOOT, ERRORS
+from .process import ChildProcess
 
-_ERRORS = {cls.__name__: cls for cls in (base.EngineError, base.EngineUnavailable,
-                                         base.OutOfMemory, base.EngineCrashed)}
+PACKAGE = Path(__file__).resolve().parents[1]
 
 
-def _serve(conn, profile: Profile) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from . import load
+def same_python(python: str | None) -> bool:
+    return python is None or os.path.realpath(python) == os.path.realpath(sys.executable)
 
-    def send_error(exc: BaseException) -> None:
-        name = type(exc).__name__ if type(exc).__name__ in _ERRORS else "EngineError"
-        message = str(exc) if isinstance(exc, EngineError) else (
-            f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
-        conn.send(("error", name, message))
 
-    try:
-        engine = load(profile)
-        engine.warmup()
-        conn.send(("ready", {"vocab_size": engine.vocab_size, "describe": engine.describe(),
-                             "features": {f: engine.supports(f) for f in ("priority", "prefix_cache")}}))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-        send_error(exc)
-        return
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:
-            break
-        if msg[0] == "close":
-            break
-        try:
-            conn.send(("ok", engine.run_round(*msg[1:])))
-        except BaseException as exc:  # noqa: BLE001
-            send_error(exc)
-    engine.close()
+@functools.cache
+def _shim() -> str:
+    """A directory holding only this package: another interpreter imports it from there,
+    and nothing else of this environment."""
+    d = tempfile.mkdtemp(prefix="batchperf-pkg-")
+    os.symlink(PACKAGE, os.path.join(d, PACKAGE.name))
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
+def child_path(python: str | None) -> list[str]:
+    """The sys.path entries the engine's process puts first: ours for this interpreter (as
+    multiprocessing's spawn does); for another one, this package and the project's own
+    directories, but none of this environment's installed packages."""
+    paths = [p or os.getcwd() for p in sys.path]
+    if same_python(python):
+        return paths
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    own = [p for p in paths if not any(os.path.realpath(p).startswith(x) for x in prefixes)]
+    return [_shim(), *own]
 
 
 class IsolatedEngine(Engine):
-    def __init__(self, profile: Profile, timeout_s: float):
-        self.profile = profile
-        self.name = profile.engine
-        self.device = profile.device
+    def __init__(self, spec: EngineSpec, timeout_s: float, python: str | None = None):
+        self.spec = spec
+        self.name = spec.engine
+        self.device = spec.device
         self.timeout_s = timeout_s
-        self._proc = None
-        self._conn = None
-        self._info: dict = {}
+        self.python = python or sys.executable
+        self._proc: ChildProcess | None = None
+        self._conn: Connection | None = None
+        self._info: dict[str, Any] = {}
         self._busy = False  # a round was sent and its answer not yet received
         self._start()
 
     def _start(self) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.profile), daemon=False,
-                                 name=f"batchperf-{self.profile.engine}")
-        self._proc.start()
-        child.close()
+        mine, theirs = socket.socketpair()
+        env = {**self.spec.env, **os.environ}  # a variable the user set wins
+        self._proc = ChildProcess(
+            [self.python, "-c", BOOT, str(theirs.fileno()), json.dumps(child_path(self.python))],
+            env=env, what="engine", pass_fds=[theirs.fileno()])
+        try:
+            self._proc.start()
+        finally:
+            theirs.close()
+        self._conn = Connection(mine.detach())
+        self._conn.send(self.spec)
         self._info = self._receive("load the engine")
 
-    def _receive(self, doing: str):
+    def _receive(self, doing: str) -> Any:
+        assert self._conn is not None and self._proc is not None
         try:
             ready = self._conn.poll(self.timeout_s)
         except (EOFError, OSError):
@@ -88,50 +101,54 @@ class IsolatedEngine(Engine):
         try:
             msg = self._conn.recv()
         except (EOFError, OSError):
-            self._proc.join(5)
-            code = self._proc.exitcode
+            proc = self._proc
+            proc.settle(5)
+            how = proc.exit_status()
             self._kill()
-            how = f"killed by signal {-code}" if code and code < 0 else f"exit code {code}"
-            raise EngineCrashed(
+            raise EngineCrashed(proc.explain(
                 f"engine process died while trying to {doing} ({how}); it is restarted for "
-                "the next case") from None
+                "the next case")) from None
         if msg[0] == "error":
-            raise _ERRORS.get(msg[1], EngineError)(msg[2])
+            raise ERRORS.get(msg[1], EngineError)(msg[2])
         return msg[1]
 
-    def _ensure(self) -> None:
-        if self._proc is None or not self._proc.is_alive():
-            self._kill()
-            self._start()
-
     def _kill(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(10)
+        if self._proc is not None:
+            self._proc.stop(grace_s=0)
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
 
     @property
     def vocab_size(self) -> int:
-        return self._info["vocab_size"]
+        return int(self._info["vocab_size"])
+
+    @property
+    def process(self) -> dict[str, str]:
+        """The interpreter the engine runs in, for the environment record."""
+        return {"python": self._info.get("python", self.python),
+                "python_version": self._info.get("version", "")}
 
     def pids(self) -> list[int]:
-        return [self._proc.pid] if self._proc is not None else []
+        pid = self._proc.pid if self._proc is not None else None
+        return [pid] if pid is not None else []
 
     def describe(self) -> dict:
-        return self._info.get("describe", {})
+        return dict(self._info.get("describe", {}))
 
     def supports(self, feature: str) -> bool:
-        return self._info.get("features", {}).get(feature, False)
+        return bool(self._info.get("features", {}).get(feature, False))
 
     def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
-        self._ensure()
+        if self._proc is None or not self._proc.alive():
+            self._kill()
+            self._start()
+        assert self._conn is not None
         self._busy = True  # stays True if Ctrl-C interrupts the wait
         try:
             self._conn.send(("run", workload, strategy, batch_size))
         except (OSError, EOFError):
-            pass  # the child died since _ensure: _receive tells how
+            pass  # the process died since the check: _receive tells how
         try:
             trace = self._receive(f"finish a round ({strategy.value}, batch {batch_size})")
         except EngineError:
@@ -141,12 +158,14 @@ class IsolatedEngine(Engine):
         return trace
 
     def close(self) -> None:
-        if self._busy:  # interrupted mid-round (Ctrl-C): waiting for the round is pointless
+        if self._busy or self._conn is None:  # interrupted mid-round: no point in waiting
             self._kill()
-        if self._proc is not None and self._proc.is_alive():
-            try:
-                self._conn.send(("close",))
-                self._proc.join(30)
-            except (OSError, EOFError):
-                pass
+            return
+        try:
+            self._conn.send(("close",))
+        except (OSError, EOFError):
+            pass
+        if self._proc is not None:
+            self._proc.settle(30)
+            self._proc.remove_log()
         self._kill()

@@ -7,31 +7,24 @@ KV cache is unified across sequences; a finished sequence's cells are freed at o
 so under ``continuous`` its slot is refilled on the next step. EOS is ignored: every
 request generates exactly its ``max_output_tokens`` (greedy argmax).
 
-Knobs (profile options): n_threads, n_threads_batch, n_gpu_layers, n_ctx, n_batch,
-n_ubatch, n_seq_max, flash_attn, use_mmap, verbose, slowdown (see below).
-
-``slowdown`` (fraction, default 0) sleeps that fraction of each ``llama_decode`` call's
-own duration: a real, proportional slowdown used to measure the gate's power. It waits
-busily, like extra compute would: a sleep of a few tens of microseconds overshoots by more
-than itself and lets llama.cpp's OpenMP workers doze off (a nominal 10 % cost 26 % at B1).
+Knobs: ``engines.config.LlamaCppKnobs``. ``slowdown`` busy-waits that fraction of each
+``llama_decode`` call's own duration after it: a sleep of a few tens of microseconds
+overshoots by more than itself and lets llama.cpp's worker threads doze off.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..models.gguf_model import check_gguf, gguf_path
-from ..models.shapes import shape as shape_named
-from ..profiles import Profile
-from ..strategies import Scheduler, Strategy
-from ..workload import Request, Workload
-from .base import Engine, EngineError, EngineUnavailable, OutOfMemory, RequestTrace, RoundTrace, now
+from ..workload.spec import Request, Workload
+from ..workload.strategies import Strategy
+from .base import Engine, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
+from .config import LlamaCppKnobs
+from .kit import Round, probe_workload, run_steps
 
 try:
     import llama_cpp as L
@@ -43,30 +36,9 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
 _silence = L.llama_log_callback(lambda level, text, user: None)
 
 
-def resolve_model(model: str) -> tuple[Path, str]:
-    """(path, model hash) of ``synthetic:SHAPE`` or a GGUF file path."""
-    if model.startswith("synthetic:"):
-        s = shape_named(model.split(":", 1)[1])
-        from ..models.gguf_model import WRITER_VERSION
-
-        return gguf_path(s), f"synthetic-{s.name}-{s.key(WRITER_VERSION)}"
-    path = Path(model).expanduser()
-    try:
-        check_gguf(path)
-    except ValueError as exc:
-        raise EngineError(str(exc)) from None
-    h = hashlib.sha256(str(path.stat().st_size).encode())
-    with open(path, "rb") as f:  # head and tail: cheap, and changes with any re-quantisation
-        h.update(f.read(1 << 22))
-        f.seek(max(0, path.stat().st_size - (1 << 22)))
-        h.update(f.read())
-    return path, h.hexdigest()[:16]
-
-
 @dataclass
 class _Seq:
     request: Request
-    trace: RequestTrace
     pending: list[int]  # tokens still to feed: the prompt, then the last sampled token
     pos: int = 0
     generated: int = 0
@@ -75,47 +47,41 @@ class _Seq:
 class LlamaCppEngine(Engine):
     name = "llama-cpp"
 
-    def __init__(self, profile: Profile):
-        o = dict(profile.options)
-        self.profile = profile
-        self.device = profile.device
-        self.path, self.model_hash = resolve_model(profile.model)
-        self.n_ctx = int(o.get("n_ctx", 4096))
-        self.n_batch = int(o.get("n_batch", 512))
-        self.n_seq_max = int(o.get("n_seq_max", 64))
-        self.slowdown = float(o.get("slowdown", 0.0))
-        self.n_threads = int(o.get("n_threads", 2))
+    def __init__(self, spec: EngineSpec):
+        k: LlamaCppKnobs = spec.knobs
+        self.spec, self.knobs = spec, k
+        self.device = spec.device
+        self.path = spec.model.path
         L.llama_backend_init()
-        if not o.get("verbose"):
+        if not k.verbose:
             L.llama_log_set(_silence, ctypes.c_void_p())
         mp = L.llama_model_default_params()
-        mp.n_gpu_layers = int(o.get("n_gpu_layers", 0))
-        if "use_mmap" in o:  # llama.cpp's use_mmap, now part of its load_mode
-            mp.load_mode = L.LLAMA_LOAD_MODE_MMAP if o["use_mmap"] else L.LLAMA_LOAD_MODE_NONE
+        mp.n_gpu_layers = k.n_gpu_layers
+        if k.use_mmap is not None:  # llama.cpp's use_mmap, now part of its load_mode
+            mp.load_mode = L.LLAMA_LOAD_MODE_MMAP if k.use_mmap else L.LLAMA_LOAD_MODE_NONE
         self._model = L.llama_model_load_from_file(str(self.path).encode(), mp)
         if not self._model:
             raise EngineError(f"llama.cpp could not load the model {self.path}")
         cp = L.llama_context_default_params()
-        cp.n_ctx = self.n_ctx
-        cp.n_batch = self.n_batch
-        cp.n_ubatch = int(o.get("n_ubatch", self.n_batch))
-        cp.n_seq_max = self.n_seq_max
-        cp.n_threads = self.n_threads
-        cp.n_threads_batch = int(o.get("n_threads_batch", self.n_threads))
+        cp.n_ctx = k.n_ctx
+        cp.n_batch = k.n_batch
+        cp.n_ubatch = k.n_ubatch or k.n_batch
+        cp.n_seq_max = k.n_seq_max
+        cp.n_threads = k.n_threads
+        cp.n_threads_batch = k.n_threads_batch or k.n_threads
         cp.kv_unified = True  # sequences share one cache, as in llama.cpp's parallel example
         cp.no_perf = True
-        if "flash_attn" in o and hasattr(cp, "flash_attn_type"):
-            cp.flash_attn_type = 1 if o["flash_attn"] else 0
+        if k.flash_attn is not None:
+            cp.flash_attn_type = 1 if k.flash_attn else 0
         self._ctx = L.llama_init_from_model(self._model, cp)
         if not self._ctx:
             L.llama_model_free(self._model)
-            raise OutOfMemory(
-                f"llama.cpp could not create a context (n_ctx={self.n_ctx}, "
-                f"n_seq_max={self.n_seq_max}): out of memory?")
+            raise OutOfMemory(f"llama.cpp could not create a context (n_ctx={k.n_ctx}, "
+                              f"n_seq_max={k.n_seq_max}): out of memory?")
         self._mem = L.llama_get_memory(self._ctx)
         self._n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self._model))
-        self._batch = L.llama_batch_init(self.n_batch, 0, 1)
-        size = self.n_batch
+        self._batch = L.llama_batch_init(k.n_batch, 0, 1)
+        size = k.n_batch
         self._tok = np.ctypeslib.as_array(self._batch.token, shape=(size,))
         self._pos = np.ctypeslib.as_array(self._batch.pos, shape=(size,))
         self._nseq = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(size,))
@@ -128,90 +94,81 @@ class LlamaCppEngine(Engine):
         return self._n_vocab
 
     def describe(self) -> dict:
+        k = self.knobs
         return {
             "engine": self.name,
             "llama_cpp_python": L.__version__,
-            "model": self.profile.model,
-            "model_file": self.path.name,
-            "model_hash": self.model_hash,
-            "n_threads": self.n_threads,
-            "n_gpu_layers": int(self.profile.options.get("n_gpu_layers", 0)),
-            "n_ctx": self.n_ctx,
-            "n_batch": self.n_batch,
+            "model": self.spec.model.name,
+            "model_file": self.path.name if self.path else "",
+            "model_hash": self.spec.model.hash,
+            "n_threads": k.n_threads,
+            "n_gpu_layers": k.n_gpu_layers,
+            "n_ctx": k.n_ctx,
+            "n_batch": k.n_batch,
             "system_info": L.llama_print_system_info().decode(errors="replace").strip(),
+            **({"slowdown": k.slowdown} if k.slowdown else {}),
         }
 
     def warmup(self) -> None:
         """One tiny decode, so that thread pools and buffers exist before round one."""
-        from ..workload import Request as R
-
-        req = R(0, (5, 6, 7, 8), 2)
-        wl = Workload(spec=None, requests=(req,))  # type: ignore[arg-type]
-        self.run_round(wl, Strategy.SEQUENTIAL, 1)
+        self.run_round(probe_workload(), Strategy.SEQUENTIAL, 1)
 
     def _decode(self, n: int) -> None:
         self._batch.n_tokens = n
         start = time.perf_counter()
         rc = L.llama_decode(self._ctx, self._batch)
         if rc == 1:
-            raise OutOfMemory(
-                f"llama.cpp found no KV cache slot for the batch (n_ctx={self.n_ctx}): "
-                "the batch does not fit")
+            raise OutOfMemory(f"llama.cpp found no KV cache slot for the batch "
+                              f"(n_ctx={self.knobs.n_ctx}): the batch does not fit")
         if rc != 0:
             raise EngineError(f"llama_decode failed with code {rc}")
-        if self.slowdown > 0:
+        if self.knobs.slowdown > 0:
             end = time.perf_counter()
-            deadline = end + self.slowdown * (end - start)
+            deadline = end + self.knobs.slowdown * (end - start)
             while time.perf_counter() < deadline:
                 pass
 
-    def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
-        if batch_size > self.n_seq_max:
-            raise OutOfMemory(
-                f"batch size {batch_size} exceeds the profile's n_seq_max={self.n_seq_max}")
+    def run_round(self, workload: Workload, strategy: Strategy, batch_size: int):
+        k = self.knobs
+        if batch_size > k.n_seq_max:
+            raise OutOfMemory(f"batch size {batch_size} exceeds the profile's n_seq_max={k.n_seq_max}")
         need = max(r.prompt_len + r.max_output_tokens for r in workload.requests)
-        if need > self.n_ctx:
-            raise EngineError(f"a request needs {need} positions but n_ctx is {self.n_ctx}")
+        if need > k.n_ctx:
+            raise EngineError(f"a request needs {need} positions but n_ctx is {k.n_ctx}")
         L.llama_memory_clear(self._mem, True)
-        sched = Scheduler(workload.requests, strategy, batch_size)
-        t0 = now()
-        traces = {r.id: RequestTrace(r.id, r.prompt_len, t0 + r.arrival_s, priority=r.priority)
-                  for r in workload.requests}
-        free = list(range(sched.batch_size - 1, -1, -1))
+        rnd = Round(workload, strategy, batch_size)
+        free = list(range(rnd.scheduler.batch_size - 1, -1, -1))
         active: dict[int, _Seq] = {}
-        while True:
-            t = now()
-            for r in sched.admit(t - t0, len(active)):
-                traces[r.id].scheduled = t
-                active[free.pop()] = _Seq(r, traces[r.id], list(r.prompt_tokens))
-            if not active:
-                if sched.done:
-                    break
-                time.sleep(max(0.0, sched.next_wakeup(now() - t0) - (now() - t0)))
-                continue
+
+        def start(r: Request) -> None:
+            active[free.pop()] = _Seq(r, list(r.prompt_tokens))
+
+        def step() -> None:
             outputs, n = self._fill_batch(active)
             self._decode(n)
             sampled = self._sample(len(outputs))
-            t_tok = now()
+            t = rnd.clock()
             for seq, tok in zip(outputs, sampled):
                 st = active[seq]
                 st.generated += 1
-                st.trace.token_times.append(t_tok)
+                rnd.tokens(st.request.id, t)
                 if st.generated >= st.request.max_output_tokens:
-                    st.trace.finished = t_tok
+                    rnd.finish(st.request.id, t)
                     L.llama_memory_seq_rm(self._mem, seq, -1, -1)
                     del active[seq]
                     free.append(seq)
                 else:
                     st.pending = [int(tok)]
-        return RoundTrace(start=t0, end=now(), requests=list(traces.values()), waves=sched.waves)
+
+        run_steps(rnd, start, step)
+        return rnd.trace()
 
     def _fill_batch(self, active: dict[int, _Seq]) -> tuple[list[int], int]:
         """Pack the batch: decoding sequences first (one token each), then prompt chunks.
 
         Returns the sequence ids whose logits this batch yields, in batch order, and the
         number of tokens packed."""
-        n, cap, outputs = 0, self.n_batch, []
+        n, cap, outputs = 0, self.knobs.n_batch, []
         order = sorted(active.items(), key=lambda kv: kv[1].generated == 0)
         for seq, st in order:
             if n >= cap:

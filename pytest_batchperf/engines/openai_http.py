@@ -1,35 +1,21 @@
 """Any OpenAI-compatible completions server, measured from the client over streaming HTTP.
 
-Works with llama_cpp.server, llama-server, ``vllm serve``, TGI and trtllm-serve. Each
-request is one streamed ``POST /v1/completions``; a chunk's arrival time is its token's
-time, so TTFT and inter-token latencies are what a client sees. Admission follows the
-shared Scheduler exactly like the in-process engines: at most B requests in flight,
-refilled at once (continuous) or in waves (static); arrival offsets come from the
-workload (Poisson / gamma), so the same workload can load a server at a chosen rate.
+Works with llama.cpp's llama-server, llama_cpp.server, ``vllm serve``, TGI and
+trtllm-serve. Each request is one streamed ``POST /v1/completions``; a chunk's arrival
+time is its token's time, so TTFT and inter-token latencies are what a client sees.
+Admission follows the shared Scheduler exactly like the in-process engines (the kit's
+``run_tasks``): at most B requests in flight, refilled at once (continuous) or in waves
+(static); arrival offsets come from the workload, so a workload can load a server at a
+chosen rate.
 
-Profile knobs:
-- ``url``: a running server (``http://host:port`` or ``.../v1``); or
-- ``server = "llama_cpp.server"``: start llama-cpp-python's server on the profile's model
-  (synthetic GGUF or path) on 127.0.0.1 and a free port (knobs n_threads, n_ctx, n_batch,
-  n_gpu_layers, server_args = [...]); or
-- ``command = [...]``: start any server; placeholders ``{port}``, ``{host}``, ``{model}``
-  (the model path; synthetic models as GGUF, or as an HF directory with
-  ``model_format = "hf"``) and ``{python}`` (this interpreter).
-- ``startup_timeout_s`` (120), ``request_timeout_s`` (300): readiness and per-chunk limits.
-- ``prompt_format``: ``tokens`` (token-id lists: vLLM, llama-server), ``text``, or ``auto``
-  (tokens if the server takes them, else text; llama_cpp.server only takes text). A text
-  prompt spells each token id as one ASCII character, so a byte-level tokenizer such as
-  the synthetic models' sees about one token per character; real tokenizers vary, and the
-  server's reported usage is recorded where it gives one.
-- ``ignore_eos``, ``min_tokens`` (both true): ask the server to generate exactly
-  ``max_tokens``; set false for servers that reject unknown fields.
-- ``api_key_env`` ("OPENAI_API_KEY"): environment variable holding the bearer token. The
-  key is read at request time and never stored in the profile, describe() or reports.
-- ``served_model``: the request's ``model`` field (default: the first of /v1/models).
-- ``priority`` (false): send each request's priority (``vllm serve --scheduling-policy
-  priority``); ``prefix_cache`` (false): the server caches shared prefixes.
-- ``vocab_size``: token-id range for non-synthetic models; ``extra_body``: merged into
-  every request body.
+Knobs: ``engines.config.OpenAIHTTPKnobs``. The server is either running (``url``), or
+started here on 127.0.0.1: ``command = [...]`` with placeholders ``{port}``, ``{host}``,
+``{model}`` (the resolved model file; a synthetic model as GGUF, or as a Hugging Face
+directory with ``model_format = "hf"``) and ``{python}`` (this interpreter), or
+``server = "llama_cpp.server"``. A text prompt (``prompt_format``) spells each token id as
+one ASCII character, so a byte-level tokenizer such as the synthetic models' sees about
+one token per character. The API key is read from ``api_key_env`` at request time and
+never stored in describe() or reports.
 """
 
 from __future__ import annotations
@@ -43,24 +29,15 @@ import string
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..models.shapes import shape as shape_named
-from ..profiles import Profile
-from ..strategies import Scheduler, Strategy
-from ..workload import Request, Workload
-from .base import (
-    Engine,
-    EngineCrashed,
-    EngineError,
-    EngineUnavailable,
-    RequestTrace,
-    RoundTrace,
-    now,
-)
-from .server_process import ServerProcess, free_port
+from ..workload.spec import Request, Workload
+from ..workload.strategies import Strategy
+from .base import FEATURES, Engine, EngineCrashed, EngineError, EngineSpec, EngineUnavailable
+from .config import OpenAIHTTPKnobs
+from .kit import Round, probe_workload, run_tasks
+from .process import ChildProcess, PortInUse, free_port, port_taken
 
 try:
     import httpx
@@ -70,6 +47,7 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
 
 _ALPHABET = string.ascii_letters + string.digits
 _SECRET_FLAG = re.compile(r"(?i)^--?(api[-_]?key|token|password)")
+HOST = "127.0.0.1"
 
 
 class RequestFailed(Exception):
@@ -92,8 +70,7 @@ def prompt_text(tokens: tuple[int, ...]) -> str:
 
 
 def _root(url: str) -> str:
-    url = url.rstrip("/")
-    return url.removesuffix("/v1")
+    return url.rstrip("/").removesuffix("/v1")
 
 
 def _redact_url(url: str) -> str:
@@ -123,73 +100,50 @@ def _redact_argv(argv: list[str]) -> list[str]:
 class OpenAIHTTPEngine(Engine):
     name = "openai-http"
 
-    def __init__(self, profile: Profile):
-        o = dict(profile.options)
-        self.profile = profile
-        self.device = profile.device
-        self.options = o
-        self.startup_timeout_s = float(o.get("startup_timeout_s", 120))
-        self.request_timeout_s = float(o.get("request_timeout_s", 300))
-        self.prompt_format = str(o.get("prompt_format", "auto"))
-        if self.prompt_format not in ("auto", "tokens", "text"):
-            raise EngineError(f"profile {profile.name!r}: prompt_format must be auto, tokens or "
-                              f"text, got {self.prompt_format!r}")
-        self.api_key_env = str(o.get("api_key_env", "OPENAI_API_KEY"))
-        if "api_key_env" in o and not os.environ.get(self.api_key_env):
-            raise EngineError(f"profile {profile.name!r}: api_key_env names "
-                              f"${self.api_key_env}, which is not set")
-        self.model_path, self.model_hash = self._model_file()
+    def __init__(self, spec: EngineSpec):
+        k: OpenAIHTTPKnobs = spec.knobs
+        self.spec, self.knobs = spec, k
+        self.device = spec.device
+        self.prompt_format = k.prompt_format
+        self.api_key_env = k.api_key_env or "OPENAI_API_KEY"
+        if k.api_key_env and not os.environ.get(k.api_key_env):
+            raise EngineError(f"profile {spec.profile!r}: api_key_env names "
+                              f"${k.api_key_env}, which is not set")
         self._vocab = self._vocab_size()
-        self.server: ServerProcess | None = None
-        if "url" in o:
-            self.root = _root(str(o["url"]))
+        self.server: ChildProcess | None = None
+        self.served_model: str | None = None
+        if k.url is not None:
+            self.root = _root(k.url)
             self.server_label = "external"
         else:
-            host = "127.0.0.1"
-            port = free_port(host)
-            self.root = f"http://{host}:{port}"
+            port = k.port or free_port(HOST)
+            if k.port and port_taken(HOST, port):
+                raise PortInUse(f"port {port} on {HOST} is already in use: another server "
+                                "would answer in this one's place; free it or leave port unset")
+            self.root = f"http://{HOST}:{port}"
             self.server_template, self.server_label = self._server_template()
-            argv = self._server_argv(host, port)
             if self.server_label == "llama_cpp.server" and self.prompt_format == "auto":
                 self.prompt_format = "text"  # its prompt is str | list[str]
-            self.server = ServerProcess(argv)
+            self.server = ChildProcess(self._server_argv(HOST, port), dict(os.environ))
         self._loop = asyncio.new_event_loop()
         self._client = self._loop.run_until_complete(self._make_client())
         try:
             self._start_server()
-            self.served_model = o.get("served_model") or self._first_model()
+            self.served_model = k.served_model or self._first_model()
         except BaseException:
             self.close()
             raise
 
     # -- set-up ------------------------------------------------------------------------
 
-    def _model_file(self) -> tuple[Path | None, str]:
-        model = self.profile.model
-        if "url" in self.options:
-            return None, model  # the running server's business
-        if model.startswith("synthetic:"):
-            s = shape_named(model.split(":", 1)[1])
-            if self.options.get("model_format", "gguf") == "hf":
-                from ..models.hf_model import hf_model_dir
-
-                return hf_model_dir(s), f"synthetic-{s.name}-hf"
-            from ..models.gguf_model import WRITER_VERSION, gguf_path
-
-            return gguf_path(s), f"synthetic-{s.name}-{s.key(WRITER_VERSION)}"
-        path = Path(model).expanduser()
-        if not path.exists():
-            raise EngineError(f"model file not found: {path}")
-        return path, path.name
-
     def _vocab_size(self) -> int:
-        if "vocab_size" in self.options:
-            return int(self.options["vocab_size"])
-        if self.profile.model.startswith("synthetic:"):
-            return shape_named(self.profile.model.split(":", 1)[1]).vocab
+        if self.knobs.vocab_size is not None:
+            return self.knobs.vocab_size
+        if self.spec.model.shape is not None:
+            return self.spec.model.shape.vocab
         if self.prompt_format == "tokens":
-            raise EngineError(f"profile {self.profile.name!r}: token prompts for model "
-                              f"{self.profile.model!r} need the vocab_size knob")
+            raise EngineError(f"profile {self.spec.profile!r}: token prompts for model "
+                              f"{self.spec.model.name!r} need the vocab_size knob")
         return 32000  # text prompts: the ids only choose characters
 
     def _server_template(self) -> tuple[list[str], str]:
@@ -197,41 +151,37 @@ class OpenAIHTTPEngine(Engine):
 
         describe() shows the template: the port changes every session, and the model path
         every machine, and neither should show up as an environment change."""
-        o = self.options
-        if "command" in o:
-            cmd = o["command"]
+        k = self.knobs
+        if k.command is not None:
+            cmd = k.command
             return (shlex.split(cmd) if isinstance(cmd, str) else [str(a) for a in cmd]), "command"
-        if o.get("server") != "llama_cpp.server":
-            raise EngineError(f"profile {self.profile.name!r}: the openai-http engine needs "
-                              "url, command = [...] or server = \"llama_cpp.server\"")
         try:
             import llama_cpp.server  # noqa: F401
         except ImportError:
             raise EngineUnavailable("server llama_cpp.server needs llama-cpp-python's server "
                                     "extra: pip install 'pytest-batchperf[server]'") from None
-        n_threads = str(o.get("n_threads", 2))
         argv = ["{python}", "-m", "llama_cpp.server", "--model", "{model}",
-                "--model_alias", self.profile.model, "--host", "{host}", "--port", "{port}",
-                "--n_threads", n_threads, "--n_threads_batch", n_threads,
-                "--n_ctx", str(o.get("n_ctx", 4096)), "--n_batch", str(o.get("n_batch", 512)),
-                "--n_gpu_layers", str(o.get("n_gpu_layers", 0)),
+                "--model_alias", self.spec.model.name, "--host", "{host}", "--port", "{port}",
+                "--n_threads", str(k.n_threads), "--n_threads_batch", str(k.n_threads),
+                "--n_ctx", str(k.n_ctx), "--n_batch", str(k.n_batch),
+                "--n_gpu_layers", str(k.n_gpu_layers),
                 # By default it ends the running stream as soon as another request waits:
                 # under load that would cut every response short.
                 "--interrupt_requests", "false"]
-        return argv + [str(a) for a in o.get("server_args", ())], "llama_cpp.server"
+        return argv + [str(a) for a in k.server_args], "llama_cpp.server"
 
     def _server_argv(self, host: str, port: int) -> list[str]:
         values = {"port": port, "host": host, "python": sys.executable,
-                  "model": self.model_path or self.profile.model}
+                  "model": self.spec.model.target}
         try:
             return [a.format(**values) for a in self.server_template]
         except (KeyError, IndexError, ValueError) as exc:
-            raise EngineError(f"profile {self.profile.name!r}: bad placeholder in the server "
+            raise EngineError(f"profile {self.spec.profile!r}: bad placeholder in the server "
                               f"command: {exc}; use {{port}}, {{host}}, {{model}} or "
                               "{python}") from None
 
     async def _make_client(self) -> httpx.AsyncClient:
-        timeout = httpx.Timeout(self.request_timeout_s, connect=10.0)
+        timeout = httpx.Timeout(self.knobs.request_timeout_s, connect=10.0)
         # No pool limit: the Scheduler bounds concurrency, the pool must not add a queue.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         return httpx.AsyncClient(base_url=self.root, timeout=timeout, limits=limits)
@@ -248,8 +198,9 @@ class OpenAIHTTPEngine(Engine):
             return False
 
     def _start_server(self) -> None:
+        timeout = self.knobs.startup_timeout_s
         if self.server is None:
-            deadline = time.monotonic() + min(self.startup_timeout_s, 30.0)
+            deadline = time.monotonic() + min(timeout, 30.0)
             while not self._probe():
                 if time.monotonic() > deadline:
                     raise EngineError(f"server at {_redact_url(self.root)} does not answer "
@@ -257,7 +208,12 @@ class OpenAIHTTPEngine(Engine):
                 time.sleep(0.2)
             return
         self.server.start()
-        self.server.wait_ready(self._probe, self.startup_timeout_s)
+        try:
+            self.server.wait_ready(self._probe, timeout)
+        except EngineError as exc:
+            if re.search(r"(?i)address already in use|bind.*failed|couldn't bind", str(exc)):
+                raise PortInUse(f"{exc}\nthe server's port is already in use") from None
+            raise
 
     def _first_model(self) -> str | None:
         try:
@@ -276,15 +232,15 @@ class OpenAIHTTPEngine(Engine):
     # memory sampling counts children (an external server's memory is not ours to see).
 
     def supports(self, feature: str) -> bool:
-        return bool(self.options.get(feature, False)) if feature in ("priority", "prefix_cache") else False
+        return bool(getattr(self.knobs, feature, False)) if feature in FEATURES else False
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "engine": self.name,
             "server": self.server_label,
             "url": _redact_url(self.root) if self.server is None else "loopback",
-            "model": self.profile.model,
-            "model_hash": self.model_hash,
+            "model": self.spec.model.name,
+            "model_hash": self.spec.model.hash,
             "served_model": self.served_model,
             "prompt_format": self.prompt_format,
             "httpx": httpx.__version__,
@@ -299,68 +255,34 @@ class OpenAIHTTPEngine(Engine):
 
     def warmup(self) -> None:
         """One short request; under prompt_format=auto it also finds what the server takes."""
-        probe = Request(0, tuple(range(4, 12)), 2)
-        wl = Workload(spec=None, requests=(probe,))  # type: ignore[arg-type]
         if self.prompt_format == "auto":
             self.prompt_format = "tokens"
             try:
-                self.run_round(wl, Strategy.SEQUENTIAL, 1)
+                self.run_round(probe_workload(), Strategy.SEQUENTIAL, 1)
                 return
             except EngineError as exc:
                 # llama_cpp.server answers a validation error with 500 that names 'prompt'
                 if not re.search(r"HTTP (400|415|422)|HTTP 5\d\d.*prompt", str(exc)):
                     raise
             self.prompt_format = "text"
-        self.run_round(wl, Strategy.SEQUENTIAL, 1)
+        self.run_round(probe_workload(), Strategy.SEQUENTIAL, 1)
 
-    def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
+    def run_round(self, workload: Workload, strategy: Strategy, batch_size: int):
         if self.server is not None and not self.server.alive():
             # it died in an earlier case: that case errored; start afresh for this one
-            self.server.restart()
-            self.server.wait_ready(self._probe, self.startup_timeout_s)
-        return self._loop.run_until_complete(self._round(workload, strategy, batch_size))
-
-    # -- one round ---------------------------------------------------------------------
-
-    async def _round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
-        sched = Scheduler(workload.requests, strategy, batch_size)
-        t0 = now()
-        traces = {r.id: RequestTrace(r.id, r.prompt_len, t0 + r.arrival_s, priority=r.priority)
-                  for r in workload.requests}
-        running: dict[asyncio.Task, Request] = {}
+            self.server.stop()
+            self._start_server()
+        rnd = Round(workload, strategy, batch_size)
+        n = len(workload.requests)
         try:
-            while not sched.done or running:
-                t = now()
-                for r in sched.admit(t - t0, len(running)):
-                    traces[r.id].scheduled = t
-                    running[asyncio.create_task(self._send(r, traces[r.id]))] = r
-                wake = sched.next_wakeup(now() - t0)
-                # Nothing new can be admitted before `wake` unless a request finishes.
-                timeout = None if wake is None else wake - (now() - t0)
-                if running:
-                    if timeout is not None and timeout <= 0:
-                        timeout = None  # blocked by what is in flight: wait for a finish
-                    done, _ = await asyncio.wait(running, timeout=timeout,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        r = running.pop(task)
-                        exc = task.exception()
-                        if exc is not None:
-                            traces[r.id].error = str(exc)
-                            raise self._failure(r, exc, len(workload.requests))
-                elif timeout is not None:
-                    await asyncio.sleep(max(timeout, 0.0005))
-        finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-        return RoundTrace(start=t0, end=now(), requests=list(traces.values()), waves=sched.waves)
+            self._loop.run_until_complete(run_tasks(rnd, lambda r: self._send(rnd, r, n)))
+        except RequestFailed as exc:
+            raise self._failure(str(exc)) from None
+        return rnd.trace()
 
-    def _failure(self, r: Request, exc: BaseException, n: int) -> EngineError:
-        what = f"request {r.id} of {n} failed: {exc}"
-        if not isinstance(exc, RequestFailed):
-            what = f"request {r.id} of {n} failed: {type(exc).__name__}: {exc}"
+    # -- one request -------------------------------------------------------------------
+
+    def _failure(self, what: str) -> EngineError:
         if self.server is None:
             return EngineError(what)
         self.server.settle(0.5)
@@ -368,6 +290,7 @@ class OpenAIHTTPEngine(Engine):
         return cls(self.server.explain(what))
 
     def _body(self, r: Request) -> dict[str, Any]:
+        k = self.knobs
         body: dict[str, Any] = {
             "prompt": list(r.prompt_tokens) if self.prompt_format == "tokens"
             else prompt_text(r.prompt_tokens),
@@ -378,34 +301,38 @@ class OpenAIHTTPEngine(Engine):
         }
         if self.served_model:
             body["model"] = self.served_model
-        if self.options.get("ignore_eos", True):
+        if k.ignore_eos:
             body["ignore_eos"] = True
-        if self.options.get("min_tokens", True):
+        if k.min_tokens:
             body["min_tokens"] = r.max_output_tokens
-        if self.options.get("priority"):
+        if k.priority:
             body["priority"] = r.priority
-        body.update(self.options.get("extra_body", {}))
+        body.update(k.extra_body)
         return body
 
-    async def _send(self, r: Request, trace: RequestTrace) -> None:
+    async def _send(self, rnd: Round, r: Request, n: int) -> None:
         try:
             got = await self._stream(r)
+        except RequestFailed as exc:
+            raise RequestFailed(f"request {r.id} of {n} failed: {exc}") from None
         except httpx.TimeoutException:
-            raise RequestFailed(f"no data for {self.request_timeout_s:g}s "
-                                "(request_timeout_s)") from None
+            raise RequestFailed(f"request {r.id} of {n} failed: no data for "
+                                f"{self.knobs.request_timeout_s:g}s (request_timeout_s)") from None
         except httpx.ConnectError as exc:
-            raise RequestFailed(f"cannot connect to {_redact_url(self.root)}: {exc}") from None
+            raise RequestFailed(f"request {r.id} of {n} failed: cannot connect to "
+                                f"{_redact_url(self.root)}: {exc}") from None
         except httpx.HTTPError as exc:
-            raise RequestFailed(f"{type(exc).__name__}: {exc}") from None
+            raise RequestFailed(f"request {r.id} of {n} failed: {type(exc).__name__}: "
+                                f"{exc}") from None
         times = got.times
         if got.usage_completion is not None and got.usage_completion > len(times) and times:
             # The server counted more tokens than chunks: several arrived in one chunk
             # (a held-back multi-byte character); they reached the client at that time.
             times = times + [times[-1]] * (got.usage_completion - len(times))
-        # llama-cpp-python 0.3.36 streams one token past max_tokens when a token decodes
-        # to no text; the client asked for max_tokens, so only those count.
+        # A server may stream one token past max_tokens when a token decodes to no text;
+        # the client asked for max_tokens, so only those count.
+        trace = rnd.traces[r.id]
         trace.token_times = times[: r.max_output_tokens]
-        trace.finished = trace.token_times[-1] if times else now()
         if got.usage_prompt:
             trace.prompt_tokens = got.usage_prompt
 
@@ -418,7 +345,7 @@ class OpenAIHTTPEngine(Engine):
                 text = (await resp.aread()).decode(errors="replace").strip().replace("\n", " ")
                 raise RequestFailed(f"HTTP {resp.status_code} from the server: {text[:300]}")
             async for line in resp.aiter_lines():
-                t = now()
+                t = time.perf_counter()
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()

@@ -11,27 +11,22 @@ stamps the time of every decode step (after a CUDA sync on the GPU).
 ``continuous`` is not supported: padded ``generate`` cannot admit a request into a
 running batch. Such cases raise EngineUnavailable, which the plugin reports as a skip.
 
-Knobs: dtype (float32, float16, bfloat16; default float32 on the CPU, bfloat16 on CUDA),
-threads (torch CPU threads), attn_implementation (default sdpa).
+Knobs: ``engines.config.TransformersKnobs``.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from pathlib import Path
 
-from ..models.shapes import shape as shape_named
-from ..profiles import Profile
-from ..strategies import Scheduler, Strategy
-from ..workload import Request, Workload
-from .base import Engine, EngineError, EngineUnavailable, OutOfMemory, RequestTrace, RoundTrace, now
+from ..measure.trace import now
+from ..workload.spec import Request, Workload
+from ..workload.strategies import Strategy
+from .base import Engine, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
+from .config import TransformersKnobs
+from .kit import Round, probe_workload, run_steps
 
 # Never reach for a hub: models are local directories (synthetic ones are written here).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# OMP_WAIT_POLICY is left alone: PASSIVE helps on an oversubscribed machine but halved
-# static-batch throughput on a quiet one (921-1096 -> 447-492 tok/s, tiny, B8); a profile
-# can still set it through its env table.
 
 try:
     import torch
@@ -65,46 +60,25 @@ class _StepClock(BaseStreamer):
         pass
 
 
-def resolve_model(model: str) -> tuple[Path, str]:
-    """(directory, model hash) of ``synthetic:SHAPE`` or a local model directory."""
-    if model.startswith("synthetic:"):
-        from ..models.hf_model import WRITER_VERSION, hf_model_dir
-
-        s = shape_named(model.split(":", 1)[1])
-        return hf_model_dir(s), f"synthetic-{s.name}-hf-{s.key(WRITER_VERSION)}"
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file():
-        raise EngineError(f"model directory {path} has no config.json (the transformers engine "
-                          "loads local Hugging Face model directories only)")
-    from ..models.gguf_model import file_hash
-
-    return path, file_hash(path / "config.json")
-
-
 class TransformersEngine(Engine):
     name = "transformers"
 
-    def __init__(self, profile: Profile):
-        o = dict(profile.options)
-        self.profile = profile
-        self.device = profile.device
+    def __init__(self, spec: EngineSpec):
+        k: TransformersKnobs = spec.knobs
+        self.spec, self.knobs = spec, k
+        self.device = spec.device
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise EngineUnavailable(f"profile {profile.name!r} needs a CUDA GPU; torch "
+            raise EngineUnavailable(f"profile {spec.profile!r} needs a CUDA GPU; torch "
                                     f"{torch.__version__} sees none")
-        dtype_name = str(o.get("dtype", "bfloat16" if self.device.startswith("cuda") else "float32"))
-        if dtype_name not in _DTYPES:
-            raise EngineError(f"profile {profile.name!r}: dtype must be one of "
-                              f"{', '.join(_DTYPES)}, got {dtype_name!r}")
-        self.dtype_name = dtype_name
-        if "threads" in o:
-            torch.set_num_threads(int(o["threads"]))
-        self.attn = str(o.get("attn_implementation", "sdpa"))
-        self.path, self.model_hash = resolve_model(profile.model)
+        self.dtype_name = k.dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
+        if k.threads is not None:
+            torch.set_num_threads(k.threads)
+        self.path = spec.model.path
         dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
         try:
             self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(self.path), local_files_only=True, attn_implementation=self.attn,
-                **{dtype_kw: _DTYPES[dtype_name]})
+                str(self.path), local_files_only=True, attn_implementation=k.attn_implementation,
+                **{dtype_kw: _DTYPES[self.dtype_name]})
         except (OSError, ValueError) as exc:
             raise EngineError(f"transformers could not load {self.path}: "
                               f"{str(exc).splitlines()[0]}") from None
@@ -124,10 +98,10 @@ class TransformersEngine(Engine):
             "engine": self.name,
             "transformers": transformers.__version__,
             "torch": torch.__version__,
-            "model": self.profile.model,
-            "model_hash": self.model_hash,
+            "model": self.spec.model.name,
+            "model_hash": self.spec.model.hash,
             "dtype": self.dtype_name,
-            "attn_implementation": self.attn,
+            "attn_implementation": self.knobs.attn_implementation,
             "device": self.device,
             "torch_threads": torch.get_num_threads(),
         }
@@ -137,34 +111,26 @@ class TransformersEngine(Engine):
         return d
 
     def warmup(self) -> None:
-        wl = Workload(spec=None, requests=(Request(0, (5, 6, 7, 8), 2), Request(1, (9, 10), 2)))  # type: ignore[arg-type]
-        self.run_round(wl, Strategy.STATIC, 2)
+        self.run_round(probe_workload((2, 2)), Strategy.STATIC, 2)
 
-    def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
-        strategy = Strategy.parse(strategy)
+    def run_round(self, workload: Workload, strategy: Strategy, batch_size: int):
         if strategy is Strategy.CONTINUOUS:
             raise EngineUnavailable(
                 "the transformers engine batches with padded generate(), which cannot add a "
                 "request to a running batch: continuous batching is not supported (use static, "
                 "bucketed or dynamic)")
-        sched = Scheduler(workload.requests, strategy, batch_size)
-        t0 = now()
-        traces = {r.id: RequestTrace(r.id, r.prompt_len, t0 + r.arrival_s, priority=r.priority)
-                  for r in workload.requests}
-        while not sched.done:
-            wave = sched.admit(now() - t0, 0)
-            if not wave:
-                wake = sched.next_wakeup(now() - t0)
-                time.sleep(max(0.0, wake - (now() - t0)))
-                continue
-            started = now()
+        rnd = Round(workload, strategy, batch_size)
+        wave: list[Request] = []
+
+        def step() -> None:
             steps = self._generate(wave)
             for r in wave:
-                tr = traces[r.id]
-                tr.scheduled = started
-                tr.token_times = steps[: r.max_output_tokens]
-                tr.finished = steps[-1]
-        return RoundTrace(start=t0, end=now(), requests=list(traces.values()), waves=sched.waves)
+                rnd.traces[r.id].token_times = steps[: r.max_output_tokens]
+                rnd.finish(r.id, steps[-1])
+            wave.clear()
+
+        run_steps(rnd, wave.append, step)
+        return rnd.trace()
 
     def _generate(self, wave: list[Request]) -> list[float]:
         """One padded generate() over the wave; the time of each decode step."""

@@ -1,29 +1,19 @@
 """vLLM through its offline engine, with the plugin's Scheduler doing admission.
 
-One ``vllm.LLM`` per session. Each round feeds requests to ``llm.llm_engine`` with
-``add_request`` as the shared Scheduler admits them (at most B in flight for
-``continuous``, waves of B for ``static``, one at a time for ``sequential``; arrivals
-follow the workload's offsets) and drives ``step()`` itself, so B varies per case without
-reloading; ``max_num_seqs`` is only the upper bound.
+One ``vllm.LLM`` per engine process. Each round feeds requests to ``llm.llm_engine`` with
+``add_request`` as the Scheduler admits them and drives ``step()`` itself, so B varies per
+case without reloading; ``max_num_seqs`` is only the upper bound. With ``api = "async"``
+each admitted request streams from ``AsyncLLM`` on its own asyncio task, as a server runs it.
 
-Timings are vLLM's own: with ``disable_log_stats=False`` every ``RequestOutput.metrics``
-is the request's live ``RequestStateStats``, whose ``last_token_ts`` is the engine core's
-timestamp of the iteration that produced the tokens just delivered (outputs are DELTA),
-``first_token_ts`` that of the first and ``scheduled_ts`` when the core first scheduled it.
-Preemptions come from vLLM's Prometheus counter (per round), KV cache capacity from its
-cache config (per engine start, in describe()).
+Timings are vLLM's own: with stats on, every ``RequestOutput.metrics`` is the request's
+live ``RequestStateStats``, whose ``last_token_ts`` is the engine core's timestamp of the
+iteration that produced the tokens just delivered (outputs are DELTA), ``first_token_ts``
+that of the first and ``scheduled_ts`` when the core first scheduled it. Preemptions and
+prefix-cache hits come from vLLM's Prometheus counters (per round), KV cache capacity from
+its cache config (per engine start, in describe()).
 
-Knobs (profile options) passed to ``LLM``: gpu_memory_utilization, max_model_len,
-max_num_seqs, max_num_batched_tokens, enable_prefix_caching, enforce_eager, dtype,
-tensor_parallel_size, distributed_executor_backend, scheduling_policy, seed,
-kv_cache_dtype, block_size, async_scheduling. Plus ``api``: ``offline`` (default, the
-``LLM``'s engine stepped here) or ``async`` (``AsyncLLM``: each admitted request streams
-on its own asyncio task, as a server would run it; the same Scheduler admits them at their
-arrival offsets), ``multiprocessing`` (false runs the engine core in this process) and
-``slowdown`` (fraction, default 0): the engine core busy-waits that fraction of each of
-its steps' own duration after it, a real proportional slowdown used to measure the gate's
-power (vllm_slowdown.py; any api, core in its own process or not); ``slowdown_on = "gpu"``
-queues it as a GPU spin kernel instead, for GPU-bound engines that hide host time.
+Knobs: ``engines.config.VLLMKnobs``. ``slowdown`` slows the engine core's steps (host
+busy-wait, or a GPU spin with ``slowdown_on = "gpu"``): ``vllm_slowdown``.
 """
 
 from __future__ import annotations
@@ -32,56 +22,18 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
-from ..profiles import Profile
-from ..strategies import Scheduler, Strategy
-from ..workload import Request, Workload
+from ..measure.trace import RequestTrace
+from ..workload.spec import Request, Workload
+from ..workload.strategies import Strategy
 from . import vllm_slowdown
-from .base import (Engine, EngineCrashed, EngineError, EngineUnavailable, OutOfMemory,
-                   RequestTrace, RoundTrace, now)
+from .base import Engine, EngineCrashed, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
+from .config import VLLMKnobs
+from .kit import Round, probe_workload, run_steps, run_tasks
 
-LLM_KNOBS = (
-    "gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_num_batched_tokens",
-    "enable_prefix_caching", "enforce_eager", "dtype", "tensor_parallel_size",
-    "distributed_executor_backend", "scheduling_policy", "seed", "kv_cache_dtype",
-    "block_size", "async_scheduling", "compilation_config",
-)
-OWN_KNOBS = ("api", "multiprocessing", "slowdown", "slowdown_on", "verbose")
 PREEMPTIONS = "vllm:num_preemptions"
 PREFIX_HITS, PREFIX_QUERIES = "vllm:prefix_cache_hits", "vllm:prefix_cache_queries"
-
-
-def llm_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The profile's knobs as ``LLM(...)`` keyword arguments; unknown knobs are refused
-    (a typo must not silently benchmark the defaults)."""
-    unknown = sorted(set(options) - set(LLM_KNOBS) - set(OWN_KNOBS))
-    if unknown:
-        raise EngineError(f"unknown vllm knob(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(LLM_KNOBS + OWN_KNOBS)}")
-    kwargs = {k: options[k] for k in LLM_KNOBS if k in options}
-    kwargs["disable_log_stats"] = False  # per-request timings and counters need stats
-    return kwargs
-
-
-def resolve_model(model: str) -> tuple[str, str]:
-    """(model directory, model hash) of ``synthetic:SHAPE`` or a local HF model directory."""
-    if model.startswith("synthetic:"):
-        from ..models.hf_model import WRITER_VERSION, hf_model_dir
-        from ..models.shapes import shape
-
-        s = shape(model.split(":", 1)[1])
-        return str(hf_model_dir(s)), f"synthetic-{s.name}-{s.key(WRITER_VERSION)}"
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file():
-        raise EngineError(f"model {model!r}: not a Hugging Face model directory "
-                          "(no config.json there); the vllm engine never downloads")
-    weights = sorted(path.glob("*.safetensors"))
-    stamp = ",".join(f"{p.name}:{p.stat().st_size}" for p in weights)
-    import hashlib
-
-    return str(path), hashlib.sha256(stamp.encode()).hexdigest()[:16]
 
 
 def counter(metrics: Iterable[Any], name: str) -> float:
@@ -135,26 +87,15 @@ def fits(requests: tuple[Request, ...], batch_size: int, capacity_tokens: int) -
 class VLLMEngine(Engine):
     name = "vllm"
 
-    def __init__(self, profile: Profile):
-        self.profile = profile
-        self.device = profile.device
-        o = dict(profile.options)
-        self.kwargs = llm_kwargs(o)
-        self.slowdown = float(o.get("slowdown", 0.0))
-        self.inproc = o.get("multiprocessing", True) is False
-        self.api = o.get("api", "offline")
-        if self.api not in ("offline", "async"):
-            raise EngineError(f"vllm knob api must be 'offline' or 'async', not {self.api!r}")
-        if self.slowdown < 0:
-            raise EngineError(f"vllm knob slowdown must be >= 0, got {self.slowdown}")
-        self.slowdown_on = o.get("slowdown_on", "host")
-        if self.slowdown_on not in vllm_slowdown.PLACES:
-            raise EngineError(f"vllm knob slowdown_on must be one of "
-                              f"{', '.join(vllm_slowdown.PLACES)}, not {self.slowdown_on!r}")
+    def __init__(self, spec: EngineSpec):
+        k: VLLMKnobs = spec.knobs
+        self.spec, self.knobs = spec, k
+        self.device = spec.device
+        self.kwargs = k.llm_kwargs()
         # Read by vllm_slowdown.register() in the engine core's process.
-        os.environ[vllm_slowdown.ENV] = repr(self.slowdown)
-        os.environ[vllm_slowdown.ENV_ON] = self.slowdown_on
-        if self.inproc:
+        os.environ[vllm_slowdown.ENV] = repr(k.slowdown)
+        os.environ[vllm_slowdown.ENV_ON] = k.slowdown_on
+        if not k.multiprocessing:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")  # flashinfer is optional
         try:
@@ -169,14 +110,16 @@ class VLLMEngine(Engine):
         self._vllm_version = vllm.__version__
         self._SamplingParams, self._TokensPrompt = SamplingParams, TokensPrompt
         self._delta = RequestOutputKind.DELTA
-        self.model_dir, self.model_hash = resolve_model(profile.model)
+        self.model_dir = str(spec.model.target)
         self._round = 0
-        self.llm = self.async_llm = self._loop = None
+        self.llm: Any = None
+        self.async_llm: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._build()
 
     def _build(self) -> None:
         try:
-            if self.api == "async":
+            if self.knobs.api == "async":
                 self._loop = asyncio.new_event_loop()
                 self.async_llm = self._loop.run_until_complete(self._start_async())
                 cfg = self.async_llm.vllm_config
@@ -198,9 +141,9 @@ class VLLMEngine(Engine):
         # Engine-core timestamps are time.monotonic(); traces use perf_counter.
         self.clock_offset = time.perf_counter() - time.monotonic()
 
-    async def _start_async(self):
-        # Built inside the loop that will run every round: AsyncLLM binds its output
-        # handler to the running loop.
+    async def _start_async(self) -> Any:
+        # Built inside the loop that runs every round: AsyncLLM binds its output handler
+        # to the running loop.
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -213,33 +156,28 @@ class VLLMEngine(Engine):
     def supports(self, feature: str) -> bool:
         return {"priority": self.priority, "prefix_cache": self.prefix_caching}.get(feature, False)
 
-    def pids(self) -> list[int]:
-        # The engine core is a child process: the sampler walks children of these pids.
-        return [os.getpid()]
-
     def describe(self) -> dict:
+        k = self.knobs
         return {
             "engine": self.name,
             "vllm": self._vllm_version,
-            "model": self.profile.model,
-            "model_hash": self.model_hash,
+            "model": self.spec.model.name,
+            "model_hash": self.spec.model.hash,
             "kv_cache_tokens": self.kv_tokens,
             "max_num_seqs": self.max_num_seqs,
             "max_model_len": self.max_model_len,
             "prefix_caching": self.prefix_caching,
             "scheduling_policy": "priority" if self.priority else "fcfs",
-            "multiprocessing": not self.inproc,
-            "api": self.api,
-            **({"slowdown": self.slowdown, "slowdown_on": self.slowdown_on}
-               if self.slowdown else {}),
-            **{f"option.{k}": v for k, v in sorted(self.kwargs.items()) if k != "disable_log_stats"},
+            "multiprocessing": k.multiprocessing,
+            "api": k.api,
+            **({"slowdown": k.slowdown, "slowdown_on": k.slowdown_on} if k.slowdown else {}),
+            **{f"option.{n}": v for n, v in sorted(self.kwargs.items()) if n != "disable_log_stats"},
         }
 
     def warmup(self) -> None:
-        req = Request(0, tuple(range(10, 42)), 8)
-        self.run_round(Workload(spec=None, requests=(req,)), Strategy.SEQUENTIAL, 1)  # type: ignore[arg-type]
+        self.run_round(probe_workload((8,), prompt=32), Strategy.SEQUENTIAL, 1)
 
-    def _params(self, r: Request):
+    def _params(self, r: Request) -> Any:
         n = r.max_output_tokens
         return self._SamplingParams(max_tokens=n, min_tokens=n, ignore_eos=True, temperature=0.0,
                                     detokenize=False, output_kind=self._delta)
@@ -256,7 +194,7 @@ class VLLMEngine(Engine):
             raise OutOfMemory(f"{batch_size} requests do not fit in the KV cache of "
                               f"{self.kv_tokens} tokens at once")
 
-    def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
+    def run_round(self, workload: Workload, strategy: Strategy, batch_size: int):
         if self.llm is None and self.async_llm is None:  # the last round killed the core
             self._build()
         self._check(workload, batch_size)
@@ -269,92 +207,63 @@ class VLLMEngine(Engine):
             self._abort_all()
             raise error from None
 
-    def _run(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
+    def _run(self, workload: Workload, strategy: Strategy, batch_size: int):
         from vllm.v1.metrics.reader import get_metrics_snapshot
 
         self._round += 1
         if self.prefix_caching:  # rounds must not reuse the previous round's prompts
-            if self.api == "async":
+            if self._loop is not None:
                 self._loop.run_until_complete(self.async_llm.reset_prefix_cache())
             else:
                 self.llm.reset_prefix_cache()
         before = get_metrics_snapshot()
-        sched = Scheduler(workload.requests, strategy, batch_size)
-        t0 = now()
-        traces = {r.id: RequestTrace(r.id, r.prompt_len, t0 + r.arrival_s, priority=r.priority)
-                  for r in workload.requests}
+        rnd = Round(workload, strategy, batch_size)
         prefix = f"r{self._round}-"
-        if self.api == "async":
-            self._loop.run_until_complete(self._drive_async(sched, t0, traces, prefix))
+        if self._loop is not None:
+            self._loop.run_until_complete(run_tasks(rnd, lambda r: self._stream(rnd, r, prefix)))
         else:
-            self._drive_offline(sched, t0, traces, prefix)
+            self._drive_offline(rnd, prefix)
         after = get_metrics_snapshot()
-        # KV cache capacity is not a per-round stat: vLLM sizes it from the memory free when
-        # it profiles at start-up, which moves by ~0.1% between starts (A/A would fail an
-        # exact comparison). It is recorded in describe(), so the environment diff shows it.
+        # KV cache capacity is sized from the memory free at start-up and moves slightly
+        # between starts: it is recorded in describe(), not compared exactly per round.
         stats = {"preemptions": counter(after, PREEMPTIONS) - counter(before, PREEMPTIONS)}
         queries = counter(after, PREFIX_QUERIES) - counter(before, PREFIX_QUERIES)
         if self.prefix_caching and queries:
             stats["prefix_cache_hit_pct"] = 100.0 * (
                 counter(after, PREFIX_HITS) - counter(before, PREFIX_HITS)) / queries
-        return RoundTrace(start=t0, end=now(), requests=list(traces.values()), waves=sched.waves,
-                          stats=stats)
+        return rnd.trace(stats)
 
-    def _drive_offline(self, sched: Scheduler, t0: float, traces: dict, prefix: str) -> None:
+    def _drive_offline(self, rnd: Round, prefix: str) -> None:
         live: dict[str, _Live] = {}
         engine = self.engine
-        while True:
-            t = now()
-            for r in sched.admit(t - t0, len(live)):
-                rid = prefix + str(r.id)
-                traces[r.id].scheduled = t
-                live[rid] = _Live(r, traces[r.id])
-                engine.add_request(rid, self._TokensPrompt(prompt_token_ids=list(r.prompt_tokens)),
-                                   self._params(r), priority=r.priority if self.priority else 0)
-            if not live:
-                if sched.done:
-                    break
-                time.sleep(max(0.0, sched.next_wakeup(now() - t0) - (now() - t0)))
-                continue
+
+        def start(r: Request) -> None:
+            rid = prefix + str(r.id)
+            live[rid] = _Live(r, rnd.traces[r.id])
+            engine.add_request(rid, self._TokensPrompt(prompt_token_ids=list(r.prompt_tokens)),
+                               self._params(r), priority=r.priority if self.priority else 0)
+
+        def step() -> None:
             outputs = engine.step()
-            received = now()
+            received = rnd.clock()
             for out in outputs:
-                if record_output(live[out.request_id], out, self.clock_offset, received):
+                item = live[out.request_id]
+                if record_output(item, out, self.clock_offset, received):
                     del live[out.request_id]
+                    rnd.finish(item.request.id, item.trace.finished)
 
-    async def _drive_async(self, sched: Scheduler, t0: float, traces: dict, prefix: str) -> None:
-        """The Scheduler's admissions become streaming AsyncLLM requests, one task each."""
-        running: set[asyncio.Task] = set()
-        while True:
-            t = now()
-            for r in sched.admit(t - t0, len(running)):
-                traces[r.id].scheduled = t
-                running.add(asyncio.ensure_future(self._stream(_Live(r, traces[r.id]), prefix)))
-            elapsed = now() - t0
-            wake = sched.next_wakeup(elapsed)
-            # Nothing more can start before ``wake``; a wake-up already due means only a
-            # finishing request can free a slot (or end a wave).
-            timeout = wake - elapsed if wake is not None and wake > elapsed else None
-            if not running:
-                if sched.done:
-                    break
-                await asyncio.sleep(timeout or 0.0)
-                continue
-            done, running = await asyncio.wait(running, timeout=timeout,
-                                               return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # a failed request fails the round
+        run_steps(rnd, start, step)
 
-    async def _stream(self, live: _Live, prefix: str) -> None:
-        r = live.request
+    async def _stream(self, rnd: Round, r: Request, prefix: str) -> None:
+        live = _Live(r, rnd.traces[r.id])
         prompt = self._TokensPrompt(prompt_token_ids=list(r.prompt_tokens))
         async for out in self.async_llm.generate(prompt, self._params(r), prefix + str(r.id),
                                                  priority=r.priority if self.priority else 0):
-            record_output(live, out, self.clock_offset, now())
+            record_output(live, out, self.clock_offset, rnd.clock())
 
     def _abort_all(self) -> None:
         """After a failed round: drop what is left, or the whole engine if its core died."""
-        if self.api == "async":  # its streams were cancelled mid-flight: start afresh
+        if self._loop is not None:  # its streams were cancelled mid-flight: start afresh
             self.close()
             return
         try:

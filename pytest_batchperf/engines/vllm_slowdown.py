@@ -3,13 +3,12 @@
 A real, proportional slowdown for measuring the gate's power, in one of two places:
 
 - ``host`` (default): after every engine-core step the core busy-waits ``slowdown``
-  times that step's own duration. It slows whatever the host thread paces: a 1B model on
-  an H100, any CPU-bound engine. A GPU-bound engine hides it behind GPU work (an 8B model
-  on an H100 lost 3 % throughput at a 25 % host slowdown: docs/gpu/README.md).
+  times that step's own duration. It slows whatever the host thread paces: a small model
+  on a fast GPU, any CPU-bound engine. A GPU-bound engine hides it behind GPU work.
 - ``gpu``: before every step the core queues a GPU spin kernel (``torch.cuda._sleep``) of
   ``slowdown`` times the engine's own time per step on the stream the model runs on, as
-  slower kernels would: on the 8B profile TPOT p50 rose 5.2 %, 9.7 % and 24.1 % at 5, 10
-  and 25 % (docs/gpu/README.md). A host-bound engine hides it, as it would slower kernels.
+  slower kernels would. A host-bound engine hides it, as it would slower kernels.
+  (Measured effects of both: docs/results/h100-vllm.md.)
 
 It is a vLLM general plugin (entry point ``vllm.general_plugins`` in pyproject.toml):
 vLLM calls ``register()`` in every process it starts, before the engine core is built,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -97,24 +96,3 @@ def gguf_path(shape: ModelShape, seed: int = 0) -> Path:
     """The synthetic GGUF for ``shape``, written on first use and cached."""
     target = cache_dir() / f"{shape.name}-{shape.key(WRITER_VERSION)}-s{seed}" / "model.gguf"
     return cached(target, lambda tmp: write_gguf(shape, tmp, seed))
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def check_gguf(path: Path) -> None:
-    """Raise ValueError with a one-line reason if ``path`` is not a GGUF file."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError:
-        raise ValueError(f"model file not found: {path}") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read model file {path}: {exc.strerror or exc}") from None
-    if magic != b"GGUF":
-        raise ValueError(f"{path} is not a GGUF model file (starts with {magic!r}, not b'GGUF')")

@@ -1,14 +1,21 @@
-"""Reports: results.json, summary.md and index.html, from one RunResults."""
+"""Reports: results.json, summary.md and index.html, from one RunResults.
+
+Each is written on its own (atomically), so one that fails (a full disk, a bad value in a
+chart) loses none of the others; the caller gets the failures as one line each.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 from ..atomic import write_atomic
-from ..results import RunResults
-from .summary import markdown, terminal_lines  # noqa: F401
+from ..judge.results import RunResults
+from .summary import markdown, terminal_lines
+
+__all__ = ["markdown", "terminal_lines", "write_all", "write_json"]
 
 
 def write_json(run: RunResults, path: Path) -> Path:
@@ -16,20 +23,37 @@ def write_json(run: RunResults, path: Path) -> Path:
     return path
 
 
-def write_all(run: RunResults, directory: Path) -> list[Path]:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = [write_json(run, directory / "results.json")]
+def _summary(run: RunResults, path: Path) -> Path:
     md = markdown(run)
-    write_atomic(directory / "summary.md", md)
-    written.append(directory / "summary.md")
+    write_atomic(path, md)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a") as f:
             f.write(md + "\n")
+    return path
+
+
+def _html(run: RunResults, path: Path) -> Path:
+    from .html import write_html
+
+    return write_html(run, path)
+
+
+WRITERS: tuple[tuple[str, Callable[[RunResults, Path], Path]], ...] = (
+    ("results.json", write_json), ("summary.md", _summary), ("index.html", _html))
+
+
+def write_all(run: RunResults, directory: Path) -> tuple[list[Path], list[str]]:
+    """(files written, one line per file that could not be)."""
+    directory = Path(directory)
     try:
-        from .html import write_html
-    except ImportError:  # the HTML report is optional until its module lands
-        return written
-    written.append(write_html(run, directory / "index.html"))
-    return written
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return [], [f"{directory}: {exc.strerror or exc}"]
+    written, errors = [], []
+    for name, write in WRITERS:
+        try:
+            written.append(write(run, directory / name))
+        except Exception as exc:  # noqa: BLE001 - the other reports must still be written
+            errors.append(f"{directory / name}: {type(exc).__name__}: {exc}".splitlines()[0])
+    return written, errors

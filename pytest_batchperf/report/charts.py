@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
-from ..catalog import METRICS
-from ..results import CaseResult, RunResults
+from ..judge.catalog import lookup
+from ..judge.results import CaseResult, RunResults
 from .sweeps import Sweep, sweeps
 
 # One colour per strategy across every chart, so a reader learns it once.
@@ -33,7 +33,7 @@ _FALLBACK = ("#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
 PERCENTILE_STYLES = {"p50": "-", "p95": "--", "p99": ":"}
 LATENCY_PANELS = (("ttft_ms", "time to first token"), ("tpot_ms", "time per output token"),
                   ("e2e_ms", "end-to-end latency"))
-KINDS = ("throughput", "latency", "memory", "strategies")
+KINDS = ("throughput", "latency", "memory", "strategies", "roofline")
 
 _RC = {
     "svg.fonttype": "none",
@@ -73,8 +73,8 @@ def families(run: RunResults) -> list[Family]:
         groups.setdefault((module, sweep.workload_key), []).append(sweep)
     out = []
     for (module, _), group in groups.items():
-        workload = group[0].points[0].case.params.get("workload", {})
-        name = workload.get("name") if isinstance(workload, dict) else None
+        spec = group[0].points[0].case.spec
+        name = spec.workload.name if spec is not None else None
         out.append(Family(f"{module}: workload {name or group[0].workload_key}", tuple(group)))
     return out
 
@@ -94,14 +94,14 @@ def _median(case: CaseResult, metric: str) -> float | None:
 
 def _spread(case: CaseResult, metric: str) -> tuple[float, float] | None:
     m = case.metrics.get(metric)
-    finite = [x for x in m.samples if math.isfinite(x)] if m else []
+    finite = [x for x in m.summaries if math.isfinite(x)] if m else []
     return (min(finite), max(finite)) if finite else None
 
 
 def _baseline(case: CaseResult, metric: str) -> float | None:
     for c in case.comparisons:
-        if c.metric == metric and math.isfinite(c.baseline):
-            return c.baseline
+        if c.metric == metric and math.isfinite(c.reference):
+            return c.reference
     return None
 
 
@@ -128,7 +128,7 @@ def _batch_axis(ax, sizes) -> None:
 
 
 def _label(metric: str) -> str:
-    spec = METRICS.get(metric)
+    spec = lookup(metric)
     unit = f" ({spec.unit})" if spec and spec.unit not in ("", "count") else ""
     return (spec.label if spec else metric) + unit
 
@@ -169,7 +169,7 @@ def _throughput(fig: Figure, family: Family) -> None:
     if _metric_vs_batch(ax, family, "output_tok_s"):
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     fig.subplots_adjust(left=0.09, right=0.76, bottom=0.14, top=0.9)
-    ax.set_title("output tokens/s vs batch size (bars: round range; dashed: baseline)")
+    ax.set_title("output tokens/s vs batch size (bars: range of runs; dashed: reference)")
 
 
 def _memory(fig: Figure, family: Family) -> None:
@@ -204,6 +204,15 @@ def _latency(fig: Figure, family: Family) -> None:
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.27, top=0.9, wspace=0.28)
 
 
+def _roofline(fig: Figure, family: Family) -> None:
+    ax = fig.subplots()
+    if _metric_vs_batch(ax, family, "roofline_pct"):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+        ax.axhline(100, color="black", lw=0.8, ls=":")
+    fig.subplots_adjust(left=0.09, right=0.76, bottom=0.15, top=0.9)
+    ax.set_title("fraction of the memory-bandwidth roofline of a decode step (100 % = the limit)")
+
+
 def _strategies(fig: Figure, family: Family) -> None:
     """Each strategy at each batch size, side by side, on the metrics that tell them apart."""
     metrics = ["output_tok_s", "e2e_ms_p95"]
@@ -230,9 +239,11 @@ def _strategies(fig: Figure, family: Family) -> None:
 
 
 _DRAW = {"throughput": (_throughput, (8, 3.6)), "latency": (_latency, (11, 3.6)),
-         "memory": (_memory, (8, 3.4)), "strategies": (_strategies, (11, 3.4))}
+         "memory": (_memory, (8, 3.4)), "strategies": (_strategies, (11, 3.4)),
+         "roofline": (_roofline, (8, 3.4))}
 _TITLES = {"throughput": "Throughput vs batch size", "latency": "Latency percentiles vs batch size",
-           "memory": "Memory vs batch size", "strategies": "Strategies side by side"}
+           "memory": "Memory vs batch size", "strategies": "Strategies side by side",
+           "roofline": "Roofline fraction vs batch size"}
 
 
 def render_svg(draw, size: tuple[float, float], salt: str) -> str:
@@ -251,9 +262,12 @@ def render_svg(draw, size: tuple[float, float], salt: str) -> str:
 
 def family_charts(family: Family, index: int) -> list[Chart]:
     out = []
+    roofline = any("roofline_pct" in p.case.metrics for s in family.sweeps for p in s.points)
     for kind in KINDS:
         if kind == "strategies" and len(family.sweeps) < 2:
             continue  # one strategy: nothing to put side by side
+        if kind == "roofline" and not roofline:
+            continue
         draw, size = _DRAW[kind]
         chart_id = f"chart-{index}-{kind}"
         out.append(Chart(chart_id, kind, _TITLES[kind],

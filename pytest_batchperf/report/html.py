@@ -14,9 +14,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..atomic import write_atomic
-from ..decision import SEVERITY, Comparison, _fmt
-from ..environment import diff
-from ..results import CaseResult, RunResults
+from ..judge.decision import SEVERITY, Comparison, _fmt
+from ..measure.environment import diff
+from ..judge.results import CaseResult, RunResults
 from .charts import family_charts, families
 from .summary import key_comparison
 
@@ -24,8 +24,9 @@ _RANK = {v: i for i, v in enumerate(SEVERITY)}
 
 # Rows of the environment diff a driver/engine/model gate is about; shown even when equal.
 _HEADLINE = re.compile(
-    r"(^|\.)(gpu|gpu_memory_mib|driver|cuda_driver|cuda|python|cpu|device)$"
-    r"|model_hash$|model$|(^|\.)packages\."
+    r"(^|\.)(gpu|gpu_memory_mib|gpus_used|driver|cuda_driver|cuda|python|python_version|cpu|"
+    r"cpu_count|usable_cores|device)$|model_hash$|model$|(^|\.)packages\.|^engine\.process\."
+    r"|^engine\.(vllm|llama_cpp_python|transformers|torch|server_command)$"
 )
 
 
@@ -58,6 +59,14 @@ def _interval(c: Comparison) -> str:
     return f"[{c.ci_low:+.1%}, {c.ci_high:+.1%}]"
 
 
+def _pct_plain(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.1%}"
+
+
+def _runs(c: Comparison) -> str:
+    return str(c.n_current) if c.n_reference == c.n_current else f"{c.n_reference} vs {c.n_current}"
+
+
 def _pvalue(p: float | None) -> str:
     return "–" if p is None else f"{p:.3g}"
 
@@ -73,11 +82,26 @@ def _environment(run: RunResults) -> tuple[list[tuple], list[tuple]]:
     return headline, rows
 
 
+def gate_line(run: RunResults) -> str:
+    """The policy the verdicts used, in words."""
+    g = run.gate
+    if not g:
+        return "–"
+    parts = [f"false alarms at most {g.get('alpha', 0):.0%} per run of the whole suite, "
+             f"shared by {g.get('cases', 1)} case(s)"]
+    if g.get("looks", 1) > 1:
+        parts.append(f"up to {g['looks'] - 1} more run(s) for an inconclusive case")
+    if g.get("strict"):
+        parts.append("strict: inconclusive fails")
+    return "; ".join(parts)
+
+
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("pytest_batchperf", "report/templates"),
                       autoescape=True, undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True)
-    env.filters.update(num=_num, pct=_pct, interval=_interval, pvalue=_pvalue, sortkey=_sortkey,
+    env.filters.update(num=_num, pct=_pct, pct_plain=_pct_plain, interval=_interval, runs=_runs,
+                       pvalue=_pvalue, sortkey=_sortkey,
                        tojson_pretty=lambda d: json.dumps(d, indent=2, sort_keys=True, default=str))
     return env
 
@@ -95,7 +119,12 @@ def render(run: RunResults) -> str:
         chart_groups=chart_groups,
         env_headline=headline,
         env_rows=env_rows,
-        has_baseline=bool(run.baseline_environment),
+        has_reference=bool(run.baseline_environment),
+        ab=run.mode == "ab",
+        reference_name="reference" if run.mode == "ab" else "baseline",
+        current_name="candidate" if run.mode == "ab" else "now",
+        gate_line=gate_line(run),
+        power_pct=f"{run.gate.get('power', 0.8):.0%}",
     )
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 
-from ..decision import SEVERITY, Comparison, Verdict
-from ..environment import diff
-from ..results import CaseResult, RunResults
-from .sweeps import sweeps
+from ..judge.decision import SEVERITY, Comparison, Verdict
+from ..judge.results import CaseResult, RunResults
+from ..measure.environment import diff
+from .sweeps import Sweep, sweeps
 
 _ORDER = {v: i for i, v in enumerate(SEVERITY)}
 _JUDGED = (Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.IMPROVED, Verdict.ERROR)
+_WARNINGS_PER_CASE = 3  # the terminal shows this many; the reports keep all
 
 
 def counts_line(run: RunResults) -> str:
@@ -19,38 +21,58 @@ def counts_line(run: RunResults) -> str:
     return ", ".join(parts) or "no cases"
 
 
-def _tok_s(case) -> str:
+def _tok_s(case: CaseResult) -> str:
     m = case.metrics.get("output_tok_s")
     return f"{m.median:,.0f}" if m else "-"
 
 
-def max_batch_size(sweep) -> int | None:
+def max_batch_size(sweep: Sweep) -> int | None:
     """The sweep's feasibility limit, where one of its sizes did not fit (else None)."""
     found = [p.case.metrics["max_batch_size"].median for p in sweep.points
              if "max_batch_size" in p.case.metrics]
     return int(max(found)) if found else None
 
 
+def reference_line(run: RunResults) -> str:
+    if run.mode == "ab":
+        return "A/B: reference and candidate interleaved in this job, paired run by run"
+    return f"baseline: {run.baseline_path or '-'}" + ("" if run.baseline_environment else " (none yet)")
+
+
+def below_noise(run: RunResults) -> list[Comparison]:
+    """Judged metrics whose tolerance is tighter than this runner can detect."""
+    return [c for case in run.cases.values() for c in case.comparisons if c.below_noise]
+
+
+def _below_noise_line(run: RunResults) -> str | None:
+    found = below_noise(run)
+    if not found:
+        return None
+    cases = len({id(case) for case in run.cases.values() for c in case.comparisons if c.below_noise})
+    return (f"{len(found)} judged metric(s) in {cases} case(s) have a tolerance below what this "
+            "runner can detect (\"detectable\" in the report): more runs per case, A/B mode or "
+            "a quieter runner would let the gate enforce them")
+
+
 def terminal_lines(run: RunResults) -> list[str]:
-    lines = [
-        f"profile {run.profile} on {run.hardware_class}: {counts_line(run)}",
-        f"baseline: {run.baseline_path or '-'}" + ("" if run.baseline_environment else " (none yet)"),
-    ]
+    lines = [f"profile {run.profile} on {run.hardware_class}: {counts_line(run)}",
+             reference_line(run)]
     if run.interrupted:
         lines.append("run was interrupted: results so far are in the reports")
+    lines += [f"{'NOTICE':>12} {n}" for n in run.notices]
     for case in sorted(run.cases.values(), key=lambda c: (_ORDER[c.verdict], c.case_id)):
         if case.verdict in _JUDGED:
             lines.append(f"{case.verdict.value.upper():>12} {case.case_id}")
-            for comp in case.comparisons:
-                if comp.verdict in _JUDGED:
-                    lines.append(f"{'':>14}{comp.line()}")
+            lines += [f"{'':>14}{comp.line()}" for comp in case.comparisons if comp.verdict in _JUDGED]
             if case.error:
                 lines.append(f"{'':>14}{case.error.splitlines()[0]}")
-    # Noise guards (contended CPU or GPU, throttled clocks, unsettled warm-up): a verdict
-    # taken under them deserves a second look, so they are shown, not buried.
+    # Noise guards (interference, noisy rounds, throttled clocks, unsettled warm-up): a
+    # verdict taken under them deserves a second look, so they are shown, not buried.
     for case in sorted(run.cases.values(), key=lambda c: c.case_id):
-        for w in case.warnings:
+        for w in case.warnings[:_WARNINGS_PER_CASE]:
             lines.append(f"{'WARNING':>12} {case.case_id}: {w}")
+        if len(case.warnings) > _WARNINGS_PER_CASE:
+            lines.append(f"{'':>14}(+{len(case.warnings) - _WARNINGS_PER_CASE} more warnings in the report)")
     for sweep in sweeps(run):
         if len(sweep.points) < 2:
             continue
@@ -65,11 +87,23 @@ def terminal_lines(run: RunResults) -> list[str]:
             lines.append(f"  Max batch size: {fit} (the next size did not fit)")
     for m in run.missing:
         lines.append(f"{'MISSING':>12} {m} (in the baseline, not run)")
+    noise = _below_noise_line(run)
+    if noise:
+        lines.append(noise)
     return lines
 
 
-def _esc(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+def md(text: str) -> str:
+    """Text for a Markdown table cell: escaped as Markdown (backslashes), never as HTML."""
+    return re.sub(r"([\\|`<])", r"\\\1", str(text)).replace("\n", " ")
+
+
+def code(text: str) -> str:
+    """``text`` as a Markdown code span inside a table cell."""
+    text = str(text).replace("|", "\\|")
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def key_comparison(case: CaseResult) -> Comparison | None:
@@ -82,23 +116,31 @@ def key_comparison(case: CaseResult) -> Comparison | None:
     return throughput
 
 
+def _detectable(case: CaseResult) -> str:
+    c = next((c for c in case.comparisons if c.metric == "output_tok_s"), None)
+    if c is None or c.detectable is None:
+        return "-"
+    return f"{c.detectable:.0%}" + (" (above tolerance)" if c.below_noise else "")
+
+
 def markdown(run: RunResults) -> str:
-    out = [
-        f"## batchperf: {counts_line(run)}",
-        "",
-        f"Profile `{_esc(run.profile)}` on `{_esc(run.hardware_class)}`; "
-        f"baseline `{_esc(run.baseline_path or '-')}`"
-        + ("" if run.baseline_environment else " (none yet: every case is new)"),
-        "",
-    ]
+    ab = run.mode == "ab"
+    where = ("A/B in one job: reference vs candidate, interleaved and paired run by run" if ab
+             else f"baseline {code(run.baseline_path or '-')}"
+             + ("" if run.baseline_environment else " (none yet: every case is new)"))
+    out = [f"## batchperf: {counts_line(run)}", "",
+           f"Profile {code(run.profile)} on {code(run.hardware_class)}; {where}", ""]
     if run.interrupted:
         out += ["**The run was interrupted**: these are the results so far.", ""]
+    out += [f"> {md(n)}" for n in run.notices] + ([""] if run.notices else [])
     changed = [r for r in diff(run.baseline_environment, run.environment) if r[1] != r[2]]
     if run.baseline_environment and changed:
-        out += ["| environment | baseline | now |", "| --- | --- | --- |"]
-        out += [f"| {_esc(k)} | {_esc(a or '')} | {_esc(b or '')} |" for k, a, b in changed[:20]]
+        side = "reference" if ab else "baseline"
+        out += [f"| environment | {side} | {'candidate' if ab else 'now'} |", "| --- | --- | --- |"]
+        out += [f"| {md(k)} | {md(a or '')} | {md(b or '')} |" for k, a, b in changed[:20]]
         out.append("")
-    out += ["| verdict | case | output tok/s | notes |", "| --- | --- | --- | --- |"]
+    out += [f"| verdict | case | output tok/s | {'pairs' if ab else 'runs'} | detectable | notes |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for case in sorted(run.cases.values(), key=lambda c: (_ORDER[c.verdict], c.case_id)):
         # One metric per case keeps a 40-case run within a PR comment; index.html has the rest.
         judged = [c for c in case.comparisons if c.verdict in _JUDGED]
@@ -109,15 +151,25 @@ def markdown(run: RunResults) -> str:
             notes = first.line() + (f" (+{len(judged) - 1} more)" if len(judged) > 1 else "")
         if case.error:
             notes = case.error.splitlines()[0]
-        notes = "; ".join([notes] * bool(notes) + [f"warning: {w}" for w in case.warnings])
-        out.append(f"| {case.verdict.value} | `{_esc(case.case_id)}` | {_tok_s(case)} | {_esc(notes)} |")
+        notes = "; ".join([notes] * bool(notes) + [f"warning: {w}" for w in case.warnings[:2]])
+        runs = str(case.n_runs)
+        out.append(f"| {case.verdict.value} | {code(case.case_id)} | {_tok_s(case)} | {runs} | "
+                   f"{_detectable(case)} | {md(notes)} |")
     for m in run.missing:
-        out.append(f"| missing | `{_esc(m)}` | - | in the baseline, not run |")
+        out.append(f"| missing | {code(m)} | - | - | - | in the baseline, not run |")
     opt = [(s, s.optimal()) for s in sweeps(run) if len(s.points) > 1]
     if opt:
         out += ["", "| sweep | strategy | optimal batch size | output tok/s | max batch size |",
                 "| --- | --- | --- | --- | --- |"]
-        out += [f"| {_esc(s.suite)} | {s.strategy} | {b.batch_size} | {_tok_s(b.case)} | "
+        out += [f"| {code(s.suite)} | {s.strategy} | {b.batch_size} | {_tok_s(b.case)} | "
                 f"{max_batch_size(s) or '-'} |" for s, b in opt if b]
-    out += ["", "Charts, the environment diff and every round sample: `index.html` next to this file."]
+    roofline = [(case.case_id, case.metrics["roofline_pct"].median) for case in run.cases.values()
+                if "roofline_pct" in case.metrics]
+    if roofline:
+        out += ["", "| case | fraction of the decode roofline |", "| --- | --- |"]
+        out += [f"| {code(cid)} | {pct:.1f}% |" for cid, pct in sorted(roofline)]
+    noise = _below_noise_line(run)
+    if noise:
+        out += ["", md(noise)]
+    out += ["", "Charts, the environment diff and every run and round: `index.html` next to this file."]
     return "\n".join(out) + "\n"

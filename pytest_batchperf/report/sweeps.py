@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..results import CaseResult, RunResults
-from ..workload import sweep_key
+from ..judge.results import CaseResult, RunResults
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,10 @@ class Sweep:
 def sweeps(run: RunResults) -> list[Sweep]:
     groups: dict[tuple[str, str, str], list[SweepPoint]] = {}
     for case in run.cases.values():
-        p = case.params
-        if "batch_size" not in p or not case.metrics:
+        if case.spec is None or not case.metrics:
             continue
-        key = (case.suite, *sweep_key(p))
-        groups.setdefault(key, []).append(SweepPoint(int(p["batch_size"]), case))
+        key = (case.suite, *case.spec.sweep_key())
+        groups.setdefault(key, []).append(SweepPoint(case.spec.batch_size, case))
     return [
         Sweep(suite, strategy, wk, tuple(sorted(points, key=lambda x: x.batch_size)))
         for (suite, strategy, wk), points in sorted(groups.items())

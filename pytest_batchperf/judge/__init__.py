@@ -1,0 +1,1 @@
+"""Judging measurements against a reference: metric catalog, statistics, verdicts, results, baselines."""

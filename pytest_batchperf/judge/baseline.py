@@ -1,0 +1,166 @@
+"""Baseline files: validated loading, locked and atomic saving.
+
+``baselines/<hardware-class>/<profile>.json``. A file that fails validation is never
+half-read (BaselineError names the file and what is wrong); a save never leaves a
+half-written file (temp file, fsync, rename) and two saves at once are serialised by
+a lock file, the second merging into what the first wrote. Schema 1 files (one run per
+case, its rounds) still load, as one run each; a save writes schema 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .. import SCHEMA_VERSION
+from ..atomic import write_atomic
+from .results import RunResults
+
+OLDEST_SCHEMA = 1
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class BaselineError(Exception):
+    """A baseline cannot be read or written; str() is one line naming the file."""
+
+
+def baseline_path(directory: str | os.PathLike, hardware_class: str, profile: str) -> Path:
+    return Path(directory) / _SAFE.sub("-", hardware_class) / f"{_SAFE.sub('-', profile)}.json"
+
+
+def _validate(path: Path, data) -> None:
+    def bad(why: str):
+        raise BaselineError(f"{path}: not a valid batchperf baseline: {why}")
+
+    if not isinstance(data, dict):
+        bad("top level is not an object")
+    version = data.get("schema_version")
+    if not isinstance(version, int):
+        bad("no integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise BaselineError(
+            f"{path}: written by a newer pytest-batchperf (schema {version}, this one reads "
+            f"{SCHEMA_VERSION}); upgrade pytest-batchperf or re-save the baseline"
+        )
+    if version < OLDEST_SCHEMA:
+        raise BaselineError(
+            f"{path}: schema {version} is older than {OLDEST_SCHEMA} and no longer read; "
+            "re-save it with --batchperf-save"
+        )
+    for key in ("profile", "hardware_class"):
+        if not isinstance(data.get(key), str):
+            bad(f"missing {key!r}")
+    for key in ("environment", "tool"):
+        if not isinstance(data.get(key, {}), dict):
+            bad(f"{key!r} is not an object")
+    cases = data.get("cases")
+    if not isinstance(cases, dict):
+        bad("'cases' is not an object")
+    for case_id, case in cases.items():
+        if not isinstance(case, dict) or not isinstance(case.get("metrics"), dict):
+            bad(f"case {case_id!r} has no metrics object")
+        if not isinstance(case.get("params", {}), dict):
+            bad(f"case {case_id!r}: 'params' is not an object")
+        for name, m in case["metrics"].items():
+            if not isinstance(m, dict) or not _numeric_runs(m):
+                bad(f"case {case_id!r} metric {name!r} has no runs of numeric values")
+
+
+def _numbers(values) -> bool:
+    return isinstance(values, list) and all(
+        x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in values)
+
+
+def _numeric_runs(m: dict) -> bool:
+    """A metric's values: ``runs`` (one summary per run), ``rounds`` (per run) or, in
+    schema 1, ``samples`` (the rounds of one run)."""
+    if "runs" in m:
+        return _numbers(m["runs"])
+    if "rounds" in m:
+        return isinstance(m["rounds"], list) and all(_numbers(r) for r in m["rounds"])
+    return _numbers(m.get("samples"))
+
+
+def load(path: str | os.PathLike) -> RunResults | None:
+    """The baseline at ``path``, or None when there is none. Raises BaselineError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read baseline: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BaselineError(f"{path}: not a valid batchperf baseline: not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"{path}: corrupt baseline (invalid JSON at line {exc.lineno}, column {exc.colno}: "
+            f"{exc.msg}); restore it from version control or re-save with --batchperf-save"
+        ) from None
+    _validate(path, data)
+    try:
+        # A results.json keeps its kind "run" (and its verdicts); a file without one is a baseline.
+        return RunResults.from_dict({"kind": "baseline", **data})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BaselineError(f"{path}: not a valid batchperf baseline: {exc}") from None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def save(path: str | os.PathLike, run: RunResults) -> RunResults:
+    """Merge the run's successful cases into the baseline at ``path``, atomically.
+
+    Cases the run did not measure stay as they were, so ``-k`` runs update a subset.
+    An existing file that does not validate is left alone and BaselineError raised.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            existing = load(path)
+            cases = dict(existing.cases) if existing else {}
+            for case_id, case in run.cases.items():
+                if case.error is None and case.metrics:
+                    cases[case_id] = replace(case, comparisons=())
+            merged = RunResults(
+                profile=run.profile,
+                hardware_class=run.hardware_class,
+                environment=run.environment,
+                cases=cases,
+                kind="baseline",
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+            text = json.dumps(merged.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+            write_atomic(path, text + "\n")
+            return merged
+    except OSError as exc:
+        why = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
+               errno.EACCES: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
+        raise BaselineError(f"{path}: cannot write baseline: {why}; nothing was changed") from None
+
+
+def classes_with(directory: str | os.PathLike, profile: str) -> list[str]:
+    """The hardware classes under ``directory`` that hold a baseline of ``profile``."""
+    name = f"{_SAFE.sub('-', profile)}.json"
+    root = Path(directory)
+    return sorted(p.parent.name for p in root.glob(f"*/{name}")) if root.is_dir() else []

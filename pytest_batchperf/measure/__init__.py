@@ -1,0 +1,1 @@
+"""Measuring runs of a case: traces, round metrics, resources, interference, environment."""

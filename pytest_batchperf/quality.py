@@ -1,0 +1,217 @@
+"""``batchperf gate-quality``: how often the gate cries wolf on this runner, and what it catches.
+
+Every repetition is a fresh pytest process, as separate CI jobs are:
+
+- committed-baseline mode: one save (``--batchperf-runs K``), then A/A repetitions judged
+  against it, and repetitions with the engine's real ``slowdown`` knob set (llama-cpp busy-
+  waits that fraction of each decode call; vllm of each engine-core step), spread evenly
+  among the A/A ones so that drift of the machine hits both alike;
+- A/B mode (``--ab``): every repetition is one A/B job, the reference identical to the
+  candidate (A/A) or the candidate slowed.
+
+It prints, per case and for whole runs, the false-alarm rate (A/A runs that failed) and the
+detection rate per slowdown, and the variance of the runs split into between-job,
+between-process and between-round parts; it writes the data (``gate-quality.json``: every
+repetition's verdicts and run summaries, compact) for docs and re-analysis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .atomic import write_atomic
+
+KEY_METRICS = ("output_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50")
+
+
+@dataclass
+class Repetition:
+    index: int
+    slowdown: float
+    exit_code: int
+    wall_s: float
+    verdicts: dict[str, str] = field(default_factory=dict)
+    changes: dict[str, float | None] = field(default_factory=dict)  # output_tok_s change
+    runs: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)  # rounds per run
+
+    @property
+    def failed(self) -> bool:
+        return any(v in ("regressed", "error") for v in self.verdicts.values())
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "slowdown": self.slowdown, "exit_code": self.exit_code,
+                "wall_s": round(self.wall_s, 1), "verdicts": self.verdicts,
+                "changes": self.changes, "runs": self.runs}
+
+
+def schedule(aa: int, per_slowdown: int, slowdowns: Sequence[float]) -> list[float]:
+    """Slowdown of each repetition in run order (0: A/A): the slowed ones spread evenly
+    among the A/A ones, the slowdown values taking turns."""
+    slowed = [s for _ in range(per_slowdown) for s in slowdowns]
+    total = aa + len(slowed)
+    order, it = [], iter(slowed)
+    for i in range(total):  # Bresenham: exactly len(slowed) marks, evenly spaced
+        hit = (i + 1) * len(slowed) // total > i * len(slowed) // total
+        order.append(next(it) if hit else 0.0)
+    return order
+
+
+def _pytest(args: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
+    started = time.monotonic()
+    with open(log, "w") as out:
+        code = subprocess.call([sys.executable, "-m", "pytest", *args], stdout=out,
+                               stderr=subprocess.STDOUT, env=env)
+    return code, time.monotonic() - started
+
+
+def _read(index: int, slowdown: float, code: int, wall: float, results: Path) -> Repetition:
+    rep = Repetition(index, slowdown, code, wall)
+    try:
+        data = json.loads(results.read_text())
+    except (OSError, ValueError):
+        return rep
+    for cid, case in data.get("cases", {}).items():
+        rep.verdicts[cid] = case.get("verdict", "")
+        comp = next((c for c in case.get("comparisons", ()) if c["metric"] == "output_tok_s"), None)
+        rep.changes[cid] = comp.get("change") if comp else None
+        rep.runs[cid] = {m: case["metrics"][m]["rounds"] for m in KEY_METRICS
+                         if m in case.get("metrics", {})}
+    return rep
+
+
+def measure(suites: Sequence[str], out: Path, profile: str, aa: int, per_slowdown: int,
+            slowdowns: Sequence[float], save_runs: int, runs: int, ab: bool, pairs: int,
+            extra: Sequence[str]) -> list[Repetition]:
+    out.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    common = [*suites, "-p", "no:cacheprovider", "-q", "--batchperf-profile", profile,
+              "--batchperf-baseline-dir", str(out / "baselines"), *extra]
+    if not ab:
+        code, wall = _pytest([*common, "--batchperf-save", f"--batchperf-runs={save_runs}",
+                              "--batchperf-report", str(out / "save")], env, out / "save.log")
+        print(f"saved the baseline ({save_runs} runs per case) in {wall:.0f} s, exit {code}",
+              flush=True)
+        if code not in (0, 1):
+            raise RuntimeError(f"the save failed (exit {code}): see {out / 'save.log'}")
+    reps = []
+    for i, slowdown in enumerate(schedule(aa, per_slowdown, slowdowns), 1):
+        args = [*common, "--batchperf-report", str(out / f"rep-{i}")]
+        if slowdown:
+            args += ["--batchperf-set", f"slowdown={slowdown}"]
+        if ab:
+            args += ["--batchperf-reference", "slowdown=0.0", f"--batchperf-pairs={pairs}"]
+        else:
+            args += [f"--batchperf-runs={runs}"]
+        code, wall = _pytest(args, env, out / f"rep-{i}.log")
+        rep = _read(i, slowdown, code, wall, out / f"rep-{i}" / "results.json")
+        reps.append(rep)
+        print(f"repetition {i}: slowdown {slowdown:g}, exit {code}, {wall:.0f} s, "
+              f"{'FAILED' if rep.failed else 'passed'}", flush=True)
+        write_atomic(out / "gate-quality.json", json.dumps(
+            {"mode": "ab" if ab else "baseline", "profile": profile, "suites": list(suites),
+             "save_runs": save_runs, "runs": runs, "pairs": pairs,
+             "repetitions": [r.to_dict() for r in reps]}, separators=(",", ":")) + "\n")
+    return reps
+
+
+def _rate(n: int, d: int) -> str:
+    return f"{n}/{d} ({n / d:.0%})" if d else "-"
+
+
+def analyse(data: dict) -> list[str]:
+    """Markdown tables: false alarms and detection per case and per run; variance parts."""
+    reps = [Repetition(**{**r, "runs": r.get("runs", {})}) for r in data["repetitions"]]
+    aa = [r for r in reps if not r.slowdown]
+    slowdowns = sorted({r.slowdown for r in reps if r.slowdown})
+    cases = sorted({c for r in reps for c in r.verdicts})
+    head = "| case | A/A false alarms |" + "".join(f" {s:.0%} caught |" for s in slowdowns)
+    lines = [head, "|---" * (2 + len(slowdowns)) + "|"]
+
+    def caught(rs: list[Repetition], cid: str) -> str:
+        return _rate(sum(r.verdicts.get(cid) == "regressed" for r in rs),
+                     sum(cid in r.verdicts for r in rs))
+
+    for cid in cases:
+        row = f"| `{cid}` | {caught(aa, cid)} |"
+        row += "".join(f" {caught([r for r in reps if r.slowdown == s], cid)} |" for s in slowdowns)
+        lines.append(row)
+    whole = f"| **whole run** | {_rate(sum(r.failed for r in aa), len(aa))} |"
+    for s in slowdowns:
+        rs = [r for r in reps if r.slowdown == s]
+        whole += f" {_rate(sum(r.failed for r in rs), len(rs))} |"
+    lines.append(whole)
+    walls = [r.wall_s for r in reps]
+    if walls:
+        lines += ["", f"Wall time per repetition: median {statistics.median(walls):.0f} s "
+                      f"(min {min(walls):.0f}, max {max(walls):.0f})."]
+    parts = variance_parts(reps)
+    if parts:
+        lines += ["", "| metric | between jobs | between processes | between rounds |",
+                  "|---|---|---|---|"]
+        lines += [f"| {m} | {j:.1%} | {p:.1%} | {r:.1%} |" for m, (j, p, r) in parts.items()]
+        lines += ["", "Coefficients of variation (median over cases) of each level of a nested "
+                      "model: jobs (pytest processes of the A/A repetitions), engine processes "
+                      "within a job, rounds within a process."]
+    return lines
+
+
+def variance_parts(reps: Sequence[Repetition]) -> dict[str, tuple[float, float, float]]:
+    """Per key metric, the median over cases of the job, process and round components of
+    the log variance (a balanced nested random-effects ANOVA), as CVs."""
+    out = {}
+    for metric in KEY_METRICS:
+        per_case: list[tuple[float, float, float]] = []
+        cases = {c for r in reps if not r.slowdown for c in r.runs}
+        for cid in sorted(cases):
+            jobs = [[[math.log(x) for x in rnd if x and x > 0] for rnd in r.runs[cid].get(metric, [])]
+                    for r in reps if not r.slowdown and cid in r.runs]
+            jobs = [[p for p in j if len(p) > 1] for j in jobs]
+            jobs = [j for j in jobs if j]
+            if len(jobs) < 2:
+                continue
+            comps = _nested(jobs)
+            if comps:
+                per_case.append(comps)
+        if per_case:
+            out[metric] = tuple(statistics.median(c[i] for c in per_case) for i in range(3))
+    return out
+
+
+def _nested(jobs: list[list[list[float]]]) -> tuple[float, float, float] | None:
+    """(job, process, round) standard deviations of log values, method of moments."""
+    rounds = [x for j in jobs for p in j for x in p]
+    n_r = statistics.mean(len(p) for j in jobs for p in j)
+    n_p = statistics.mean(len(j) for j in jobs)
+    within = [statistics.variance(p) for j in jobs for p in j]
+    s2_round = statistics.mean(within)
+    proc_means = [[statistics.mean(p) for p in j] for j in jobs]
+    between_proc = [statistics.variance(m) for m in proc_means if len(m) > 1]
+    s2_proc = max(0.0, statistics.mean(between_proc) - s2_round / n_r) if between_proc else 0.0
+    job_means = [statistics.mean(m) for m in proc_means]
+    s2_job = max(0.0, statistics.variance(job_means) - (s2_proc + s2_round / n_r) / n_p)
+    return (math.sqrt(s2_job), math.sqrt(s2_proc), math.sqrt(s2_round)) if rounds else None
+
+
+def main(args: Any) -> int:
+    out = Path(args.out)
+    if args.analyse:
+        data = json.loads(Path(args.analyse).read_text())
+    else:
+        slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
+        measure(args.suites, out, args.profile, args.aa, args.per_slowdown, slowdowns,
+                args.save_runs, args.runs, args.ab, args.pairs, args.pytest_args)
+        data = json.loads((out / "gate-quality.json").read_text())
+    lines = analyse(data)
+    print("\n".join(lines))
+    if not args.analyse:
+        write_atomic(out / "gate-quality.md", "\n".join(lines) + "\n")
+    return 0

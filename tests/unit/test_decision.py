@@ -1,0 +1,198 @@
+"""The decision rule on plain numbers: lists of runs, each run its rounds."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pytest_batchperf.judge.catalog import METRICS, UnknownMetricError, parse_tolerances
+from pytest_batchperf.judge.decision import (ONE_RUN_FACTOR, Verdict, compare, log_ratios,
+                                             run_summaries, summaries, worst)
+from pytest_batchperf.judge.gate import GatePolicy, judge_case
+from pytest_batchperf.judge.results import CaseResult, MetricRuns
+from pytest_batchperf.judge.stats import Prior
+
+TOK_S = METRICS["output_tok_s"]  # up is better, 10 %
+TTFT = METRICS["ttft_ms_p50"]  # down is better, 15 %
+
+
+def _samples(center, cv=0.01, n=5, seed=0):
+    return list(center * np.random.default_rng(seed).lognormal(0, cv, n))
+
+
+def _runs(center, cv=0.01, n=5, seed=0):
+    """``n`` runs of one round each, their summaries spread by ``cv``."""
+    return [[x] for x in _samples(center, cv, n, seed)]
+
+
+def test_same_distribution_passes():
+    c = compare(TOK_S, _runs(1000, seed=1), _runs(1000, seed=2))
+    assert c.verdict is Verdict.PASS and abs(c.change) < 0.05
+
+
+def test_real_slowdown_beyond_tolerance_regresses():
+    c = compare(TOK_S, _runs(1000, seed=1), _runs(600, seed=2))
+    assert c.verdict is Verdict.REGRESSED
+    assert c.change == pytest.approx(-0.4, abs=0.02)
+    assert c.p_value < 0.01 and c.ci_high < 0
+    assert (c.n_reference, c.n_current) == (5, 5) and c.note == ""
+    assert "output_tok_s: 1,002 -> 598 1/s (-40.3%, interval [-41.6%, -38.9%], p=" in c.line()
+    assert "5 vs 5 runs; tolerance 10%, detectable 3%, higher is better" in c.line()
+
+
+def test_runs_are_summarised_by_the_median_of_their_rounds():
+    """A run's rounds count once, through their median: an outlier round moves nothing."""
+    rounds = [[990.0, 1000.0, 1010.0], [995.0, 1005.0, 5000.0], [1000.0, 1002.0, 1.0]]
+    assert run_summaries(rounds) == [1000.0, 1005.0, 1000.0]
+    c = compare(TOK_S, rounds, [[x] for x in run_summaries(rounds)])
+    assert c.verdict is Verdict.PASS and c.change == pytest.approx(0.0)
+    assert (c.n_reference, c.n_current) == (3, 3)
+
+
+def test_latency_direction_is_down():
+    assert compare(TTFT, _runs(10, seed=1), _runs(14, seed=2)).verdict is Verdict.REGRESSED
+    assert compare(TTFT, _runs(10, seed=1), _runs(6, seed=2)).verdict is Verdict.IMPROVED
+
+
+def test_significant_but_within_tolerance_passes():
+    # A 5 % drop, measured very precisely: real, but under the 10 % tolerance.
+    c = compare(TOK_S, _runs(1000, cv=0.001, seed=1), _runs(950, cv=0.001, seed=2))
+    assert c.p_value < 1e-6 and c.verdict is Verdict.PASS
+
+
+def test_beyond_tolerance_but_noisy_is_inconclusive():
+    c = compare(TOK_S, [[1000.0], [1400.0], [700.0]], [[800.0], [1150.0], [560.0]])
+    assert c.change < -TOK_S.tolerance
+    assert c.verdict is Verdict.INCONCLUSIVE and "noise" in c.note
+    # Three runs this noisy cannot see a 10 % change: the comparison says so.
+    assert c.detectable > TOK_S.tolerance and c.below_noise
+
+
+def test_alpha_is_the_tests_share_and_decides():
+    """The same evidence regresses at a generous alpha and is inconclusive at a tiny one."""
+    ref, cur = [[1000.0], [1100.0], [900.0]], [[800.0], [880.0], [720.0]]
+    loose = compare(TOK_S, ref, cur, alpha=0.05)
+    tight = compare(TOK_S, ref, cur, alpha=1e-6)
+    assert loose.p_value == tight.p_value and 1e-6 < loose.p_value < 0.05
+    assert (loose.verdict, tight.verdict) == (Verdict.REGRESSED, Verdict.INCONCLUSIVE)
+    assert (loose.alpha, tight.alpha) == (0.05, 1e-6)
+    assert tight.ci_low < loose.ci_low and tight.detectable > loose.detectable
+
+
+def test_few_runs_at_a_tiny_alpha_give_a_wide_interval_not_an_exception():
+    """Two runs against one leave one degree of freedom: at a suite's per-test alpha the
+    interval's upper end is astronomically far (beyond a float), and still a verdict."""
+    c = compare(TOK_S, [[1000.0], [1100.0]], [[1000.0]], alpha=1e-6)
+    assert c.verdict is Verdict.PASS and c.p_value > 0.1
+    assert c.ci_low is None or c.ci_low >= -1
+    assert c.ci_high is None or c.ci_high > 1
+    assert c.detectable is None or c.detectable <= 1
+    assert c.line()
+
+
+def test_single_round_falls_back_to_doubled_tolerance():
+    """One run of one round a side: no noise estimate at all, so twice the tolerance alone
+    decides."""
+    c = compare(TOK_S, [[1000.0]], [[700.0]])
+    assert c.verdict is Verdict.REGRESSED and c.p_value is None and "one run a side" in c.note
+    c = compare(TOK_S, [[1000.0]], [[850.0]])  # beyond 10 %, within 2 x 10 %
+    assert c.verdict is Verdict.INCONCLUSIVE and c.p_value is None
+    assert compare(TOK_S, [[1000.0]], [[1300.0]]).verdict is Verdict.IMPROVED
+    assert compare(TOK_S, [[1000.0]], [[1150.0]]).verdict is Verdict.PASS
+
+
+def test_one_run_a_side_is_judged_on_its_rounds_at_twice_the_tolerance():
+    """Rounds of one process understate the noise between processes: Welch's t on them,
+    and a change must exceed ONE_RUN_FACTOR x the tolerance to regress."""
+    assert ONE_RUN_FACTOR == 2
+    ref = [_samples(1000, cv=0.001, seed=1)]
+    c = compare(TOK_S, ref, [_samples(850, cv=0.001, seed=2)])
+    assert c.p_value < 1e-6 and c.verdict is Verdict.INCONCLUSIVE
+    assert "one run a side" in c.note and "2x the tolerance" in c.note
+    assert (c.n_reference, c.n_current) == (1, 1)
+    c = compare(TOK_S, ref, [_samples(700, cv=0.001, seed=2)])
+    assert c.verdict is Verdict.REGRESSED and c.p_value < 1e-6 and "one run a side" in c.note
+
+
+def test_a_prior_gives_one_run_a_noise_estimate():
+    """With a prior on the between-run variance, one run a side is an ordinary two-sample
+    test at the plain tolerance."""
+    c = compare(TOK_S, [[1000.0]], [[850.0]], prior=Prior(1e-4, 50))
+    assert c.verdict is Verdict.REGRESSED and c.p_value < 1e-6 and c.note == ""
+    # A prior far noisier than the change: beyond tolerance, without evidence.
+    c = compare(TOK_S, [[1000.0]], [[850.0]], prior=Prior(0.25, 50))
+    assert c.verdict is Verdict.INCONCLUSIVE
+
+
+def test_paired_runs_cancel_the_drift_they_share():
+    """A/B: run i of each side shares run i's conditions, so a drift common to the pair
+    cancels in their ratio; unpaired, the same drift is noise."""
+    drift = [1.0, 1.3, 0.8, 1.15, 0.9]
+    jitter = [1.0, 0.996, 1.004, 1.002, 0.998]
+    ref = [[1000 * d * f for f in (0.99, 1.0, 1.01)] for d in drift]
+    cur = [[850 * d * j * f for f in (0.995, 1.0, 1.005)] for d, j in zip(drift, jitter)]
+    assert compare(TOK_S, ref, cur).verdict is Verdict.INCONCLUSIVE
+    c = compare(TOK_S, ref, cur, paired=True)
+    assert c.verdict is Verdict.REGRESSED and c.p_value < 1e-6
+    assert (c.n_reference, c.n_current) == (5, 5)
+    assert log_ratios(ref, cur) == pytest.approx([math.log(0.85 * j) for j in jitter])
+
+
+def test_exact_metric_compares_exactly():
+    waste = METRICS["padding_waste_pct"]
+    assert compare(waste, [[20.0, 20.0]], [[20.0, 20.0]]).verdict is Verdict.PASS
+    assert compare(waste, [[20.0], [20.0]], [[25.0], [25.0]]).verdict is Verdict.REGRESSED
+    assert compare(waste, [[20.0]], [[10.0]]).verdict is Verdict.IMPROVED
+    assert compare(METRICS["max_batch_size"], [[64]], [[32]]).verdict is Verdict.REGRESSED
+    # A count read back from a baseline (6 significant digits) is still equal.
+    assert compare(METRICS["kv_cache_tokens"], [[123457.0]], [[123456.7]]).verdict is Verdict.PASS
+
+
+def test_info_metric_never_judged():
+    c = compare(METRICS["gpu_util_pct"], [[90.0]] * 3, [[10.0]] * 3)
+    assert c.verdict is Verdict.PASS and c.note == "informational"
+
+
+def test_nan_samples_are_ignored_and_empty_is_inconclusive():
+    assert compare(TOK_S, [[float("nan")]], [[1.0]]).verdict is Verdict.INCONCLUSIVE
+    assert compare(TOK_S, [], [[1.0]]).verdict is Verdict.INCONCLUSIVE
+    # A run without a finite round has no summary; a nan round in a run is left out.
+    c = compare(TOK_S, _runs(1000, seed=1) + [[float("nan")]], _runs(1000, seed=2))
+    assert c.verdict is Verdict.PASS and c.n_reference == 5
+    assert summaries([[1.0, float("nan"), 3.0], [float("nan")]]) == [2.0]
+
+
+def test_tolerance_override():
+    assert compare(TOK_S, _runs(1000), _runs(700, seed=3), tolerance=0.5).verdict is Verdict.PASS
+
+
+def test_worst_verdict_orders_by_severity():
+    assert worst([Verdict.PASS, Verdict.IMPROVED, Verdict.REGRESSED]) is Verdict.REGRESSED
+    assert worst([Verdict.PASS, Verdict.INCONCLUSIVE]) is Verdict.INCONCLUSIVE
+    assert worst([]) is Verdict.PASS
+
+
+def test_the_false_alarm_budget_is_shared_by_cases_families_and_looks():
+    policy = GatePolicy(alpha=0.01, cases=5, looks=2)
+    assert policy.test_alpha(4) == pytest.approx(0.01 / 5 / 4 / 2)
+    assert GatePolicy(alpha=0.01).test_alpha(0) == 0.01
+
+
+def test_a_metric_family_is_tested_once():
+    """Request, output and total throughput are one measurement: one share of alpha."""
+    ref = {n: MetricRuns.build(n, _runs(1000, seed=1)) for n in
+           ("throughput_req_s", "output_tok_s", "total_tok_s", "ttft_ms_p50")}
+    case = CaseResult("c", metrics={n: MetricRuns.build(n, _runs(1000, seed=2)) for n in ref})
+    judged = judge_case(case, ref, GatePolicy(alpha=0.01, cases=2))
+    assert [c.alpha for c in judged.comparisons] == pytest.approx([0.01 / 2 / 2] * 4)
+    assert judged.verdict is Verdict.PASS
+
+
+def test_parse_tolerances():
+    assert parse_tolerances(["output_tok_s=5", "*=20%"]) == {"output_tok_s": 0.05, "*": 0.2}
+    with pytest.raises(UnknownMetricError, match="unknown metric 'tok_s'"):
+        parse_tolerances(["tok_s=5"])
+    with pytest.raises(ValueError, match="not METRIC=PCT"):
+        parse_tolerances(["output_tok_s"])
+    with pytest.raises(ValueError, match="not a number"):
+        parse_tolerances(["output_tok_s=fast"])
