@@ -24,7 +24,6 @@ from .judge.catalog import parse_tolerances
 
 if TYPE_CHECKING:
     from .engines.base import EngineSpec
-    from .models.resolve import ModelRef
     from .workload.spec import WorkloadSpec
 
 ENGINES = tuple(KNOBS)
@@ -86,11 +85,18 @@ class Profile:
         except KnobError as exc:
             raise ProfileError(str(exc)) from None
 
-    def engine_spec(self, model: ModelRef) -> EngineSpec:
+    def engine_spec(self, resolve: bool = True) -> EngineSpec:
+        """What the engine is built from: typed knobs and the model resolved (synthetic
+        models written on first use; ``resolve=False`` leaves the name, for an engine that
+        cannot run here anyway). Raises ProfileError or ModelError, one line."""
         from .engines.base import EngineSpec
+        from .engines.config import model_format
+        from .models.resolve import resolve as resolve_model
 
-        return EngineSpec(self.name, self.engine, self.device, model, self.typed_knobs(),
-                          dict(self.env))
+        knobs = self.typed_knobs()
+        fmt = model_format(knobs) if resolve else ""
+        return EngineSpec(self.name, self.engine, self.device, resolve_model(self.model, fmt),
+                          knobs, dict(self.env))
 
     def gpus(self) -> int:
         """GPUs one engine of this profile computes on (0 on the CPU)."""

@@ -29,7 +29,7 @@ from .judge.results import CaseResult, MetricRuns, RunInfo, RunResults
 from .measure import environment
 from .measure.roofline import DTYPE_BYTES, Roofline
 from .measure.runner import Driver, Rounds, RunMeasurement, measure_run
-from .models.resolve import ModelError, ModelRef, resolve as resolve_model
+from .models.resolve import ModelError
 from .options import DEFAULT_SAVE_RUNS, Options
 from .plan import Plan, Side, Slot
 from .profiles import Profile, ProfileError, resolve
@@ -204,18 +204,16 @@ class BatchperfSession:
         if o.reference:
             base = sides.get(Side.REFERENCE, candidate)
             sides[Side.REFERENCE] = base.with_overrides(o.reference, "--batchperf-reference")
+        from .measure import nvml
+
+        # No GPU for a GPU profile: its engine skips at start, and writing its synthetic
+        # model (gigabytes, minutes) first would be wasted.
+        gpu_here = nvml.available()
         specs = {}
         for side, profile in sides.items():
             _check_python(profile)
-            knobs = profile.typed_knobs()
-            fmt = engines.config.model_format(knobs)
-            specs[side] = replace(profile.engine_spec(ModelRef(profile.model)),
-                                  model=resolve_model(profile.model, fmt))
-        gpus = ()
-        if candidate.device.startswith("cuda"):
-            from .measure import nvml
-
-            gpus = nvml.engine_gpus(candidate.gpus())
+            specs[side] = profile.engine_spec(resolve=gpu_here or profile.device == "cpu")
+        gpus = nvml.engine_gpus(candidate.gpus()) if candidate.device.startswith("cuda") else ()
         hardware_class = environment.hardware_class(candidate.device, gpus)
         path = baselines.baseline_path(o.baseline_dir, hardware_class, candidate.name)
         baseline = None if o.ab else baselines.load(path)
@@ -363,12 +361,13 @@ class BatchperfSession:
             self.cases.pop(rec.case_id, None)
             return CaseOutcome(rec.result(), Action.SKIP, str(exc))
         except Exception as exc:  # noqa: BLE001 - any failure errors this case, in one line
-            text = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            text = (f"engine error: {exc}" if isinstance(exc, EngineError)
+                    else f"{type(exc).__name__}: {exc}")
             result = rec.result(error=text)
             self.cases[rec.case_id] = replace(result, verdict=Verdict.ERROR)
             side = f" ({slot.side.value} side)" if self.ab else ""
             return CaseOutcome(self.cases[rec.case_id], Action.FAIL,
-                               f"{rec.case_id}{side}: {text.splitlines()[0] if text else 'error'}")
+                               f"{rec.case_id}{side}: {text.splitlines()[0]}")
         rec.add(slot, m)
         return None
 

@@ -4,6 +4,16 @@ from pathlib import Path
 
 import pytest
 
+# The plugin imports these only when a batchperf test runs. pytester's in-process runs drop
+# the modules an inner run imported, and a C extension (numpy) cannot be loaded twice in
+# one process: so the outer process loads them once, first.
+import numpy  # noqa: F401, E402
+import scipy.special  # noqa: F401, E402
+import scipy.stats  # noqa: F401, E402
+
+import pytest_batchperf.report.html  # noqa: F401, E402
+import pytest_batchperf.session  # noqa: F401, E402
+
 pytest_plugins = ["pytester"]
 
 HELPERS = Path(__file__).parent / "helpers"

@@ -103,11 +103,10 @@ class IsolatedEngine(Engine):
         except (EOFError, OSError):
             proc = self._proc
             proc.settle(5)
-            how = proc.exit_status()
+            message = proc.explain(f"engine process died while trying to {doing}; it is "
+                                   "restarted for the next case")
             self._kill()
-            raise EngineCrashed(proc.explain(
-                f"engine process died while trying to {doing} ({how}); it is restarted for "
-                "the next case")) from None
+            raise EngineCrashed(message) from None
         if msg[0] == "error":
             raise ERRORS.get(msg[1], EngineError)(msg[2])
         return msg[1]

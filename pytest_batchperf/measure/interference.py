@@ -22,6 +22,8 @@ import psutil
 
 # Above these a run's timings are suspect and the case says why.
 FOREIGN_CPU_PCT = 10.0
+# /proc/stat counts in ticks of 10 ms: shorter runs give no reliable shares.
+MIN_WALL_S = 0.5
 STEAL_PCT = 5.0
 RUNQUEUE_WAIT_PCT = 10.0
 
@@ -128,6 +130,8 @@ class InterferenceProbe:
         if not self._on or exc[0] is not None:
             return
         wall = self.clock() - self._t0
+        if wall < MIN_WALL_S:
+            return
         busy1, steal1 = _cpu_stat(self._cpus)
         cpu1, waits1 = _ours(_family())
         cpu0, waits0 = self._ours0

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_batchperf import baseline, environment
-from pytest_batchperf.results import CaseResult, MetricSamples, RunResults
+from pytest_batchperf.judge import baseline
+from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
+from pytest_batchperf.measure import environment
 
 pytest.importorskip("llama_cpp", reason="the fault tests run the llama-cpp engine")
 
@@ -46,13 +47,13 @@ def _inject(engine, sig):
 
 
 @pytest.mark.batchperf(rounds=20000, warmup=1)
-def test_a_faulted(batchperf, engine):
-    _inject(engine, signal.{signal})
+def test_a_faulted(batchperf, batchperf_engine):
+    _inject(batchperf_engine, signal.{signal})
     batchperf.run(WL, "continuous", 2)
 
 
 @pytest.mark.batchperf(rounds=2, warmup=1)
-def test_b_next(batchperf, engine):
+def test_b_next(batchperf, batchperf_engine):
     batchperf.run(WL, "continuous", 2)
 """
 
@@ -87,11 +88,11 @@ def test_engine_killed_mid_case_errors_that_case_and_the_next_one_runs(pytester)
     out = output(result)
     result.assert_outcomes(passed=1, failed=1)
     assert "engine error: engine process died while trying to" in out
-    assert "(killed by signal 9); it is restarted for the next case" in out
+    assert "it is restarted for the next case (engine killed by signal 9)" in out
     cases = results_json(pytester.path)["cases"]
     crashed, after = cases["test_crash.py::test_a_faulted"], cases["test_crash.py::test_b_next"]
     assert crashed["verdict"] == "error" and "killed by signal 9" in crashed["error"]
-    assert after["verdict"] == "new" and after["metrics"]["output_tokens"]["samples"] == [32, 32]
+    assert after["verdict"] == "new" and after["metrics"]["output_tokens"]["rounds"] == [[32, 32]]
     assert "Traceback" not in out
 
 
@@ -110,7 +111,7 @@ def test_hung_engine_times_out_and_the_next_case_runs(pytester):
 def _saved_baseline(root: Path, case_id: str) -> Path:
     path = baseline.baseline_path(root / "baselines", environment.hardware_class("cpu"), "default")
     run = RunResults("default", environment.hardware_class("cpu"), {}, {case_id: CaseResult(
-        case_id, metrics={"output_tok_s": MetricSamples.build("output_tok_s", [100.0, 101.0])})})
+        case_id, metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[100.0, 101.0]])})})
     baseline.save(path, run)
     return path
 
@@ -155,7 +156,7 @@ def test_2_endless(batchperf):
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     run = results_json(pytester.path)
     assert run["interrupted"] is True
-    assert run["cases"]["test_long.py::test_1_quick"]["metrics"]["output_tokens"]["samples"] == [32, 32]
+    assert run["cases"]["test_long.py::test_1_quick"]["metrics"]["output_tokens"]["rounds"] == [[32, 32]]
     assert "interrupted: baseline left untouched" in out
     assert base.read_bytes() == before
 
@@ -181,12 +182,12 @@ def test_case(batchperf, strategy):
 
 _SAVER = """
 import sys
-from pytest_batchperf import baseline
-from pytest_batchperf.results import CaseResult, MetricSamples, RunResults
+from pytest_batchperf.judge import baseline
+from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
 path, who = sys.argv[1], sys.argv[2]
 for i in range(10):
     cid = f"{who}::{i}"
-    m = {"output_tok_s": MetricSamples.build("output_tok_s", [float(i + 1)] * 3)}
+    m = {"output_tok_s": MetricRuns.build("output_tok_s", [[float(i + 1)] * 3])}
     baseline.save(path, RunResults("p", "cpu", {"saver": who}, {cid: CaseResult(cid, metrics=m)}))
 """
 
@@ -207,7 +208,7 @@ def _old_baseline(tmp_path) -> tuple[Path, bytes]:
 
 def _new_run() -> RunResults:
     return RunResults("default", "cpu", {}, {"new::case": CaseResult(
-        "new::case", metrics={"output_tok_s": MetricSamples.build("output_tok_s", [1.0])})})
+        "new::case", metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[1.0]])})})
 
 
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "no space left on device"),
@@ -255,7 +256,7 @@ def test_case(batchperf):
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == pytest.ExitCode.TESTS_FAILED, out
     assert f"batchperf: ERROR: {base}: cannot write baseline: File too large; nothing was changed" in out
-    assert "batchperf: ERROR: cannot write reports: " in out and "File too large" in out
+    assert "batchperf: ERROR: cannot write " in out and "File too large" in out
     assert base.read_bytes() == before
     assert not [p for p in base.parent.iterdir() if p.suffix == ".tmp"]
     assert "Traceback" not in out
@@ -288,7 +289,7 @@ class WarmingUpFakeEngine:
         return [os.getpid()]
 
     def run_round(self, workload, strategy, batch_size):
-        from pytest_batchperf.engines.base import RequestTrace, RoundTrace
+        from pytest_batchperf.measure.trace import RequestTrace, RoundTrace
 
         d = self.durations[min(self.calls, len(self.durations) - 1)]
         self.calls += 1
@@ -299,16 +300,13 @@ class WarmingUpFakeEngine:
 
 
 def _measure(durations, warmup=1, rounds=3):
-    from pytest_batchperf.runner import CaseSpec, measure
-    from pytest_batchperf.strategies import Strategy
-    from pytest_batchperf.workload import WorkloadSpec, fixed
+    from pytest_batchperf.measure.runner import Rounds, measure_run
+    from pytest_batchperf.workload import CaseSpec, Strategy, WorkloadSpec, fixed
 
     engine = WarmingUpFakeEngine(durations)
     spec = CaseSpec(WorkloadSpec(num_requests=2, prompt=fixed(4), output=fixed(4)),
-                    Strategy.CONTINUOUS, 2, rounds=rounds, warmup=warmup)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # they are in m.warnings
-        m = measure(engine, spec)
+                    Strategy.CONTINUOUS, 2)
+    m = measure_run(engine, spec, Rounds(rounds, warmup))
     return engine.calls - rounds, m
 
 
@@ -331,12 +329,12 @@ def test_warm_up_that_never_settles_is_capped_and_warned():
 
 
 def test_noise_warnings_reach_the_terminal_summary_and_results(sim_project):
-    from conftest import run_sim
+    from helpers.sim import run_sim
 
     p = sim_project(noise=0.4)
     result = run_sim(p, "-k", "B2-static", "--batchperf-rounds", "6")
     result.stdout.fnmatch_lines(["*= batchperf =*", "*WARNING test_suite.py::test_sweep[[]B2-static[]]: "
-                                 "output_tok_s varies *% round to round (> 10%)*"])
+                                 "run 1: output_tok_s varies *% round to round (> 10%)*"])
     case = results_json(p.path)["cases"]["test_suite.py::test_sweep[B2-static]"]
     assert any("round to round" in w for w in case["warnings"])
-    assert "warning: output_tok_s varies" in (p.path / "reports" / "summary.md").read_text()
+    assert "warning: run 1: output_tok_s varies" in (p.path / "reports" / "summary.md").read_text()

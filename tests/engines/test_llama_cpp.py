@@ -5,22 +5,24 @@ from pathlib import Path
 
 import pytest
 
-from pytest_batchperf.engines import load
-from pytest_batchperf.engines.base import OutOfMemory
-from pytest_batchperf.engines.llama_cpp import resolve_model
-from pytest_batchperf.metrics import round_metrics
-from pytest_batchperf.models.gguf_model import check_gguf, gguf_path
+from pytest_batchperf.engines import OutOfMemory, load
+from pytest_batchperf.measure.metrics import round_metrics
+from pytest_batchperf.models.gguf_model import gguf_path
+from pytest_batchperf.models.resolve import check_gguf, resolve
 from pytest_batchperf.models.shapes import shape
 from pytest_batchperf.profiles import BUILTIN
-from pytest_batchperf.strategies import Strategy
-from pytest_batchperf.workload import Request, Workload, WorkloadSpec, build, fixed
+from pytest_batchperf.workload import Request, Strategy, Workload, WorkloadSpec, build, fixed
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra 'llama')")
 
 
+def spec_of(profile):
+    return profile.engine_spec(resolve(profile.model, "gguf"))
+
+
 @pytest.fixture(scope="module")
 def engine():
-    e = load(BUILTIN["default"].with_overrides({"n_seq_max": 16}))
+    e = load(spec_of(BUILTIN["default"].with_overrides({"n_seq_max": 16})))
     e.warmup()
     yield e
     e.close()
@@ -101,7 +103,7 @@ def test_batch_larger_than_n_seq_max_is_out_of_memory(engine):
 
 
 def test_kv_cache_full_is_out_of_memory():
-    e = load(BUILTIN["default"].with_overrides({"n_ctx": 256, "n_batch": 256}))
+    e = load(spec_of(BUILTIN["default"].with_overrides({"n_ctx": 256, "n_batch": 256})))
     try:
         with pytest.raises(OutOfMemory, match="no KV cache slot"):
             e.run_round(_workload([100] * 8, prompt=100), Strategy.CONTINUOUS, 8)
@@ -132,12 +134,14 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     pytester.makepyfile(test_e2e=SUITE)
     common = ("-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-rounds", "5",
               "--batchperf-tolerance", "*=60")
-    pytester.runpytest_subprocess(*common, "--batchperf-save").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess(*common, "--batchperf-save", "--batchperf-runs", "3"
+                                  ).assert_outcomes(passed=1)
     [path] = (pytester.path / "baselines").rglob("default.json")
     saved = json.loads(path.read_text())
     env = saved["environment"]
     assert env["engine"]["engine"] == "llama-cpp" and env["engine"]["model_hash"].startswith(
-        "synthetic-tiny-")
+        "synthetic-tiny-gguf-")
+    assert len(saved["cases"]["test_e2e.py::test_continuous"]["metrics"]["output_tok_s"]["runs"]) == 3
 
     aa = pytester.runpytest_subprocess(*common)
     aa.assert_outcomes(passed=1)
@@ -146,7 +150,7 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     slow = pytester.runpytest_subprocess(*common, "--batchperf-set", "slowdown=3")
     slow.assert_outcomes(failed=1)
     slow.stdout.fnmatch_lines(["*REGRESSED test_e2e.py::test_continuous*",
-                               "*output_tok_s: * -> * 1/s (-*%*tolerance 60%*"])
+                               "*output_tok_s: * -> * 1/s (-*%*3 vs 1 runs; tolerance 60%*"])
     results = json.loads((pytester.path / "reports" / "results.json").read_text())
     comp = {c["metric"]: c for c in results["cases"]["test_e2e.py::test_continuous"]["comparisons"]}
     assert comp["output_tok_s"]["change"] < -0.6
@@ -160,8 +164,8 @@ def test_use_mmap_false_reads_the_weights_into_memory_instead_of_mapping_the_fil
 
     for use_mmap in (True, False):
         profile = BUILTIN["default"].with_overrides({"use_mmap": use_mmap})
-        before = mappings(resolve_model(profile.model)[0])
-        e = load(profile)
+        before = mappings(resolve(profile.model, "gguf").path)
+        e = load(spec_of(profile))
         try:
             assert (mappings(e.path) > before) is use_mmap
             trace = e.run_round(_workload([4, 4]), Strategy.CONTINUOUS, 2)

@@ -11,19 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from pytest_batchperf.engines import load
-from pytest_batchperf.engines.base import EngineCrashed, EngineError
+from pytest_batchperf.engines import EngineCrashed, EngineError
+from pytest_batchperf.engines import load as load_spec
 from pytest_batchperf.engines.openai_http import _redact_argv, prompt_text
-from pytest_batchperf.metrics import round_metrics
+from pytest_batchperf.engines.process import free_port
+from pytest_batchperf.measure.metrics import round_metrics
 from pytest_batchperf.profiles import BUILTIN, Profile
-from pytest_batchperf.strategies import Strategy
-from pytest_batchperf.workload import Arrival, WorkloadSpec, build, fixed
+from pytest_batchperf.workload import Arrival, Strategy, WorkloadSpec, build, fixed
 
 httpx = pytest.importorskip("httpx", reason="httpx is not installed (extra 'openai-http')")
 
 HERE = Path(__file__).parent
-ROOT = HERE.parent
-MISBEHAVING = HERE / "misbehaving_server.py"
+ROOT = HERE.parents[1]
+MISBEHAVING = HERE.parent / "helpers" / "misbehaving_server.py"
+
+
+def load(profile: Profile):
+    return load_spec(profile.engine_spec())
 FAIL_ON = 7  # MisbehavingServer fails requests asking for this many tokens
 
 
@@ -121,11 +125,11 @@ def test_load_suite_on_llama_server(pytester):
 
     def ttft_p95(load):  # median over the case's rounds
         (case,) = [c for cid, c in cases.items() if f"[{load}]" in cid]
-        return statistics.median(case["metrics"]["ttft_ms_p95"]["samples"])
+        return statistics.median(x for run in case["metrics"]["ttft_ms_p95"]["rounds"] for x in run)
 
     assert ttft_p95("4x") > 2 * ttft_p95("0.25x")
     sat = next(c for cid, c in cases.items() if "test_saturation" in cid)
-    assert sat["metrics"]["throughput_req_s"]["samples"][0] > 0
+    assert sat["metrics"]["throughput_req_s"]["rounds"][0][0] > 0
 
 
 # -- MisbehavingServer: faults give one clear error and the next case runs ---------------
@@ -164,7 +168,7 @@ def test_server_that_exits_at_once():
     with pytest.raises(EngineError) as err:
         load(misbehaving_profile("--exit-at-start"))
     msg = str(err.value)
-    assert "exited before it was ready" in msg and "exited with code 3" in msg
+    assert "exited before it was ready" in msg and "exit code 3" in msg
     assert "cannot load model: no such file" in msg  # the server's own last log line
 
 
@@ -176,10 +180,8 @@ def test_server_that_never_answers():
 
 
 def test_url_nobody_listens_on():
-    from pytest_batchperf.engines.server_process import free_port
-
-    profile = Profile("dead", "openai-http", options={"url": f"http://127.0.0.1:{free_port()}/v1",
-                                                      "startup_timeout_s": 1})
+    profile = Profile("dead", "openai-http", knobs={"url": f"http://127.0.0.1:{free_port()}/v1",
+                                                    "startup_timeout_s": 1})
     with pytest.raises(EngineError, match=r"does not answer GET /v1/models"):
         load(profile)
 
@@ -220,7 +222,7 @@ def test_a_server_that_dies_mid_round_is_restarted():
     engine = load(misbehaving_profile("--how", "exit"))
     try:
         wl = build(WorkloadSpec(num_requests=2, prompt=fixed(8), output=fixed(FAIL_ON)), 4096)
-        with pytest.raises(EngineCrashed, match=r"exited with code 7"):
+        with pytest.raises(EngineCrashed, match=r"exit code 7"):
             engine.run_round(wl, Strategy.CONTINUOUS, 1)
         ok = engine.run_round(workload(n=2, out=4), Strategy.CONTINUOUS, 2)
         assert [r.output_tokens for r in ok.requests] == [4, 4]
@@ -237,7 +239,7 @@ def test_a_killed_engine_process_takes_its_server_down():
 
     from pytest_batchperf.engines import start
 
-    engine = start(misbehaving_profile(), timeout_s=60)
+    engine = start(misbehaving_profile().engine_spec(), timeout_s=60)
     try:
         child = psutil.Process(engine.pids()[0])
         (server,) = [p for p in child.children(recursive=True)
@@ -280,6 +282,76 @@ startup_timeout_s = 20
                                 "--batchperf-profile", "mis", "--batchperf-rounds", "1",
                                 "--batchperf-warmup", "0")
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*test_b_server_crashes*engine error*exited with code 7*"])
+    result.stdout.fnmatch_lines(["*test_b_server_crashes*engine error*exit code 7*"])
     assert "openai_http.py" not in result.stdout.str()  # no traceback through the engine
     assert os.path.exists(pytester.path / "reports" / "results.json")
+
+
+# -- server faults in a session: one line each, no stray process, the next case runs -----
+
+FAULT_SUITE = """
+from pytest_batchperf.workload import WorkloadSpec, fixed
+
+WL = WorkloadSpec(num_requests=2, prompt=fixed(8), output=fixed(4), seed=1)
+
+def test_a(batchperf):
+    batchperf.run(WL, "continuous", 2)
+
+def test_b(batchperf):
+    batchperf.run(WL, "continuous", 2)
+"""
+
+
+def _fault_session(pytester, knobs: str):
+    pytester.makefile(".toml", pyproject=f"""
+[tool.batchperf.profiles.faulty]
+engine = "openai-http"
+{knobs}
+""")
+    pytester.makepyfile(test_suite=FAULT_SUITE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable",
+                                "--batchperf-profile", "faulty", "--batchperf-rounds", "1",
+                                "--batchperf-warmup", "0")
+    out = result.stdout.str()
+    result.assert_outcomes(failed=2)  # both cases ran, each failed with its own line
+    for case in ("test_a", "test_b"):
+        assert f"test_suite.py::{case}: engine error: engine of profile 'faulty' failed to start: " in out
+    assert "Traceback" not in out and "openai_http.py" not in out
+    assert os.path.exists(pytester.path / "reports" / "results.json")
+    return out
+
+
+def _no_stray(marker: str) -> None:
+    import psutil
+
+    stray = [p.pid for p in psutil.process_iter(["cmdline"])
+             if marker in " ".join(p.info["cmdline"] or [])]
+    assert not stray, f"processes left behind: {stray}"
+
+
+def test_session_with_a_server_that_never_becomes_ready(pytester):
+    command = json.dumps([sys.executable, str(MISBEHAVING), "--port", "{port}", "--how", "hang",
+                          "--tag", "never-ready-fault"])
+    out = _fault_session(pytester, f"command = {command}\nstartup_timeout_s = 2")
+    assert "did not answer within 2s (startup_timeout_s); it was stopped" in out
+    _no_stray("never-ready-fault")
+
+
+def test_session_with_a_binary_missing_from_path(pytester):
+    out = _fault_session(pytester, 'command = ["no-such-llama-server", "--port", "{port}"]')
+    assert "cannot start server no-such-llama-server --port" in out
+    assert "no-such-llama-server not found (not on PATH?)" in out
+
+
+def test_session_with_the_port_already_in_use(pytester):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = json.dumps([sys.executable, str(MISBEHAVING), "--port", "{port}",
+                              "--tag", "port-fault"])
+        out = _fault_session(pytester, f"command = {command}\nport = {port}")
+    assert f"port {port} on 127.0.0.1 is already in use" in out
+    _no_stray("port-fault")

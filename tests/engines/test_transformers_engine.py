@@ -4,12 +4,16 @@ from importlib.util import find_spec
 
 import pytest
 
-from pytest_batchperf.engines import load
-from pytest_batchperf.engines.base import EngineError, EngineUnavailable
-from pytest_batchperf.metrics import round_metrics
+from pytest_batchperf.engines import EngineUnavailable
+from pytest_batchperf.engines import load as load_spec
+from pytest_batchperf.measure.metrics import round_metrics
+from pytest_batchperf.models.resolve import ModelError
 from pytest_batchperf.profiles import BUILTIN, Profile
-from pytest_batchperf.strategies import Strategy
-from pytest_batchperf.workload import WorkloadSpec, build, uniform
+from pytest_batchperf.workload import Strategy, WorkloadSpec, build, uniform
+
+
+def load(profile: Profile):
+    return load_spec(profile.engine_spec())
 
 # find_spec, not importorskip: torch must first be imported by the engine module, which
 # sets its OpenMP wait policy before the import.
@@ -87,7 +91,7 @@ def test_same_shape_and_vocabulary_as_the_llama_cpp_engine(engine):
 
 
 def test_missing_model_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(EngineError, match="has no config.json"):
+    with pytest.raises(ModelError, match="no config.json there"):
         load(Profile("bad", "transformers", str(tmp_path / "nope")))
 
 
@@ -97,7 +101,7 @@ def test_cuda_profile_without_a_gpu_is_unavailable():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(EngineUnavailable, match="needs a CUDA GPU"):
-        load(BUILTIN["transformers-1b"])
+        load_spec(BUILTIN["transformers-1b"].engine_spec(resolve=False))
 
 
 SUITE = """

@@ -10,15 +10,24 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from pytest_batchperf.engines import load
-from pytest_batchperf.engines.base import (EngineCrashed, EngineError, EngineUnavailable,
-                                           OutOfMemory, RequestTrace, RoundTrace)
+from pytest_batchperf.engines import EngineCrashed, EngineError, EngineUnavailable, OutOfMemory
+from pytest_batchperf.engines import load as load_spec
+from pytest_batchperf.engines.config import KnobError, VLLMKnobs
 from pytest_batchperf.engines.vllm_engine import (PREEMPTIONS, _classify, _Live, counter, fits,
-                                                  kv_cache_tokens, llm_kwargs, record_output,
-                                                  resolve_model)
-from pytest_batchperf.metrics import round_metrics
-from pytest_batchperf.profiles import BUILTIN, Profile
+                                                  kv_cache_tokens, record_output)
+from pytest_batchperf.measure.metrics import round_metrics
+from pytest_batchperf.measure.trace import RequestTrace, RoundTrace
+from pytest_batchperf.models.resolve import ModelError, resolve
+from pytest_batchperf.profiles import BUILTIN, Profile, ProfileError
 from pytest_batchperf.workload import Request
+
+
+def load(profile: Profile):
+    return load_spec(profile.engine_spec())
+
+
+def llm_kwargs(knobs):
+    return VLLMKnobs.parse(knobs, "profile 'v'").llm_kwargs()
 
 
 def stats(scheduled, first, last, n):
@@ -40,22 +49,22 @@ def test_knobs_pass_through_and_stats_are_on():
 
 
 def test_unknown_knob_is_refused_in_one_line():
-    with pytest.raises(EngineError, match="unknown vllm knob.*gpu_mem_util") as info:
+    with pytest.raises(KnobError, match="unknown vllm knob.*gpu_mem_util") as info:
         llm_kwargs({"gpu_mem_util": 0.5})
     assert "\n" not in str(info.value)
 
 
 def test_builtin_profile_knobs_are_all_known():
-    llm_kwargs(BUILTIN["vllm-synthetic-1b"].options)
+    llm_kwargs(BUILTIN["vllm-synthetic-1b"].knobs)
 
 
 def test_model_directory_must_exist(tmp_path):
-    with pytest.raises(EngineError, match="not a Hugging Face model directory"):
-        resolve_model(str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="not a Hugging Face model directory"):
+        resolve(str(tmp_path / "nowhere"), "hf")
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
-    path, digest = resolve_model(str(tmp_path))
-    assert path == str(tmp_path) and len(digest) == 16
+    ref = resolve(str(tmp_path), "hf")
+    assert ref.path == tmp_path and len(ref.hash) == 16 and ref.shape is None
 
 
 def test_deltas_become_token_times_on_vllms_clock():
@@ -123,9 +132,9 @@ def test_vllm_failures_map_to_plugin_errors():
 def test_bad_api_and_slowdown_are_refused_before_vllm_loads():
     for knobs, message in (({"api": "rest"}, "api must be"),
                            ({"slowdown": -0.1}, "slowdown must be >= 0"),
-                           ({"slowdown_on": "cpu"}, "slowdown_on must be one of host, gpu")):
-        with pytest.raises(EngineError, match=message):
-            load(Profile("v", "vllm", "synthetic:tiny", "cuda", knobs, isolate=False))
+                           ({"slowdown_on": "cpu"}, "slowdown_on must be host or gpu")):
+        with pytest.raises(ProfileError, match=message):
+            Profile("v", "vllm", "synthetic:tiny", "cuda", knobs, isolate=False).typed_knobs()
 
 
 def test_slowdown_busy_waits_the_fraction_of_each_step():
@@ -211,7 +220,7 @@ def test_without_vllm_the_engine_is_unavailable_with_the_reason():
 
 
 def _gpu() -> bool:
-    from pytest_batchperf import nvml
+    from pytest_batchperf.measure import nvml
 
     return nvml.available()
 
@@ -240,7 +249,7 @@ def tiny_engine(request):
 @pytest.mark.gpu
 @pytest.mark.parametrize("strategy", ["sequential", "static", "continuous"])
 def test_real_round_on_the_gpu(tiny_engine, strategy):
-    from pytest_batchperf.strategies import Strategy
+    from pytest_batchperf.workload import Strategy
     from pytest_batchperf.workload import WorkloadSpec, build, fixed, uniform
 
     wl = build(WorkloadSpec(num_requests=12, prompt=uniform(8, 40), output=fixed(9), seed=1),
@@ -261,7 +270,7 @@ def test_real_round_on_the_gpu(tiny_engine, strategy):
 @gpu
 @pytest.mark.gpu
 def test_poisson_arrivals_are_admitted_when_due(tiny_engine):
-    from pytest_batchperf.strategies import Strategy
+    from pytest_batchperf.workload import Strategy
     from pytest_batchperf.workload import Arrival, WorkloadSpec, build, fixed
 
     wl = build(WorkloadSpec(num_requests=10, prompt=fixed(16), output=fixed(6), seed=2,
@@ -281,8 +290,8 @@ def test_slowdown_reaches_the_engine_core_process(api, place, fraction):
     the front end: a 100 % host slowdown at least halves throughput on a real engine. The
     tiny model is host-bound, so a GPU spin of a fraction of its step hides behind the
     host's work, as slower kernels would; a spin of 50 steps shows that it lands on the
-    stream the model runs on (proportionality on a GPU-bound model: docs/gpu/README.md)."""
-    from pytest_batchperf.strategies import Strategy
+    stream the model runs on (proportionality on a GPU-bound model: docs/results/)."""
+    from pytest_batchperf.workload import Strategy
     from pytest_batchperf.workload import WorkloadSpec, build, fixed
 
     def tok_s(slowdown):
@@ -304,7 +313,7 @@ def test_slowdown_reaches_the_engine_core_process(api, place, fraction):
 @gpu
 @pytest.mark.gpu
 def test_batch_beyond_max_num_seqs_does_not_fit(tiny_engine):
-    from pytest_batchperf.strategies import Strategy
+    from pytest_batchperf.workload import Strategy
     from pytest_batchperf.workload import WorkloadSpec, build
 
     wl = build(WorkloadSpec(num_requests=4), tiny_engine.vocab_size)
@@ -316,7 +325,7 @@ def test_batch_beyond_max_num_seqs_does_not_fit(tiny_engine):
 # The feasibility limit a sweep records when the engine raises OutOfMemory (as the vLLM
 # engine does past max_num_seqs or the KV cache), checked through the plugin on a fake.
 LIMITED_ENGINE = """
-from pytest_batchperf.engines.base import OutOfMemory
+from pytest_batchperf.engines import OutOfMemory
 from simulated_engine import SimulatedEngine
 
 class LimitedEngine(SimulatedEngine):
@@ -343,11 +352,11 @@ def test_sweep_records_max_batch_size_past_an_oom(sim_project, sizing):
     result.assert_outcomes(passed=4, skipped=4)
     result.stdout.fnmatch_lines(["*Max batch size: 8 (the next*", "*batch size 16 does not fit*"])
     cases = json.loads((p.path / "out" / "results.json").read_text())["cases"]
-    limits = {cid: c["metrics"]["max_batch_size"]["samples"] for cid, c in cases.items()
+    limits = {cid: c["metrics"]["max_batch_size"]["rounds"] for cid, c in cases.items()
               if "max_batch_size" in c["metrics"]}
     assert sorted(limits) == ["test_suite.py::test_sweep[B8-continuous]",
                               "test_suite.py::test_sweep[B8-static]"]
-    assert all(v == [8] for v in limits.values())
+    assert all(v == [[8]] for v in limits.values())
     assert "| 8 |" in (p.path / "out" / "summary.md").read_text()
     sizes = {c["params"]["workload"]["num_requests"] for c in cases.values() if c["metrics"]}
     assert len(sizes) == (2 if sizing else 1)
@@ -357,21 +366,21 @@ def test_gpu_noise_warnings_from_nvml_readings(monkeypatch):
     """Throttling warns only when the clock is below its maximum (NVML sets sw_power_cap
     at the maximum too: seen on an H100); another process on the GPU always warns. NVML
     readings are stand-ins here."""
-    from pytest_batchperf import nvml
-    from pytest_batchperf.runner import gpu_warnings
+    from pytest_batchperf.measure import nvml
+    from pytest_batchperf.measure.runner import gpu_warnings
 
-    engine = NS(device="cuda", pids=lambda: [11])
+    engine = NS(device="cuda", pids=lambda: [])
     others: list[int] = []
     monkeypatch.setattr(nvml, "available", lambda: True)
-    monkeypatch.setattr(nvml, "other_processes", lambda pids: others)
+    monkeypatch.setattr(nvml, "other_processes", lambda pids, gpus: others)
     for sm, expected in ((1980, []), (1890, ["GPU clocks throttled (sw_power_cap): SM at "
                                               "1890 of 1980 MHz"])):
         state = nvml.ClockState(sm, 1980, ("sw_power_cap",))
-        monkeypatch.setattr(nvml, "clock_state", lambda: state)
-        assert gpu_warnings(engine) == expected
+        monkeypatch.setattr(nvml, "clock_state", lambda index: state)
+        assert gpu_warnings(engine, (0,)) == expected
     others.append(99)
-    assert gpu_warnings(engine)[-1] == "other processes use the GPU (pids 99)"
-    assert gpu_warnings(NS(device="cpu", pids=lambda: [])) == []
+    assert gpu_warnings(engine, (0,))[-1] == "other processes use the GPU (pids 99)"
+    assert gpu_warnings(engine, ()) == []  # a CPU engine uses no GPU
 
 
 def test_gpu_spin_calibration_takes_the_loaded_clock(monkeypatch):

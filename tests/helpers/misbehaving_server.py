@@ -126,6 +126,7 @@ def main() -> None:
     p.add_argument("--exit-at-start", action="store_true")
     p.add_argument("--api-key", default="")
     p.add_argument("--token-delay", type=float, default=0.002)
+    p.add_argument("--tag", default="", help="ignored: lets a test find this process")
     args = p.parse_args()
     if args.exit_at_start:
         log("cannot load model: no such file (exiting at start on purpose)")

@@ -8,7 +8,7 @@ use the llama-cpp engine.
 
 Knobs: step_ms, token_ms, noise (lognormal sigma per round), process_noise (lognormal sigma
 per engine instance: the offset a fresh process brings), slowdown (fraction), seed (of the
-noise; default: a new one per instance), factors (time multipliers applied to successive
+noise, with the instance's number; default: the pid), factors (time multipliers applied to successive
 rounds in turn, for exactly reproducible round-to-round spread), oom_above (batch sizes
 above it do not fit), empty_at (a batch size whose rounds produce no tokens: a trace that
 cannot be summarised), log (a file each round appends "instance strategy batch_size" to).
@@ -42,7 +42,8 @@ class SimulatedEngine(Engine):
         self.instance = next(_instances)
         self.factors = itertools.cycle([float(f) for f in o.get("factors", [1.0])])
         seed = o.get("seed")
-        self._rng = np.random.default_rng(seed if seed is not None else [os.getpid(), self.instance])
+        # Each instance (a fresh "process") draws its own noise, reproducibly given a seed.
+        self._rng = np.random.default_rng([seed if seed is not None else os.getpid(), self.instance])
         self.offset = float(self._rng.lognormal(0, float(o.get("process_noise", 0.0))))
         self._t = 0.0
 

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from pytest_batchperf import SCHEMA_VERSION, environment
+from pytest_batchperf import SCHEMA_VERSION
+from pytest_batchperf.measure import environment
 
 SUITE = """
 import pytest

@@ -1,22 +1,27 @@
-"""Load cases offer the baseline's request rate (and goodput SLO), not freshly calibrated
+"""Load cases offer the reference's request rate (and goodput SLO), not freshly calibrated
 ones: calibration moves with the engine's speed (and with noise), and a gate that compared
 latencies under different offered loads would report changes of the load as regressions.
-The real suites/test_latency_under_load.py runs here on the SimulatedEngine."""
+The reference is the baseline's case, or within one run the case's first run (every run of
+a save, both sides of an A/B job). The real suites/test_latency_under_load.py runs here on
+the SimulatedEngine."""
 
 import json
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pytest_batchperf import baseline as baselines
+from dataclasses import replace
+
+from pytest_batchperf.judge import baseline as baselines
+from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
 from pytest_batchperf.options import Options
-from pytest_batchperf.results import CaseResult, MetricSamples, RunResults
 from pytest_batchperf.session import BatchperfSession
+from pytest_batchperf.workload import SLO, Arrival, CaseSpec, Strategy, WorkloadSpec
 
-from conftest import run_sim
+from helpers.sim import run_sim
 
-SUITES = Path(__file__).parent.parent / "suites"
-LOAD_CASES = [f"test_suite.py::test_latency_under_load[{f}]" for f in ("0.25x", "0.5x", "1x", "4x")]
+SUITES = Path(__file__).parents[2] / "suites"
+LOAD_CASES = [f"test_suite.py::test_latency_under_load[{f}]" for f in ("0.25x", "0.5x", "0.8x", "4x")]
 
 
 def _load_project(sim_project):
@@ -54,7 +59,8 @@ def _run(p, *args):
 def test_rerun_offers_the_baselines_rate_on_a_slower_engine(sim_project):
     p = _load_project(sim_project)
     # The baseline lacks the 4x case, which must then fall back to the calibrated rate.
-    result, saved, saved_slos, sources = _run(p, "--batchperf-save", "-k", "not 4x")
+    result, saved, saved_slos, sources = _run(p, "--batchperf-save", "--batchperf-runs", "1",
+                                              "-k", "not 4x")
     result.assert_outcomes(passed=4, deselected=1)
     assert len(saved) == 3 and all(r > 0 for r in saved.values())
     assert set(sources.values()) == {"calibrated"}
@@ -71,7 +77,7 @@ def test_rerun_offers_the_baselines_rate_on_a_slower_engine(sim_project):
     _, rerun, rerun_slos, sources = _run(p, "--batchperf-set", "slowdown=0.3")
     assert {cid: rerun[cid] for cid in saved} == saved
     assert {cid: rerun_slos[cid] for cid in saved} == saved_slos
-    assert sources == {**{cid: "baseline" for cid in saved}, LOAD_CASES[3]: "calibrated"}
+    assert sources == {**{cid: "reference" for cid in saved}, LOAD_CASES[3]: "calibrated"}
 
     # Re-saving keeps the workload stable too.
     _run(p, "--batchperf-save", "--batchperf-set", "slowdown=0.3")
@@ -80,19 +86,27 @@ def test_rerun_offers_the_baselines_rate_on_a_slower_engine(sim_project):
     assert {cid: kept[cid] for cid in saved} == saved and LOAD_CASES[3] in kept
 
 
-def test_session_baseline_params(tmp_path):
-    session = BatchperfSession(Options(), tmp_path)
-    assert session.baseline_params("t.py::test_a") is None  # no baseline at all
+def test_every_run_of_a_save_offers_the_same_load(sim_project):
+    p = _load_project(sim_project)
+    run_sim(p, "--batchperf-save", "--batchperf-runs", "3", "-k", "0.5x").assert_outcomes(
+        passed=1, deselected=4)
+    [path] = (p.path / "baselines").rglob("sim.json")
+    case = json.loads(path.read_text())["cases"][LOAD_CASES[1]]
+    assert len(case["metrics"]["output_tok_s"]["runs"]) == 3  # three runs of one workload
 
-    params = {"strategy": "continuous", "batch_size": 8,
-              "workload": {"num_requests": 12, "arrival": {"kind": "poisson", "rate": 3.4}}}
+
+def test_session_reference_spec(tmp_path):
+    session = BatchperfSession(Options(), tmp_path)
+    assert session.reference_spec("t.py::test_a") is None  # no baseline at all
+
+    spec = CaseSpec(WorkloadSpec(12, arrival=Arrival("poisson", 3.4)), Strategy.CONTINUOUS, 8,
+                    SLO(100.0, 20.0))
     path = tmp_path / "base.json"
-    measured = {"output_tok_s": MetricSamples.build("output_tok_s", [100.0, 101.0])}
+    measured = {"output_tok_s": MetricRuns.build("output_tok_s", [[100.0, 101.0]])}
     baselines.save(path, RunResults("sim", "cpu-x", {}, {"t.py::test_a": CaseResult(
-        "t.py::test_a", "t::test_a", params, measured)}))
+        "t.py::test_a", "t::test_a", spec, measured)}))
     session.baseline = baselines.load(path)
-    got = session.baseline_params("t.py::test_a")
-    assert got == params
-    assert session.baseline_params("t.py::test_b") is None  # not in the baseline
-    got["workload"]["arrival"]["rate"] = 99.0  # a caller's edit leaves the baseline alone
-    assert session.baseline_params("t.py::test_a")["workload"]["arrival"]["rate"] == 3.4
+    got = session.reference_spec("t.py::test_a")
+    assert got == spec and got.workload.arrival.rate == 3.4 and got.slo.ttft_ms == 100.0
+    assert session.reference_spec("t.py::test_b") is None  # not in the baseline
+    assert replace(got, batch_size=1) != spec  # frozen data: a caller cannot edit it

@@ -6,15 +6,10 @@ import json
 
 import pytest
 
-from conftest import SIM_PROFILE, run_sim
-
-
-def _results(pytester):
-    return json.loads((pytester.path / "reports" / "results.json").read_text())
-
-
-def _baseline_files(pytester):
-    return list((pytester.path / "baselines").rglob("sim.json"))
+from conftest import SIM_PROFILE
+from helpers.sim import baseline_files as _baseline_files
+from helpers.sim import results as _results
+from helpers.sim import run_sim
 
 
 def test_first_run_is_new_passes_and_writes_reports(sim_project):
@@ -24,10 +19,10 @@ def test_first_run_is_new_passes_and_writes_reports(sim_project):
     result.stdout.fnmatch_lines(["*batchperf*", "*profile sim on cpu-*: 4 new*",
                                  "*Optimal batch size: *"])
     data = _results(p)
-    assert data["schema_version"] == 1 and data["profile"] == "sim"
+    assert data["schema_version"] == 2 and data["profile"] == "sim"
     assert {c["verdict"] for c in data["cases"].values()} == {"new"}
     case = data["cases"]["test_suite.py::test_sweep[B8-continuous]"]
-    assert len(case["metrics"]["output_tok_s"]["samples"]) == 5  # default rounds
+    assert [len(r) for r in case["metrics"]["output_tok_s"]["rounds"]] == [5]  # 1 run, 5 rounds
     assert case["params"]["batch_size"] == 8 and case["params"]["strategy"] == "continuous"
     assert (p.path / "reports" / "summary.md").read_text().startswith("## batchperf: 4 new")
     assert not _baseline_files(p), "a baseline is written only with --batchperf-save"
@@ -39,6 +34,9 @@ def test_save_then_rerun_passes_a_a(sim_project):
     [path] = _baseline_files(p)
     saved = json.loads(path.read_text())
     assert saved["kind"] == "baseline" and len(saved["cases"]) == 4
+    # a save measures 5 runs per case by default, and keeps one summary per run
+    case = saved["cases"]["test_suite.py::test_sweep[B8-continuous]"]
+    assert len(case["metrics"]["output_tok_s"]["runs"]) == 5
     for _ in range(3):
         result = run_sim(p)
         result.assert_outcomes(passed=4)
@@ -52,8 +50,9 @@ def test_forty_percent_slowdown_fails_with_readable_lines(sim_project):
     result = run_sim(p, "--batchperf-set", "slowdown=0.4")
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines([
-        "*metric(s) regressed against baseline*",
-        "*output_tok_s: * -> * 1/s (-2?.?%, 99% CI [[]*], p=*; tolerance 10%, higher is better)*",
+        "*metric(s) regressed against its reference*",
+        "*output_tok_s: * -> * 1/s (-2?.?%, interval [[]*], p=*, 5 vs 1 runs; tolerance 10%, "
+        "detectable *%, higher is better)*",
     ])
     assert "Traceback" not in result.stdout.str()
     data = _results(p)
@@ -109,18 +108,22 @@ def test_future_schema_baseline_is_refused(sim_project):
     result.stderr.fnmatch_lines([f"ERROR: {path}: written by a newer pytest-batchperf (schema 99*"])
 
 
-def test_inconclusive_warns_and_fails_only_when_strict(sim_project):
-    # 30 % slower, but its two rounds are 0.6x and 1.6x apart: beyond tolerance, no evidence.
+def test_inconclusive_warns_adds_runs_and_fails_only_when_strict(sim_project):
+    """30 % slower, but fresh processes of this engine differ by about 30 % too: beyond
+    tolerance, no evidence. The case adds runs (--batchperf-extend, 2 by default), stays
+    inconclusive, warns, and fails only under --batchperf-strict."""
     p = sim_project(noise=0.0)
-    common = ("--batchperf-rounds", "2", "--batchperf-warmup", "0", "-k", "B2-static")
-    run_sim(p, "--batchperf-save", *common)
-    args = (*common, "--batchperf-set", "slowdown=0.3", "--batchperf-set", "factors=[0.6, 1.6]")
+    common = ("-k", "B2-static", "--batchperf-set", "process_noise=0.3", "--batchperf-set",
+              "seed=1")
+    run_sim(p, "--batchperf-save", *common).assert_outcomes(passed=1)
+    args = (*common, "--batchperf-set", "slowdown=0.3")
     result = run_sim(p, *args)
-    verdict = _results(p)["cases"]["test_suite.py::test_sweep[B2-static]"]["verdict"]
-    assert verdict == "inconclusive"
+    case = _results(p)["cases"]["test_suite.py::test_sweep[B2-static]"]
+    assert case["verdict"] == "inconclusive"
+    assert [r["extension"] for r in case["runs"]] == [False, True, True]
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*UserWarning*inconclusive against baseline*",
-                                 "*within round-to-round noise*"])
+    result.stdout.fnmatch_lines(["*InconclusiveWarning*inconclusive against its reference*",
+                                 "*beyond tolerance but within the noise*"])
     run_sim(p, *args, "--batchperf-strict").assert_outcomes(failed=1)
 
 
@@ -143,8 +146,9 @@ def test_default(batchperf, batch_size):
                       "--benchmark-disable", "--batchperf-save")
     res.assert_outcomes(passed=2)
     cases = _results(p)["cases"]
-    assert len(cases["test_suite.py::test_default[B2]"]["metrics"]["output_tok_s"]["samples"]) == 3
-    assert len(cases["test_suite.py::test_loose[B4]"]["metrics"]["output_tok_s"]["samples"]) == 4
+    rounds = {cid: [len(r) for r in c["metrics"]["output_tok_s"]["rounds"]] for cid, c in cases.items()}
+    assert rounds == {"test_suite.py::test_default[B2]": [3] * 5,  # 5 runs (a save) of 3 rounds
+                      "test_suite.py::test_loose[B4]": [4] * 5}
     # 50 % slower: beyond the 10 % default, inside the marker's 80 %.
     res = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim",
                       "--benchmark-disable", "--batchperf-set", "slowdown=0.5")
@@ -197,7 +201,7 @@ def test_profile_sizes_rounds_sets_sweep_and_tolerances(sim_project):
                      "test_suite.py::test_sweep[B2-continuous]": 16,
                      "test_suite.py::test_sweep[B8-static]": 32,  # 4 waves of 8
                      "test_suite.py::test_sweep[B8-continuous]": 32}
-    assert _results(p)["environment"]["profile"]["tolerance.output_tok_s"] == 0.8
+    assert _results(p)["gate"]["profile_tolerances"]["output_tok_s"] == 0.8
     # 50 % slower: inside the profile's 80 % ...
     p.runpytest(*common, "--batchperf-set", "slowdown=0.5").assert_outcomes(passed=4)
     # ... but the user's flag wins over the profile.

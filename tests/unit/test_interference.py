@@ -45,7 +45,7 @@ def test_our_own_cpu_time_is_not_foreign(monkeypatch):
 
     stat = iter([(100.0, 1.0), (103.0, 1.1)])
     ours = iter([(50.0, {(1, 1): 0.0, (1, 2): 0.0}), (52.5, {(1, 1): 0.3, (1, 2): 0.1})])
-    clock = iter([10.0, 12.0])
+    clock = iter([10.0, 12.0])  # 2 s: long enough to count
     monkeypatch.setattr(mod, "_cpu_stat", lambda cpus: next(stat))
     monkeypatch.setattr(mod, "_ours", lambda procs: next(ours))
     monkeypatch.setattr(mod, "usable_cores", lambda: 2)

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_batchperf.report.charts import KINDS, families
 from pytest_batchperf.report.html import write_html
-from report_data import HOSTILE, ROOT, as_baseline, example, hostile, judged, slowed
+from helpers.report_data import HOSTILE, ROOT, as_baseline, example, hostile, judged, slowed
 
 SCREENSHOT = ROOT / "reports" / "browser-report.png"
 

@@ -1,0 +1,115 @@
+"""A/B in one job (pytester, SimulatedEngine for the pairing, ordering and rule; the real
+default profile for the bad-input lines): reference and candidate interleaved, paired."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.sim import baseline_files, results, run_sim
+
+AB = ("--batchperf-reference", "slowdown=0.0", "--batchperf-pairs", "3")
+B8 = "test_suite.py::test_sweep[B8-continuous]"
+
+
+def test_a_a_passes_and_both_sides_are_reported(sim_project):
+    p = sim_project(noise=0.01)
+    log = p.path / "order.log"
+    result = run_sim(p, *AB, "--batchperf-set", "process_noise=0.02",
+                     "--batchperf-set", f"log={json.dumps(str(log))}")
+    result.assert_outcomes(passed=4)
+    data = results(p)
+    assert data["mode"] == "ab" and "regressed" not in data["verdict_counts"]
+    case = data["cases"][B8]
+    assert [(r["slot"], r["side"]) for r in case["runs"]] == [
+        (1, "reference"), (4, "reference"), (5, "reference"),
+        (2, "candidate"), (3, "candidate"), (6, "candidate")]  # ABBA: R C C R R C
+    assert len(case["reference"]["output_tok_s"]["rounds"]) == 3
+    assert len(case["metrics"]["output_tok_s"]["rounds"]) == 3
+    comp = next(c for c in case["comparisons"] if c["metric"] == "output_tok_s")
+    assert comp["n_reference"] == comp["n_current"] == 3  # pairs
+    assert data["baseline_environment"]["profile"]["knob.slowdown"] == 0.0  # the reference
+    assert "knob.slowdown" not in data["environment"]["profile"]
+    # six fresh engines, one per slot, each running every case
+    assert len({line.split()[0] for line in log.read_text().splitlines()}) == 6
+    assert "A/B: reference and candidate interleaved" in result.stdout.str()
+    assert not baseline_files(p), "A/B needs no baseline and writes none unless saving"
+
+
+def test_a_slowed_candidate_fails(sim_project):
+    p = sim_project(noise=0.01)
+    result = run_sim(p, *AB, "--batchperf-set", "slowdown=0.15")
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-1?.?%, interval*3 vs 3 runs; "
+                                 "tolerance 5%*"])  # A/B's own, tighter tolerance
+    md = (p.path / "reports" / "summary.md").read_text()
+    assert "A/B in one job" in md and "| pairs |" in md
+
+
+def test_a_slowed_reference_is_an_improvement(sim_project):
+    p = sim_project(noise=0.01)
+    run_sim(p, "--batchperf-reference", "slowdown=0.3").assert_outcomes(passed=4)
+    assert results(p)["verdict_counts"] == {"improved": 4}
+
+
+def test_save_in_ab_mode_stores_the_candidate(sim_project):
+    p = sim_project(noise=0.01)
+    run_sim(p, *AB, "--batchperf-set", "slowdown=0.5", "--batchperf-save").assert_outcomes(passed=4)
+    [path] = baseline_files(p)
+    saved = json.loads(path.read_text())["cases"][B8]["metrics"]["output_tok_s"]["runs"]
+    ref = results(p)["cases"][B8]["reference"]["output_tok_s"]["rounds"]
+    assert len(saved) == 3 and min(saved) < min(min(r) for r in ref)  # the slowed side
+
+
+def test_reference_profile(sim_project):
+    p = sim_project(noise=0.01)
+    with open(p.path / "pyproject.toml", "a") as f:
+        f.write('\n[tool.batchperf.profiles.sim-old]\nengine = "simulated_engine:SimulatedEngine"\n'
+                'isolate = false\nnoise = 0.01\nslowdown = 0.3\n')
+    run_sim(p, "--batchperf-reference-profile", "sim-old").assert_outcomes(passed=4)
+    assert results(p)["verdict_counts"] == {"improved": 4}
+
+
+# -- bad input: one line, a non-zero exit, no traceback (the real default profile) ---------
+
+SUITE = """
+from pytest_batchperf.workload import WorkloadSpec, fixed
+WL = WorkloadSpec(num_requests=2, prompt=fixed(4), output=fixed(4), seed=1)
+
+def test_case(batchperf):
+    batchperf.run(WL, "continuous", 2)
+"""
+
+
+def _bad(pytester, *args):
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable", *args)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert "Traceback" not in out
+    return out
+
+
+def test_unknown_knob_in_the_reference(pytester):
+    out = _bad(pytester, "--batchperf-reference", "n_thread=1")
+    assert "profile 'default': unknown llama-cpp knob(s) n_thread; known:" in out
+
+
+def test_unknown_reference_profile(pytester):
+    out = _bad(pytester, "--batchperf-reference-profile", "nope")
+    assert "unknown profile 'nope'; known profiles: default" in out
+
+
+def test_a_python_that_does_not_exist(pytester):
+    out = _bad(pytester, "--batchperf-reference", "python=/nowhere/bin/python")
+    assert "profile 'default': python /nowhere/bin/python does not exist or is not executable" in out
+
+
+def test_a_reference_venv_without_the_engine(pytester, tmp_path):
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    out = _bad(pytester, "--batchperf-reference", f"python={json.dumps(str(venv / 'bin' / 'python'))}")
+    assert f"python {venv}/bin/python cannot import 'llama_cpp': install the engine" in out

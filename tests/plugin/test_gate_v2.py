@@ -1,0 +1,174 @@
+"""Gate v2 through pytest (pytester, on the SimulatedEngine: a fake engine for the plugin's
+logic): runs are fresh engines, run in passes; no path skips the gate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SIM_PROFILE
+from helpers.sim import baseline_files, results, run_sim
+
+B8 = "test_suite.py::test_sweep[B8-continuous]"
+
+
+def _order(p) -> list[tuple[int, str]]:
+    """(engine instance, case) of every round, from the fake engine's log."""
+    rows = [line.split() for line in (p.path / "order.log").read_text().splitlines()]
+    return [(int(i), f"{s}-{b}") for i, s, b in rows]
+
+
+def test_runs_are_fresh_engines_in_passes_and_the_baseline_keeps_them(sim_project):
+    p = sim_project()
+    result = run_sim(p, "--batchperf-save", "--batchperf-runs", "3",
+                     "--batchperf-set", f"log={json.dumps(str(p.path / 'order.log'))}")
+    result.assert_outcomes(passed=4)  # each case reported once, with its final outcome
+    order = _order(p)
+    engines = list(dict.fromkeys(i for i, _ in order))
+    assert len(engines) == 3  # one fresh engine per pass
+    # pass-major: every case's first run on engine 1, then every case's second on engine 2
+    for k, engine in enumerate(engines):
+        cases = {c for i, c in order if i == engine}
+        assert cases == {"static-2", "continuous-2", "static-8", "continuous-8"}, k
+    assert [i for i, _ in order] == sorted(i for i, _ in order)
+    case = json.loads(baseline_files(p)[0].read_text())["cases"][B8]
+    assert len(case["metrics"]["output_tok_s"]["runs"]) == 3
+    assert [r["slot"] for r in results(p)["cases"][B8]["runs"]] == [1, 2, 3]
+
+
+def test_a_a_rerun_passes_and_a_real_slowdown_fails_against_runs(sim_project):
+    p = sim_project(noise=0.01)
+    noise = ("--batchperf-set", "process_noise=0.03")
+    run_sim(p, "--batchperf-save", *noise).assert_outcomes(passed=4)
+    run_sim(p, *noise).assert_outcomes(passed=4)
+    assert "regressed" not in results(p)["verdict_counts"]
+    slow = run_sim(p, *noise, "--batchperf-set", "slowdown=0.4")
+    slow.assert_outcomes(failed=4)
+    slow.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-3?.?%, interval*5 vs 1 runs*"])
+    gate = results(p)["gate"]
+    assert gate["cases"] == 4 and gate["alpha"] == 0.01 and gate["looks"] == 3
+
+
+def test_a_lost_batch_size_is_a_capacity_regression(sim_project):
+    p = sim_project()
+    run_sim(p, "--batchperf-save", "--batchperf-runs", "2").assert_outcomes(passed=4)
+    result = run_sim(p, "--batchperf-set", "oom_above=4")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines([
+        "*capacity regressed (max_batch_size): batch size 8 fitted in the baseline and no "
+        "longer fits: batch size 8 is above the simulated limit 4*"])
+    assert result.ret == 1
+    case = results(p)["cases"][B8]
+    assert case["verdict"] == "regressed"
+    assert case["comparisons"][0]["metric"] == "max_batch_size"
+
+
+def test_a_size_that_never_fitted_skips(sim_project):
+    p = sim_project()
+    result = run_sim(p, "--batchperf-set", "oom_above=4", "-rs")
+    result.assert_outcomes(passed=2, skipped=2)
+    result.stdout.fnmatch_lines(["*batch size 8 does not fit*"])
+
+
+def test_a_truncated_baseline_stops_plain_pytest(sim_project):
+    """No batch-size flag: the sweep's sizes come from the profile, so the baseline is read
+    during collection; that must not swallow the error."""
+    p = sim_project()
+    run_sim(p, "--batchperf-save", "--batchperf-runs", "2").assert_outcomes(passed=4)
+    [path] = baseline_files(p)
+    path.write_text(path.read_text()[:200])
+    result = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {path}: corrupt baseline (invalid JSON*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_under_ci_a_class_without_a_baseline_fails(sim_project, monkeypatch):
+    p = sim_project()
+    other = p.path / "baselines" / "cpu-some-other-machine-64c"
+    other.mkdir(parents=True)
+    (other / "sim.json").write_text("{}")
+    monkeypatch.setenv("CI", "true")
+    result = run_sim(p)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: no baseline of profile 'sim' for hardware class 'cpu-*' in *baselines "
+        "(required under CI or --batchperf-require-baseline); baselines exist for: "
+        "cpu-some-other-machine-64c. Save one on this machine class with --batchperf-save"])
+    # locally it is new; a save under CI creates it
+    monkeypatch.delenv("CI")
+    run_sim(p).assert_outcomes(passed=4)
+    run_sim(p, "--batchperf-require-baseline", "--batchperf-save",
+            "--batchperf-runs", "2").assert_outcomes(passed=4)
+
+
+def test_a_one_run_baseline_still_gates_and_asks_to_be_saved_again(sim_project):
+    """A schema-1 baseline (one run per case, its rounds as samples) loads as one run;
+    the run is judged conservatively and says so."""
+    p = sim_project(noise=0.02)
+    run_sim(p, "--batchperf-save", "--batchperf-runs", "2").assert_outcomes(passed=4)
+    [path] = baseline_files(p)
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 1
+    for case in doc["cases"].values():
+        for m in case["metrics"].values():
+            m["samples"] = [m.pop("runs")[0]] * 3  # one run of three equal rounds
+    path.write_text(json.dumps(doc))
+    result = run_sim(p)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*NOTICE*holds one run per case: it is judged conservatively; "
+                                 "re-save it with --batchperf-save (--batchperf-runs 5)*"])
+    slow = run_sim(p, "--batchperf-set", "slowdown=0.5")  # beyond twice the tolerance
+    slow.assert_outcomes(failed=4)
+    slow.stdout.fnmatch_lines(["*one run a side: judged on its rounds at 2x the tolerance*"])
+
+
+def test_an_error_while_summarising_errors_one_case_and_reports_are_written(sim_project):
+    p = sim_project()
+    result = run_sim(p, "--batchperf-set", "empty_at=8")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*test_sweep[[]B8-continuous[]]: TraceError: the round "
+                                 "produced no tokens*"])
+    assert "Traceback" not in result.stdout.str()
+    data = results(p)
+    assert data["cases"][B8]["verdict"] == "error"
+    for name in ("results.json", "summary.md", "index.html"):
+        assert (p.path / "reports" / name).is_file()
+
+
+def test_a_marker_asks_for_more_runs(sim_project):
+    suite = """
+import pytest
+from pytest_batchperf.workload import WorkloadSpec, fixed
+WL = WorkloadSpec(num_requests=8, prompt=fixed(8), output=fixed(8))
+
+@pytest.mark.batchperf(runs=3)
+def test_more(batchperf):
+    batchperf.run(WL, "continuous", 4)
+
+def test_default(batchperf):
+    batchperf.run(WL, "continuous", 4)
+"""
+    p = sim_project(suite=suite)
+    p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim",
+                "--benchmark-disable").assert_outcomes(passed=2)
+    cases = results(p)["cases"]
+    assert len(cases["test_suite.py::test_more"]["runs"]) == 3
+    assert len(cases["test_suite.py::test_default"]["runs"]) == 1
+
+
+def test_xdist_workers_run_every_run_of_their_cases(sim_project):
+    pytest.importorskip("xdist")
+    p = sim_project()
+    run_sim(p, "-n", "2", "--batchperf-save", "--batchperf-runs", "2").assert_outcomes(passed=4)
+    [path] = baseline_files(p)
+    cases = json.loads(path.read_text())["cases"]
+    assert {len(c["metrics"]["output_tok_s"]["runs"]) for c in cases.values()} == {2}
+
+
+def test_the_profile_can_set_runs(sim_project):
+    p = sim_project()
+    p.makefile(".toml", pyproject=SIM_PROFILE.format(noise=0.02) + "runs = 2\n")
+    run_sim(p).assert_outcomes(passed=4)
+    assert {len(c["runs"]) for c in results(p)["cases"].values()} == {2}
