@@ -205,6 +205,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--slowdowns", default="0.10,0.25", help="slowdown fractions (default 0.10,0.25)")
     q.add_argument("--per-slowdown", type=int, default=3, help="repetitions per slowdown (default 3)")
     q.add_argument("--save-runs", type=int, default=5, help="runs per case in the baseline (default 5)")
+    q.add_argument("--baseline-dir", metavar="DIR",
+                   help="judge against the baselines there instead of saving one first")
     q.add_argument("--runs", type=int, default=1, help="runs per case in each repetition (default 1)")
     q.add_argument("--ab", action="store_true", help="A/B jobs instead of a committed baseline")
     q.add_argument("--pairs", type=int, default=5, help="A/B pairs per case (default 5)")
@@ -212,7 +214,28 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("pytest_args", nargs=argparse.REMAINDER,
                    help="after --: more pytest arguments for every repetition")
     q.set_defaults(func=cmd_gate_quality)
+
+    ll = sub.add_parser("build-llama-cpp", help="build llama.cpp's own tools (llama-server ...) "
+                        "from the source the pinned llama-cpp-python vendors; print their paths")
+    ll.add_argument("--target", action="append", help="cmake target (default llama-server; "
+                    "repeatable, e.g. llama-batched-bench)")
+    ll.add_argument("--cache", help="cache directory (default $BATCHPERF_CACHE_DIR or "
+                    "~/.cache/pytest-batchperf)")
+    ll.add_argument("--jobs", type=int, help="parallel compile jobs (default: the usable CPUs)")
+    ll.set_defaults(func=cmd_build_llama_cpp)
     return p
+
+
+def cmd_build_llama_cpp(args: Any) -> int:
+    from .llama_build import BuildError, build
+
+    try:
+        built = build(tuple(args.target or ["llama-server"]), args.cache, args.jobs)
+    except BuildError as exc:
+        raise CliError(str(exc)) from None
+    for path in built.values():
+        print(path)
+    return 0
 
 
 def cmd_gate_quality(args: Any) -> int:

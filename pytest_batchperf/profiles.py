@@ -145,6 +145,14 @@ BUILTIN: dict[str, Profile] = {
                 {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_seqs": 256,
                  "dtype": "bfloat16"},
                 min_waves=4, batch_sizes=(8, 32, 128), tolerances={"tpot_ms_p50": 0.05}),
+        # llama.cpp's own server (batchperf build-llama-cpp builds it): 32 slots of 512
+        # tokens, one compute thread so that the client keeps a core on 2-core runners
+        # (docs/results/llama-server.md).
+        Profile("llama-server-cpu", "openai-http", "synthetic:tiny", "cpu",
+                {"command": ["{llama_server}", "-m", "{model}", "--host", "{host}", "--port",
+                             "{port}", "-np", "32", "-cb", "-c", "16384", "-t", "1", "-tb", "1"],
+                 "prompt_format": "tokens", "ignore_eos": True, "min_tokens": False,
+                 "startup_timeout_s": 60}),
         Profile("llama-server-tiny", "openai-http", "synthetic:tiny", "cpu",
                 {"server": "llama_cpp.server", "n_threads": 2, "n_ctx": 4096,
                  "startup_timeout_s": 120}),

@@ -90,12 +90,13 @@ def _read(index: int, slowdown: float, code: int, wall: float, results: Path) ->
 
 def measure(suites: Sequence[str], out: Path, profile: str, aa: int, per_slowdown: int,
             slowdowns: Sequence[float], save_runs: int, runs: int, ab: bool, pairs: int,
-            extra: Sequence[str]) -> list[Repetition]:
+            extra: Sequence[str], baseline_dir: Path | None = None) -> list[Repetition]:
+    """``baseline_dir``: judge against the baselines there instead of saving one first."""
     out.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     common = [*suites, "-p", "no:cacheprovider", "-q", "--batchperf-profile", profile,
-              "--batchperf-baseline-dir", str(out / "baselines"), *extra]
-    if not ab:
+              "--batchperf-baseline-dir", str(baseline_dir or out / "baselines"), *extra]
+    if not ab and baseline_dir is None:
         code, wall = _pytest([*common, "--batchperf-save", f"--batchperf-runs={save_runs}",
                               "--batchperf-report", str(out / "save")], env, out / "save.log")
         print(f"saved the baseline ({save_runs} runs per case) in {wall:.0f} s, exit {code}",
@@ -208,7 +209,8 @@ def main(args: Any) -> int:
     else:
         slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
         measure(args.suites, out, args.profile, args.aa, args.per_slowdown, slowdowns,
-                args.save_runs, args.runs, args.ab, args.pairs, args.pytest_args)
+                args.save_runs, args.runs, args.ab, args.pairs, args.pytest_args,
+                Path(args.baseline_dir) if args.baseline_dir else None)
         data = json.loads((out / "gate-quality.json").read_text())
     lines = analyse(data)
     print("\n".join(lines))

@@ -89,6 +89,7 @@ class LlamaCppKnobs(Knobs):
     n_seq_max: int = 64
     flash_attn: bool | None = None
     use_mmap: bool | None = None
+    use_mlock: bool | None = None
     verbose: bool = False
     # Busy-waits this fraction of each llama_decode call's own duration after it: a real,
     # proportional slowdown for measuring the gate's power.

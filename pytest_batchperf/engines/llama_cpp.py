@@ -36,6 +36,16 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
 _silence = L.llama_log_callback(lambda level, text, user: None)
 
 
+def _load_mode(mmap: bool | None, mlock: bool | None, default: int) -> int:
+    """llama.cpp's use_mmap and use_mlock, which its load_mode now holds together."""
+    if mmap is None:  # the default (auto) maps the file on the CPU
+        mmap = default not in (L.LLAMA_LOAD_MODE_NONE, L.LLAMA_LOAD_MODE_MLOCK,
+                               L.LLAMA_LOAD_MODE_DIRECT_IO)
+    if mlock:
+        return L.LLAMA_LOAD_MODE_MMAP_MLOCK if mmap else L.LLAMA_LOAD_MODE_MLOCK
+    return L.LLAMA_LOAD_MODE_MMAP if mmap else L.LLAMA_LOAD_MODE_NONE
+
+
 @dataclass
 class _Seq:
     request: Request
@@ -57,8 +67,8 @@ class LlamaCppEngine(Engine):
             L.llama_log_set(_silence, ctypes.c_void_p())
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = k.n_gpu_layers
-        if k.use_mmap is not None:  # llama.cpp's use_mmap, now part of its load_mode
-            mp.load_mode = L.LLAMA_LOAD_MODE_MMAP if k.use_mmap else L.LLAMA_LOAD_MODE_NONE
+        if k.use_mmap is not None or k.use_mlock is not None:
+            mp.load_mode = _load_mode(k.use_mmap, k.use_mlock, mp.load_mode)
         self._model = L.llama_model_load_from_file(str(self.path).encode(), mp)
         if not self._model:
             raise EngineError(f"llama.cpp could not load the model {self.path}")

@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from ..workload.spec import Request, Workload
@@ -97,6 +98,31 @@ def _redact_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _llama_server() -> str:
+    """llama.cpp's own server: on PATH, else where ``batchperf build-llama-cpp`` put it."""
+    from ..llama_build import find_binary
+
+    found = find_binary("llama-server")
+    if found is None:
+        raise EngineUnavailable("llama-server is neither on PATH nor built: run "
+                                "`batchperf build-llama-cpp` (or put llama.cpp's llama-server "
+                                "on PATH)")
+    return str(found)
+
+
+def _version(binary: str) -> str:
+    """What ``binary --version`` says, and the source it was built from where we built it."""
+    import subprocess
+
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+        line = next((x for x in (out.stdout + out.stderr).splitlines() if "version" in x), "")
+    except (OSError, subprocess.TimeoutExpired):
+        line = ""
+    built = Path(binary).parent.parent.name  # llama.cpp-<llama-cpp-python version>
+    return f"{line.strip()} ({built})" if built.startswith("llama.cpp-") else line.strip()
+
+
 class OpenAIHTTPEngine(Engine):
     name = "openai-http"
 
@@ -112,6 +138,7 @@ class OpenAIHTTPEngine(Engine):
         self._vocab = self._vocab_size()
         self.server: ChildProcess | None = None
         self.served_model: str | None = None
+        self.server_version = ""
         if k.url is not None:
             self.root = _root(k.url)
             self.server_label = "external"
@@ -172,13 +199,16 @@ class OpenAIHTTPEngine(Engine):
 
     def _server_argv(self, host: str, port: int) -> list[str]:
         values = {"port": port, "host": host, "python": sys.executable,
-                  "model": self.spec.model.target}
+                  "model": self.spec.model.target, "llama_server": "{llama_server}"}
+        if any("{llama_server}" in a for a in self.server_template):
+            values["llama_server"] = _llama_server()
+            self.server_version = _version(values["llama_server"])
         try:
             return [a.format(**values) for a in self.server_template]
         except (KeyError, IndexError, ValueError) as exc:
             raise EngineError(f"profile {self.spec.profile!r}: bad placeholder in the server "
-                              f"command: {exc}; use {{port}}, {{host}}, {{model}} or "
-                              "{python}") from None
+                              f"command: {exc}; use {{port}}, {{host}}, {{model}}, {{python}} "
+                              "or {llama_server}") from None
 
     async def _make_client(self) -> httpx.AsyncClient:
         timeout = httpx.Timeout(self.knobs.request_timeout_s, connect=10.0)
@@ -247,6 +277,8 @@ class OpenAIHTTPEngine(Engine):
         }
         if self.server is not None:
             d["server_command"] = " ".join(_redact_argv(self.server_template))
+        if self.server_version:
+            d["server_version"] = self.server_version
         if self.server_label == "llama_cpp.server":
             import llama_cpp
 

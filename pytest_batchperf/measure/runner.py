@@ -9,6 +9,7 @@ settled, throttled GPU clocks, other processes on the GPU or the CPU).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -25,6 +26,10 @@ NOISY_CV = 0.10
 # each other (caches, thread pools and allocators settled), at most this many extra rounds.
 WARMUP_STABLE = 0.10
 WARMUP_EXTRA_MAX = 3
+
+# How often the sampler thread reads memory (and NVML) during a round; 0: at its start and
+# end only (no thread wakes up while the engine runs).
+SAMPLE_INTERVAL_S = float(os.environ.get("BATCHPERF_SAMPLE_INTERVAL_S", "0.02"))
 
 # run_rounds(one_round, rounds): drives the measured rounds (pytest-benchmark's pedantic).
 Driver = Callable[[Callable[[], None], int], None]
@@ -119,7 +124,7 @@ def measure_run(engine: Any, case: CaseSpec, rounds: Rounds, gpus: Sequence[int]
     context = mean_context(case, workload)
 
     def one_round() -> None:
-        with ResourceSampler(engine.pids, gpus) as sampler:
+        with ResourceSampler(engine.pids, gpus, interval_s=SAMPLE_INTERVAL_S) as sampler:
             trace = engine.run_round(workload, case.strategy, case.batch_size)
         m = round_metrics(trace, case.slo, waves=case.strategy.waves)
         m.update(sampler.metrics(m["output_tokens"]))

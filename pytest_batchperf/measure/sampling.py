@@ -77,13 +77,14 @@ class ResourceSampler:
         while not self._stop.wait(self.interval_s):
             self._sample(pids, procs)
 
-    def __enter__(self) -> "ResourceSampler":
+    def __enter__(self) -> ResourceSampler:
         pids = self._pids_fn()
         self._sample(pids)
         if self.gpu:
             self._energy0 = nvml.energy_mj(self.gpus)
-        self._thread = threading.Thread(target=self._loop, args=(pids,), daemon=True)
-        self._thread.start()
+        if self.interval_s > 0:
+            self._thread = threading.Thread(target=self._loop, args=(pids,), daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:

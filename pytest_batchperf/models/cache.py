@@ -17,7 +17,7 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
+def lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(str(path) + ".lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -34,7 +34,7 @@ def cached(target: Path, write: Callable[[Path], None]) -> Path:
     """
     if target.exists():
         return target
-    with _lock(target):
+    with lock(target):
         if not target.exists():
             tmp = target.with_name(target.name + ".partial")
             write(tmp)

@@ -26,7 +26,7 @@ _RANK = {v: i for i, v in enumerate(SEVERITY)}
 _HEADLINE = re.compile(
     r"(^|\.)(gpu|gpu_memory_mib|gpus_used|driver|cuda_driver|cuda|python|python_version|cpu|"
     r"cpu_count|usable_cores|device)$|model_hash$|model$|(^|\.)packages\.|^engine\.process\."
-    r"|^engine\.(vllm|llama_cpp_python|transformers|torch|server_command)$"
+    r"|^engine\.(vllm|llama_cpp_python|transformers|torch|server_command|server_version)$"
 )
 
 

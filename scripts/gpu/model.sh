@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine: write synthetic HF models (default: 1b) into the plugin's cache. Needs
 # only numpy, safetensors and tokenizers (there with transformers), so it can run while the
-# vLLM bundle is still arriving:  setsid bash scripts/device_model.sh 8b > /tmp/model.log 2>&1 &
+# vLLM bundle is still arriving:  setsid bash scripts/gpu/model.sh 8b > /tmp/model.log 2>&1 &
 set -euo pipefail
-source "$(dirname "$0")/device_env.sh"
+source "$(dirname "$0")/env.sh"
 export PYTHONPATH="$PWD:$PYTHONPATH"
 for s in "${@:-1b}"; do
 python3 -c "

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# On the GPU machine: join the vLLM bundle parts moved to /tmp/parts (../shared/offline/
+# bundle.sh vllm), install them into /tmp/site, install this repo (its entry points load the
+# plugin and vLLM's slowdown plugin). Runbook: README.md beside this file.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+mkdir -p /tmp/whl
+cat /tmp/parts/vllm.tar.* | tar x -C /tmp/whl
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/whl/*.whl
+# The entry points load the plugin; without them pytest loads it from $PYTEST_PLUGINS.
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . \
+    || echo "export PYTEST_PLUGINS=pytest_batchperf.plugin" > /tmp/plugin.env
+python3 -c "import vllm, pytest_batchperf; print('vllm', vllm.__version__)"
