@@ -93,13 +93,16 @@ class CaseRecord:
     def count(self, side: Side) -> int:
         return len(self.sides[side].runs)
 
-    def result(self, error: str | None = None) -> CaseResult:
-        cand, ref = self.sides[Side.CANDIDATE], self.sides[Side.REFERENCE]
-        metrics = {n: m for n, m in cand.metrics.items() if any(x == x for x in m.rounds)}
+    def result(self, error: str | None = None, side: Side = Side.CANDIDATE) -> CaseResult:
+        """The case so far; ``metrics`` are ``side``'s (the candidate's, once judged)."""
+        ref = self.sides[Side.REFERENCE]
+        metrics = {n: m for n, m in self.sides[side].metrics.items()
+                   if any(math.isfinite(x) for x in m.rounds)}
         return CaseResult(
             case_id=self.case_id, suite=self.suite, spec=self.spec, metrics=metrics,
             reference=dict(ref.metrics), error=error, warnings=tuple(self.warnings),
-            duration_s=time.monotonic() - self.started, runs=tuple(ref.runs + cand.runs))
+            duration_s=time.monotonic() - self.started,
+            runs=tuple(ref.runs + self.sides[Side.CANDIDATE].runs))
 
 
 def _check_python(profile: Profile) -> None:
@@ -329,8 +332,9 @@ class BatchperfSession:
             if outcome is not None:
                 return outcome
         if self.current_slot is not None and self.current_slot != planned[-1]:
-            decided = self._capacity(rec)
-            return decided or CaseOutcome(rec.result(), Action.PENDING)
+            # The test checks what this run measured: its side's metrics.
+            return self._capacity(rec) or CaseOutcome(rec.result(side=self.current_slot.side),
+                                                      Action.PENDING)
         decided = self._capacity(rec)
         if decided is not None:
             return decided

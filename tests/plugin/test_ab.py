@@ -113,3 +113,20 @@ def test_a_reference_venv_without_the_engine(pytester, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     out = _bad(pytester, "--batchperf-reference", f"python={json.dumps(str(venv / 'bin' / 'python'))}")
     assert f"python {venv}/bin/python cannot import 'llama_cpp': install the engine" in out
+
+
+def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
+    """Each run's test sees the metrics of the run it measured, the reference's too."""
+    pytest.importorskip("llama_cpp", reason="the default profile is llama-cpp")
+    import shutil
+    from pathlib import Path
+
+    suites = Path(__file__).parents[2] / "suites"
+    for name in ("conftest.py", "workloads.py", "test_batch_sweep.py"):
+        shutil.copy(suites / name, pytester.path / name)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-batch-sizes", "2",
+        "-k", "B2-continuous", "--batchperf-rounds", "2", "--batchperf-warmup", "0",
+        "--batchperf-set", "n_threads=1", "--batchperf-reference", "n_ctx=4096",
+        "--batchperf-pairs", "2")
+    result.assert_outcomes(passed=1)
