@@ -101,7 +101,11 @@ class Batchperf:
             if bench.enabled:
                 bench.pedantic(fn, rounds=rounds, warmup_rounds=0, iterations=1)
             else:  # disabled (--benchmark-disable, xdist): pedantic calls its target once
-                bench.pedantic(lambda: [fn() for _ in range(rounds)])
+                def all_rounds() -> None:
+                    for _ in range(rounds):
+                        fn()
+
+                bench.pedantic(all_rounds)
 
         return drive
 

@@ -47,6 +47,7 @@ OPTIONS = (
     OptionDef("batchperf_reference", "A/B mode: the reference is the profile with this knob changed, KEY=VALUE (repeatable)", [], "linelist"),
     OptionDef("batchperf_reference_profile", "A/B mode: another profile is the reference", ""),
     OptionDef("batchperf_pairs", f"A/B mode: interleaved reference/candidate pairs per case (default {DEFAULT_PAIRS})", str(DEFAULT_PAIRS)),
+    OptionDef("batchperf_interleave", "order of runs: 'pass' (every case's run 1, then run 2 ...), 'case' (a case's runs back to back, each a fresh engine), or 'auto' (case for A/B on a CPU profile, else pass)", "auto"),
     OptionDef("batchperf_report", "directory for index.html, results.json, summary.md ('none' = none)", "reports"),
     OptionDef("batchperf_batch_sizes", "comma-separated batch sizes for sweeps (default: the profile's, else 1,2,4,8,16,32)", ""),
     OptionDef("batchperf_timeout", "seconds a round may take before the case errors (0 = profile's)", "0"),
@@ -90,6 +91,13 @@ def _number(text: Any, what: str, cast: Any = int, minimum: float = 0) -> Any:
     return value
 
 
+def _choice(text: Any, what: str, choices: tuple[str, ...]) -> str:
+    value = str(text).strip()
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def in_ci() -> bool:
     """CI services set $CI (GitHub Actions, GitLab, Buildkite, Jenkins' plugins ...)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -113,6 +121,7 @@ class Options:
     reference: Mapping[str, Any] = field(default_factory=dict)  # A/B: knob overrides
     reference_profile: str = ""  # A/B: another profile
     pairs: int = DEFAULT_PAIRS
+    interleave: str = "auto"
     report_dir: Path | None = Path("reports")
     batch_sizes: tuple[int, ...] = ()  # empty: the profile's, else DEFAULT_BATCH_SIZES
     timeout_s: float = 0.0
@@ -156,6 +165,8 @@ class Options:
             reference=parse_overrides(v["batchperf_reference"], "--batchperf-reference"),
             reference_profile=str(v["batchperf_reference_profile"]).strip(),
             pairs=_number(v["batchperf_pairs"], "--batchperf-pairs", int, 1),
+            interleave=_choice(v["batchperf_interleave"], "--batchperf-interleave",
+                               ("auto", "pass", "case")),
             report_dir=path(report) if report and report.lower() != "none" else None,
             batch_sizes=_int_list(v["batchperf_batch_sizes"], "--batchperf-batch-sizes")
             if str(v["batchperf_batch_sizes"]).strip() else (),

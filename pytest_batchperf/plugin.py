@@ -135,7 +135,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     """Run the items in passes when a case takes more than one run."""
     state = _state(session.config)
     if state.session is None or not state.session.prepared or _xdist(session.config) \
-            or session.config.option.collectonly:
+            or session.config.option.collectonly or not state.session.passes:
         return None
     s = state.session
     plans = {i: s.plan(_marker(i).get("runs")).slots() for i in session.items if _uses_batchperf(i)}
@@ -192,7 +192,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     s.close()
     config = session.config
     if hasattr(config, "workerinput"):
-        config.workeroutput["batchperf"] = json.dumps({k: c.to_dict() for k, c in s.cases.items()})
+        worker_output = config.workeroutput  # type: ignore[attr-defined]  # set by xdist
+        worker_output["batchperf"] = json.dumps({k: c.to_dict() for k, c in s.cases.items()})
         return
     if not (s.cases or s.infeasible or s.records):
         return

@@ -183,7 +183,8 @@ def variance_parts(reps: Sequence[Repetition]) -> dict[str, tuple[float, float, 
             if comps:
                 per_case.append(comps)
         if per_case:
-            out[metric] = tuple(statistics.median(c[i] for c in per_case) for i in range(3))
+            job, proc, rnd = (statistics.median(c[i] for c in per_case) for i in range(3))
+            out[metric] = (job, proc, rnd)
     return out
 
 

@@ -249,6 +249,19 @@ class BatchperfSession:
                 return value
         return DEFAULT_SAVE_RUNS if self.saving else 1
 
+    @property
+    def passes(self) -> bool:
+        """Runs go pass by pass (every case's first run, then every case's second ...); else
+        each case runs all of its runs back to back, each on a fresh engine. Back to back
+        keeps an A/B pair seconds apart on a CPU, where a new engine costs a second and the
+        machine's slow phases come and go within a pass (docs/results/cpu-gate.md); on a
+        GPU a new engine costs a minute."""
+        mode = self.options.interleave
+        if mode == "auto":
+            cpu = self.profile is not None and not self.profile.device.startswith("cuda")
+            mode = "case" if self.ab and cpu else "pass"
+        return mode == "pass"
+
     def plan(self, marker_runs: int | None = None) -> Plan:
         extend = 0 if self.saving else self.options.extend
         return Plan(self.runs_per_case(marker_runs), self.ab, extend)
@@ -435,23 +448,22 @@ class BatchperfSession:
         for suite, spec, _ in self.infeasible.values():
             key = (suite, *spec.sweep_key())
             limits[key] = min(limits.get(key, spec.batch_size), spec.batch_size)
-        largest: dict[tuple, CaseResult] = {}
+        largest: dict[tuple, tuple[int, CaseResult]] = {}
         for case in self.cases.values():
             if case.spec is None or not case.metrics:
                 continue
             key, size = (case.suite, *case.spec.sweep_key()), case.spec.batch_size
             if key in limits and size < limits[key]:
-                if key not in largest or size > largest[key].spec.batch_size:  # type: ignore[union-attr]
-                    largest[key] = case
-        for case in largest.values():
+                if key not in largest or size > largest[key][0]:
+                    largest[key] = (size, case)
+        for size, case in largest.values():
             rec = self.records.get(case.case_id)
             if rec is None:
                 continue
-            size = float(case.spec.batch_size)  # type: ignore[union-attr]
             for side in rec.sides.values():
                 if side.runs:
                     side.metrics["max_batch_size"] = MetricRuns.build(
-                        "max_batch_size", [(size,)] * len(side.runs))
+                        "max_batch_size", [(float(size),)] * len(side.runs))
             if case.error is None:
                 self._judge(rec)
 

@@ -153,7 +153,7 @@ class OpenAIHTTPEngine(Engine):
                 self.prompt_format = "text"  # its prompt is str | list[str]
             self.server = ChildProcess(self._server_argv(HOST, port), dict(os.environ))
         self._loop = asyncio.new_event_loop()
-        self._client = self._loop.run_until_complete(self._make_client())
+        self._client: Any = self._loop.run_until_complete(self._make_client())
         try:
             self._start_server()
             self.served_model = k.served_model or self._first_model()

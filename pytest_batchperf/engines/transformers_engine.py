@@ -17,6 +17,7 @@ Knobs: ``engines.config.TransformersKnobs``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..measure.trace import now
 from ..workload.spec import Request, Workload
@@ -75,6 +76,7 @@ class TransformersEngine(Engine):
             torch.set_num_threads(k.threads)
         self.path = spec.model.path
         dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        self.model: Any
         try:
             self.model = transformers.AutoModelForCausalLM.from_pretrained(
                 str(self.path), local_files_only=True, attn_implementation=k.attn_implementation,

@@ -57,20 +57,19 @@ def record_output(live: _Live, output: Any, clock_offset: float, received: float
     Every token of the delta gets the engine core's timestamp of the iteration that made
     it (``metrics.last_token_ts``, monotonic clock, shifted onto perf_counter's by
     ``clock_offset``); without stats (None) the time it reached us is used instead."""
-    stats = output.metrics
+    def stamp(name: str) -> float:  # the engine core's timestamp, 0.0 where there is none
+        return float(getattr(output.metrics, name, None) or 0.0)
+
     new = len(output.outputs[0].token_ids)
-    if stats is not None and getattr(stats, "last_token_ts", 0.0):
-        t = stats.last_token_ts + clock_offset
-    else:
-        t = received
-    live.trace.token_times.extend([t] * new)
+    last = stamp("last_token_ts")
+    live.trace.token_times.extend([last + clock_offset if last else received] * new)
     if not output.finished:
         return False
     trace = live.trace
-    if stats is not None and getattr(stats, "scheduled_ts", 0.0):
-        trace.scheduled = stats.scheduled_ts + clock_offset
-    if stats is not None and getattr(stats, "first_token_ts", 0.0) and trace.token_times:
-        trace.token_times[0] = stats.first_token_ts + clock_offset
+    if stamp("scheduled_ts"):
+        trace.scheduled = stamp("scheduled_ts") + clock_offset
+    if stamp("first_token_ts") and trace.token_times:
+        trace.token_times[0] = stamp("first_token_ts") + clock_offset
     trace.finished = trace.token_times[-1] if trace.token_times else received
     want = live.request.max_output_tokens
     if trace.output_tokens != want:

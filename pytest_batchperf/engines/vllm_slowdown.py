@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Callable
+from typing import Any, Callable
 
 ENV = "BATCHPERF_VLLM_SLOWDOWN"
 ENV_ON = "BATCHPERF_VLLM_SLOWDOWN_ON"
@@ -45,9 +45,7 @@ def slowed(step, fraction: float):
             pass
         return out
 
-    wrapper.batchperf_slowdown = fraction
-    wrapper.batchperf_slowdown_on = "host"
-    return wrapper
+    return _marked(wrapper, fraction, "host")
 
 
 def gpu_slowed(step, fraction: float, spin: Callable[[int], None] | None = None,
@@ -60,7 +58,7 @@ def gpu_slowed(step, fraction: float, spin: Callable[[int], None] | None = None,
     this wrapper itself added; gaps of an idle engine are ignored."""
     spin = spin or _torch_spin
     cycles_per_s = cycles_per_s or functools.cache(_calibrate)
-    state = {"last": None, "step_s": 0.0, "added_s": 0.0}
+    state: dict[str, Any] = {"last": None, "step_s": 0.0, "added_s": 0.0}
 
     @functools.wraps(step)
     def wrapper(*args, **kwargs):
@@ -74,8 +72,13 @@ def gpu_slowed(step, fraction: float, spin: Callable[[int], None] | None = None,
             spin(int(state["added_s"] * cycles_per_s()))
         return step(*args, **kwargs)
 
+    return _marked(wrapper, fraction, "gpu")
+
+
+def _marked(wrapper: Any, fraction: float, place: str) -> Any:
+    """The wrapper, saying what it does (register() undoes only its own)."""
     wrapper.batchperf_slowdown = fraction
-    wrapper.batchperf_slowdown_on = "gpu"
+    wrapper.batchperf_slowdown_on = place
     return wrapper
 
 

@@ -155,7 +155,7 @@ def save(path: str | os.PathLike, run: RunResults) -> RunResults:
             return merged
     except OSError as exc:
         why = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
-               errno.EACCES: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
+               errno.EACCES: "permission denied"}.get(exc.errno or 0, exc.strerror or str(exc))
         raise BaselineError(f"{path}: cannot write baseline: {why}; nothing was changed") from None
 
 

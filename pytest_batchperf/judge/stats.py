@@ -113,9 +113,9 @@ def two_sample(reference: Sequence[float], candidate: Sequence[float],
     nb, nc = len(reference), len(candidate)
     if not nb or not nc:
         return None
-    df = (nb - 1) + (nc - 1)
-    own = (_ss(reference) + _ss(candidate)) / df if df > 0 else None
-    judged = moderate(own, df, prior)
+    own_df = (nb - 1) + (nc - 1)
+    own = (_ss(reference) + _ss(candidate)) / own_df if own_df > 0 else None
+    judged = moderate(own, own_df, prior)
     if judged is None:
         return None
     s2, df = judged

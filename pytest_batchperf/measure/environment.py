@@ -12,7 +12,7 @@ import importlib.metadata
 import os
 import platform
 import re
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .. import __version__
 from . import nvml
@@ -87,7 +87,7 @@ def capture(device: str, gpus: Sequence[int] = (), engine_info: dict | None = No
     return env
 
 
-def flatten(env: dict, prefix: str = "") -> dict[str, str]:
+def flatten(env: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested environment as dotted keys, for diffs."""
     flat = {}
     for key, value in env.items():
@@ -99,7 +99,8 @@ def flatten(env: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def diff(baseline: dict | None, current: dict) -> list[tuple[str, str | None, str | None]]:
+def diff(baseline: Mapping[str, Any] | None,
+         current: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
     """Rows (key, baseline value, current value), changed rows first."""
     a, b = flatten(baseline or {}), flatten(current)
     rows = [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))]

@@ -31,14 +31,14 @@ def round_metrics(trace: RoundTrace, slo: SLO = SLO(), waves: bool = False) -> d
         raise TraceError("the round produced no tokens")
     out_tokens = sum(r.output_tokens for r in done)
     prompt_tokens = sum(r.prompt_tokens for r in done)
-    ttft = [(r.first_token - r.arrival) * 1e3 for r in done]
+    ttft = [(r.token_times[0] - r.arrival) * 1e3 for r in done]
     e2e = [(r.token_times[-1] - r.arrival) * 1e3 for r in done]
     tpot = [
         (r.token_times[-1] - r.token_times[0]) * 1e3 / (r.output_tokens - 1)
         for r in done
         if r.output_tokens > 1
     ]
-    itl = np.concatenate([np.diff(r.token_times) * 1e3 for r in done]) if done else []
+    itl = np.concatenate([np.diff(r.token_times) * 1e3 for r in done])
     m = {
         "throughput_req_s": len(done) / makespan,
         "output_tok_s": out_tokens / makespan,
@@ -59,7 +59,7 @@ def round_metrics(trace: RoundTrace, slo: SLO = SLO(), waves: bool = False) -> d
     if slo.set:
         good = 0
         for r in done:
-            ttft_ok = slo.ttft_ms is None or (r.first_token - r.arrival) * 1e3 <= slo.ttft_ms
+            ttft_ok = slo.ttft_ms is None or (r.token_times[0] - r.arrival) * 1e3 <= slo.ttft_ms
             per_tok = (
                 (r.token_times[-1] - r.token_times[0]) * 1e3 / (r.output_tokens - 1)
                 if r.output_tokens > 1

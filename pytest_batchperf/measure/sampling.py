@@ -49,7 +49,8 @@ class ResourceSampler:
         self.peak_gpu_mem_mib: float | None = None
         self._util: list[float] = []
         self._clock: list[float] = []
-        self._energy0 = self._energy1 = None
+        self._energy0: float | None = None
+        self._energy1: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -53,7 +53,7 @@ def resolve(name: str, fmt: str) -> ModelRef:
                 from .gguf_model import WRITER_VERSION, gguf_path
                 path = gguf_path(s)
             else:
-                from .hf_model import WRITER_VERSION, hf_model_dir  # type: ignore[assignment]
+                from .hf_model import WRITER_VERSION, hf_model_dir
                 path = hf_model_dir(s)
         except ImportError as exc:
             extra = "llama" if fmt == "gguf" else "transformers"

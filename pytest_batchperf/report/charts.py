@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any
 from dataclasses import dataclass
 
 import matplotlib
@@ -140,11 +141,11 @@ def _metric_vs_batch(ax, family: Family, metric: str) -> bool:
     for sweep in family.sweeps:
         pts = [(p.batch_size, _median(p.case, metric), _spread(p.case, metric))
                for p in sweep.points]
-        pts = [pt for pt in pts if pt[1] is not None]
-        if not pts:
+        found = [(x, y, s) for x, y, s in pts if y is not None and s is not None]
+        if not found:
             continue
-        xs, ys = [x for x, _, _ in pts], [y for _, y, _ in pts]
-        err = [[y - lo for _, y, (lo, _) in pts], [hi - y for _, y, (_, hi) in pts]]
+        xs, ys = [x for x, _, _ in found], [y for _, y, _ in found]
+        err = [[y - lo for _, y, (lo, _) in found], [hi - y for _, y, (_, hi) in found]]
         c = color(sweep.strategy)
         ax.errorbar(xs, ys, yerr=err, color=c, marker="o", ms=4, capsize=3, lw=1.5,
                     label=sweep.strategy)
@@ -248,7 +249,8 @@ _TITLES = {"throughput": "Throughput vs batch size", "latency": "Latency percent
 
 def render_svg(draw, size: tuple[float, float], salt: str) -> str:
     """``draw(fig)`` onto a new figure; its SVG as an element to inline in HTML."""
-    with matplotlib.rc_context({**_RC, "svg.hashsalt": salt}):
+    rc: dict[str, Any] = {**_RC, "svg.hashsalt": salt}
+    with matplotlib.rc_context(rc):
         # Fixed margins rather than constrained layout: it measures every text twice
         # and made a report take several seconds per chart.
         fig = Figure(figsize=size)

@@ -11,8 +11,12 @@ source "$(dirname "$0")/env.sh"
 out=/tmp/out; mkdir -p "$out"
 profile=vllm-synthetic-8b
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv > "$out/gpu.csv"
-wait_for_model
 stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
+# 0. the vLLM adapter on the tiny model first (while the 8b model is still being written)
+stamp gpu-tests
+python3 -m pytest tests/engines/test_vllm_engine.py -m gpu -p no:cacheprovider -q -x \
+    > "$out/gpu-tests.log" 2>&1
+wait_for_model
 stamp save
 python3 -m pytest suites -p no:cacheprovider --batchperf-profile "$profile" \
     --batchperf-save --batchperf-runs 3 --batchperf-rounds 3 --batchperf-baseline-dir "$out/baselines" \

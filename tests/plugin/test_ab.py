@@ -15,11 +15,14 @@ AB = ("--batchperf-reference", "slowdown=0.0", "--batchperf-pairs", "3")
 B8 = "test_suite.py::test_sweep[B8-continuous]"
 
 
-def test_a_a_passes_and_both_sides_are_reported(sim_project):
+@pytest.mark.parametrize("interleave, engines", [("pass", 6), ("case", 24)])
+def test_a_a_passes_and_both_sides_are_reported(sim_project, interleave, engines):
+    """Pass by pass, six engines each run every case; case by case (the default for a
+    CPU profile), every run of every case has its own: 4 cases x 6 runs."""
     p = sim_project(noise=0.01)
     log = p.path / "order.log"
-    result = run_sim(p, *AB, "--batchperf-set", "process_noise=0.02",
-                     "--batchperf-set", f"log={json.dumps(str(log))}")
+    result = run_sim(p, *AB, "--batchperf-set", "process_noise=0.02", "--batchperf-interleave",
+                     interleave, "--batchperf-set", f"log={json.dumps(str(log))}")
     result.assert_outcomes(passed=4)
     data = results(p)
     assert data["mode"] == "ab" and "regressed" not in data["verdict_counts"]
@@ -33,8 +36,7 @@ def test_a_a_passes_and_both_sides_are_reported(sim_project):
     assert comp["n_reference"] == comp["n_current"] == 3  # pairs
     assert data["baseline_environment"]["profile"]["knob.slowdown"] == 0.0  # the reference
     assert "knob.slowdown" not in data["environment"]["profile"]
-    # six fresh engines, one per slot, each running every case
-    assert len({line.split()[0] for line in log.read_text().splitlines()}) == 6
+    assert len({line.split()[0] for line in log.read_text().splitlines()}) == engines
     assert "A/B: reference and candidate interleaved" in result.stdout.str()
     assert not baseline_files(p), "A/B needs no baseline and writes none unless saving"
 
