@@ -9,6 +9,7 @@ batch_size) -> ("ok", RoundTrace) | ("error", kind, message); ("close",) ends it
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -32,8 +33,14 @@ def _error(exc: BaseException) -> tuple[str, str, str]:
     return ("error", name, message)
 
 
+def _end_group(signum: int, frame: object) -> None:
+    # This process leads its own group: an engine's workers (vLLM's engine core) go too.
+    os.killpg(0, signal.SIGKILL)
+
+
 def serve(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, _end_group)  # the parent died, or stops us at once
     conn = Connection(fd)
     spec: EngineSpec = conn.recv()
     from . import load

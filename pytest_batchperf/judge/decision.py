@@ -86,7 +86,9 @@ class Comparison:
             ci = f", interval [{self.ci_low:+.1%}, {self.ci_high:+.1%}]"
         p = f", p={self.p_value:.2g}" if self.p_value is not None else ""
         runs = f", {self.n_reference} vs {self.n_current} runs" if self.n_current else ""
-        mdc = f", detectable {self.detectable:.0%}" if self.detectable is not None else ""
+        mdc = "" if self.detectable is None else (
+            f", detectable {self.detectable:.0%}" if self.detectable <= 1 else
+            ", detectable >100% (too few runs to know the noise)")
         note = f" ({self.note})" if self.note else ""
         return (
             f"{self.metric}: {_fmt(self.reference)} -> {_fmt(self.current)} {self.unit} "

@@ -60,7 +60,9 @@ def _interval(c: Comparison) -> str:
 
 
 def _pct_plain(x: float | None) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.1%}"
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.1%}" if x <= 1 else ">100%"
 
 
 def _runs(c: Comparison) -> str:

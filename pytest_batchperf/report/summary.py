@@ -120,7 +120,8 @@ def _detectable(case: CaseResult) -> str:
     c = next((c for c in case.comparisons if c.metric == "output_tok_s"), None)
     if c is None or c.detectable is None:
         return "-"
-    return f"{c.detectable:.0%}" + (" (above tolerance)" if c.below_noise else "")
+    shown = f"{c.detectable:.0%}" if c.detectable <= 1 else ">100%"
+    return shown + (" (above tolerance)" if c.below_noise else "")
 
 
 def markdown(run: RunResults) -> str:
