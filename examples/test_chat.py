@@ -12,8 +12,13 @@ import pytest
 from pytest_batchperf.workload import WorkloadSpec, build, lognormal, uniform
 
 # Seeded: every run sends the same requests, so a baseline stays comparable.
-CHAT = WorkloadSpec(name="chat", num_requests=24, prompt=lognormal(48, sigma=0.6, low=8, high=256),
-                    output=uniform(16, 48), seed=7)
+CHAT = WorkloadSpec(
+    name="chat",
+    num_requests=24,
+    prompt=lognormal(48, sigma=0.6, low=8, high=256),
+    output=uniform(16, 48),
+    seed=7,
+)
 
 
 @pytest.mark.batchperf(rounds=3, batch_sizes=[4, 8], tolerance={"ttft_ms_p95": 30})

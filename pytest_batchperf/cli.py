@@ -12,7 +12,6 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -54,8 +53,13 @@ def _policy(args: Any, recorded: Any) -> GatePolicy:
     if not 0 < alpha < 1:
         raise CliError(f"--alpha must be between 0 and 1, got {alpha}")
     policy = GatePolicy.from_dict(recorded)
-    return replace(policy, tolerances={**policy.tolerances, **tolerances}, alpha=alpha,
-                   strict=args.strict or policy.strict, looks=1)
+    return replace(
+        policy,
+        tolerances={**policy.tolerances, **tolerances},
+        alpha=alpha,
+        strict=args.strict or policy.strict,
+        looks=1,
+    )
 
 
 def _print_summary(run: RunResults) -> None:
@@ -89,8 +93,11 @@ def cmd_compare(args: Any) -> int:
     base, current = load(args.baseline), load(args.current)
     policy = _policy(args, current.gate)
     if (base.profile, base.hardware_class) != (current.profile, current.hardware_class):
-        print(f"note: comparing {current.profile} on {current.hardware_class} with "
-              f"{base.profile} on {base.hardware_class}", file=sys.stderr)
+        print(
+            f"note: comparing {current.profile} on {current.hardware_class} with "
+            f"{base.profile} on {base.hardware_class}",
+            file=sys.stderr,
+        )
     run = compare_runs(replace(current, kind="run"), base, policy, args.baseline)
     _print_summary(run)
     _write(run, args.output)
@@ -114,13 +121,19 @@ def cmd_merge(args: Any) -> int:
 
 def cmd_baseline_show(args: Any) -> int:
     base = load(args.file)
-    print(f"{args.file}: {base.kind} of profile {base.profile} on {base.hardware_class}, "
-          f"{len(base.cases)} cases, created {base.created or '-'}")
+    print(
+        f"{args.file}: {base.kind} of profile {base.profile} on {base.hardware_class}, "
+        f"{len(base.cases)} cases, created {base.created or '-'}"
+    )
     env = base.environment
     engine = env.get("engine", {}) if isinstance(env.get("engine"), dict) else {}
-    for key, value in (("python", env.get("python")), ("gpu", env.get("gpu")),
-                       ("driver", env.get("driver")), ("cpu", env.get("cpu")),
-                       ("model_hash", engine.get("model_hash"))):
+    for key, value in (
+        ("python", env.get("python")),
+        ("gpu", env.get("gpu")),
+        ("driver", env.get("driver")),
+        ("cpu", env.get("cpu")),
+        ("model_hash", engine.get("model_hash")),
+    ):
         if value:
             print(f"  {key}: {value}")
     for case_id, case in sorted(base.cases.items()):
@@ -136,19 +149,28 @@ def cmd_baseline_promote(args: Any) -> int:
 
     run = load(args.results)
     if "," in run.hardware_class or "," in run.profile:
-        raise CliError(f"{args.results}: a merge of several hardware classes or profiles "
-                       "cannot become one baseline; promote each shard")
+        raise CliError(
+            f"{args.results}: a merge of several hardware classes or profiles "
+            "cannot become one baseline; promote each shard"
+        )
     if run.interrupted and not args.force:
-        raise CliError(f"{args.results}: the run was interrupted; pass --force to promote it anyway")
-    path = Path(args.to) if args.to else baselines.baseline_path(
-        args.baseline_dir, run.hardware_class, run.profile)
+        raise CliError(
+            f"{args.results}: the run was interrupted; pass --force to promote it anyway"
+        )
+    path = (
+        Path(args.to)
+        if args.to
+        else baselines.baseline_path(args.baseline_dir, run.hardware_class, run.profile)
+    )
     skipped = sorted(cid for cid, c in run.cases.items() if c.error is not None or not c.metrics)
     try:
         saved = baselines.save(path, run)
     except BaselineError as exc:
         raise CliError(str(exc)) from None
-    print(f"promoted {len(run.cases) - len(skipped)} cases of {args.results} to {path} "
-          f"({len(saved.cases)} cases in the baseline)")
+    print(
+        f"promoted {len(run.cases) - len(skipped)} cases of {args.results} to {path} "
+        f"({len(saved.cases)} cases in the baseline)"
+    )
     for cid in skipped:
         print(f"  not promoted (errored or no metrics): {cid}")
     return 0
@@ -164,15 +186,25 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", metavar="DIR", default="reports")
     r.set_defaults(func=cmd_report)
 
-    c = sub.add_parser("compare", help="judge a run against a baseline or an earlier run; "
-                       "exit 1 when a case regressed")
+    c = sub.add_parser(
+        "compare",
+        help="judge a run against a baseline or an earlier run; exit 1 when a case regressed",
+    )
     c.add_argument("baseline", metavar="A.json", help="the baseline or earlier run")
     c.add_argument("current", metavar="B.json", help="the run to judge")
     c.add_argument("-o", "--output", metavar="DIR", help="also write the reports there")
-    c.add_argument("--tolerance", action="append", metavar="METRIC=PCT",
-                   help="relative tolerance ('*' for all; repeatable)")
-    c.add_argument("--alpha", type=float, default=None,
-                   help="false-alarm rate per run of the whole suite (default: the run's)")
+    c.add_argument(
+        "--tolerance",
+        action="append",
+        metavar="METRIC=PCT",
+        help="relative tolerance ('*' for all; repeatable)",
+    )
+    c.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="false-alarm rate per run of the whole suite (default: the run's)",
+    )
     c.add_argument("--strict", action="store_true", help="fail inconclusive cases too")
     c.set_defaults(func=cmd_compare)
 
@@ -189,38 +221,71 @@ def parser() -> argparse.ArgumentParser:
     pr = bsub.add_parser("promote", help="make a run's results the baseline, atomically")
     pr.add_argument("results", metavar="RESULTS.json")
     where = pr.add_mutually_exclusive_group()
-    where.add_argument("--baseline-dir", default="baselines",
-                       help="baselines/<hardware-class>/<profile>.json under this directory")
+    where.add_argument(
+        "--baseline-dir",
+        default="baselines",
+        help="baselines/<hardware-class>/<profile>.json under this directory",
+    )
     where.add_argument("--to", metavar="FILE.json", help="an explicit baseline file")
     pr.add_argument("--force", action="store_true", help="promote an interrupted run too")
     pr.set_defaults(func=cmd_baseline_promote)
 
-    q = sub.add_parser("gate-quality", help="measure the gate on this runner: A/A false alarms "
-                       "and injected-slowdown detection, every repetition a fresh pytest process")
-    q.add_argument("--suite", dest="suites", action="append", metavar="PATH",
-                   help="suite files or directories (repeatable; default: suites)")
+    q = sub.add_parser(
+        "gate-quality",
+        help="measure the gate on this runner: A/A false alarms "
+        "and injected-slowdown detection, every repetition a fresh pytest process",
+    )
+    q.add_argument(
+        "--suite",
+        dest="suites",
+        action="append",
+        metavar="PATH",
+        help="suite files or directories (repeatable; default: suites)",
+    )
     q.add_argument("--profile", default="default", help="engine profile (default: default)")
     q.add_argument("--out", default="gate-quality", metavar="DIR", help="where data and reports go")
     q.add_argument("--aa", type=int, default=20, help="A/A repetitions (default 20)")
-    q.add_argument("--slowdowns", default="0.10,0.25", help="slowdown fractions (default 0.10,0.25)")
-    q.add_argument("--per-slowdown", type=int, default=3, help="repetitions per slowdown (default 3)")
-    q.add_argument("--save-runs", type=int, default=5, help="runs per case in the baseline (default 5)")
-    q.add_argument("--baseline-dir", metavar="DIR",
-                   help="judge against the baselines there instead of saving one first")
-    q.add_argument("--runs", type=int, default=1, help="runs per case in each repetition (default 1)")
+    q.add_argument(
+        "--slowdowns", default="0.10,0.25", help="slowdown fractions (default 0.10,0.25)"
+    )
+    q.add_argument(
+        "--per-slowdown", type=int, default=3, help="repetitions per slowdown (default 3)"
+    )
+    q.add_argument(
+        "--save-runs", type=int, default=5, help="runs per case in the baseline (default 5)"
+    )
+    q.add_argument(
+        "--baseline-dir",
+        metavar="DIR",
+        help="judge against the baselines there instead of saving one first",
+    )
+    q.add_argument(
+        "--runs", type=int, default=1, help="runs per case in each repetition (default 1)"
+    )
     q.add_argument("--ab", action="store_true", help="A/B jobs instead of a committed baseline")
     q.add_argument("--pairs", type=int, default=5, help="A/B pairs per case (default 5)")
     q.add_argument("--analyse", metavar="FILE.json", help="only analyse earlier data")
-    q.add_argument("pytest_args", nargs=argparse.REMAINDER,
-                   help="after --: more pytest arguments for every repetition")
+    q.add_argument(
+        "pytest_args",
+        nargs=argparse.REMAINDER,
+        help="after --: more pytest arguments for every repetition",
+    )
     q.set_defaults(func=cmd_gate_quality)
 
-    ll = sub.add_parser("build-llama-cpp", help="build llama.cpp's own tools (llama-server ...) "
-                        "from the source the pinned llama-cpp-python vendors; print their paths")
-    ll.add_argument("--target", action="append", help="cmake target (default llama-server; "
-                    "repeatable, e.g. llama-batched-bench)")
-    ll.add_argument("--cache", help="cache directory (default $BATCHPERF_CACHE_DIR or "
-                    "~/.cache/pytest-batchperf)")
+    ll = sub.add_parser(
+        "build-llama-cpp",
+        help="build llama.cpp's own tools (llama-server ...) "
+        "from the source the pinned llama-cpp-python vendors; print their paths",
+    )
+    ll.add_argument(
+        "--target",
+        action="append",
+        help="cmake target (default llama-server; repeatable, e.g. llama-batched-bench)",
+    )
+    ll.add_argument(
+        "--cache",
+        help="cache directory (default $BATCHPERF_CACHE_DIR or ~/.cache/pytest-batchperf)",
+    )
     ll.add_argument("--jobs", type=int, help="parallel compile jobs (default: the usable CPUs)")
     ll.set_defaults(func=cmd_build_llama_cpp)
     return p

@@ -9,8 +9,9 @@ It also hands the case's medians to pytest-benchmark's ``extra_info`` and JUnit 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pytest
 
@@ -22,8 +23,10 @@ from .workload.spec import SLO, CaseSpec, WorkloadSpec
 from .workload.strategies import Strategy
 
 MARKER = "batchperf"
-MARKER_HELP = ("batchperf(rounds=None, warmup=None, runs=None, tolerance=None, batch_sizes=None): "
-               "per-test settings of pytest-batchperf (tolerance is a {metric: percent} dict)")
+MARKER_HELP = (
+    "batchperf(rounds=None, warmup=None, runs=None, tolerance=None, batch_sizes=None): "
+    "per-test settings of pytest-batchperf (tolerance is a {metric: percent} dict)"
+)
 
 
 class InconclusiveWarning(UserWarning):
@@ -49,16 +52,24 @@ class Hooks:
 def case_settings(marker: Mapping[str, Any], defaults: Rounds) -> CaseSettings:
     """The marker's rounds, warm-up, runs and tolerances over the session's defaults."""
     try:  # a misspelt metric must not silently keep its default tolerance
-        tolerances = parse_tolerances(f"{k}={v}" for k, v in (marker.get("tolerance") or {}).items())
+        tolerances = parse_tolerances(
+            f"{k}={v}" for k, v in (marker.get("tolerance") or {}).items()
+        )
     except ValueError as exc:
         raise pytest.UsageError(f"@pytest.mark.batchperf(tolerance=...): {exc}") from None
     runs = marker.get("runs")
     if runs is not None and (not isinstance(runs, int) or runs < 1):
-        raise pytest.UsageError(f"@pytest.mark.batchperf(runs=...) must be an integer >= 1, got {runs!r}")
+        raise pytest.UsageError(
+            f"@pytest.mark.batchperf(runs=...) must be an integer >= 1, got {runs!r}"
+        )
     return CaseSettings(
-        Rounds(int(marker.get("rounds") or defaults.rounds),
-               int(defaults.warmup if marker.get("warmup") is None else marker["warmup"])),
-        runs, tolerances)
+        Rounds(
+            int(marker.get("rounds") or defaults.rounds),
+            int(defaults.warmup if marker.get("warmup") is None else marker["warmup"]),
+        ),
+        runs,
+        tolerances,
+    )
 
 
 class Batchperf:
@@ -101,6 +112,7 @@ class Batchperf:
             if bench.enabled:
                 bench.pedantic(fn, rounds=rounds, warmup_rounds=0, iterations=1)
             else:  # disabled (--benchmark-disable, xdist): pedantic calls its target once
+
                 def all_rounds() -> None:
                     for _ in range(rounds):
                         fn()
@@ -109,14 +121,20 @@ class Batchperf:
 
         return drive
 
-    def run(self, workload: WorkloadSpec, strategy: Strategy | str, batch_size: int,
-            slo: SLO | None = None) -> CaseResult:
+    def run(
+        self,
+        workload: WorkloadSpec,
+        strategy: Strategy | str,
+        batch_size: int,
+        slo: SLO | None = None,
+    ) -> CaseResult:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise pytest.UsageError(f"batch size must be a positive integer, got {batch_size!r}")
         node = self._request.node
         settings = case_settings(marker_kwargs(node), self._hooks.defaults)
-        spec = self._hooks.sized(CaseSpec(workload, Strategy.parse(strategy), batch_size,
-                                          slo or SLO()))
+        spec = self._hooks.sized(
+            CaseSpec(workload, Strategy.parse(strategy), batch_size, slo or SLO())
+        )
         progress = self._progress
         drive = self._drive()
         if progress is not None:
@@ -144,7 +162,8 @@ class Batchperf:
         medians = {name: m.median for name, m in case.metrics.items()}
         if self._benchmark is not None:
             self._benchmark.extra_info.update(
-                {"batchperf_verdict": case.verdict.value, **case.params, **medians})
+                {"batchperf_verdict": case.verdict.value, **case.params, **medians}
+            )
         props = self._request.node.user_properties
         props.append(("batchperf.verdict", case.verdict.value))
         for name, value in sorted(medians.items()):

@@ -61,8 +61,9 @@ def _run(cmd: list[str], log: Path, what: str, **kw) -> None:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
         try:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                check=False, **kw).returncode
+            rc = subprocess.run(
+                cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False, **kw
+            ).returncode
         except OSError as exc:
             raise BuildError(f"{what} could not start: {exc.strerror or exc}") from None
     if rc != 0:
@@ -80,9 +81,21 @@ def _source(root: Path, log: Path) -> Path:
     if not tarball.exists():
         sdists.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=sdists) as tmp:
-            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:",
-                  f"llama-cpp-python=={v}", "-d", tmp], log,
-                 f"downloading llama-cpp-python=={v} with pip")
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--no-binary=:all:",
+                    f"llama-cpp-python=={v}",
+                    "-d",
+                    tmp,
+                ],
+                log,
+                f"downloading llama-cpp-python=={v} with pip",
+            )
             got = list(Path(tmp).glob("*.tar.gz"))
             if not got:
                 raise BuildError(f"pip downloaded no sdist of llama-cpp-python=={v}; see {log}")
@@ -106,16 +119,33 @@ def _check_tools() -> None:
     if not shutil.which("cmake"):
         raise BuildError("cmake not found on PATH (needed to build llama.cpp)")
     cxx = os.environ.get("CXX") or next(
-        (c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
+        (c for c in ("c++", "g++", "clang++") if shutil.which(c)), None
+    )
     if not cxx or not shutil.which(cxx):
         raise BuildError("no C++ compiler found (c++, g++ or clang++; or set CXX)")
 
 
 def _compile(src: Path, work: Path, targets: list[str], jobs: int, log: Path) -> None:
-    _run(["cmake", "-S", str(src), "-B", str(work), *CMAKE_OPTIONS], log,
-         "configuring llama.cpp with cmake")
-    _run(["cmake", "--build", str(work), "--config", "Release", "--target", *targets,
-          "-j", str(jobs)], log, f"building {', '.join(targets)}")
+    _run(
+        ["cmake", "-S", str(src), "-B", str(work), *CMAKE_OPTIONS],
+        log,
+        "configuring llama.cpp with cmake",
+    )
+    _run(
+        [
+            "cmake",
+            "--build",
+            str(work),
+            "--config",
+            "Release",
+            "--target",
+            *targets,
+            "-j",
+            str(jobs),
+        ],
+        log,
+        f"building {', '.join(targets)}",
+    )
 
 
 def build(targets=("llama-server",), cache=None, jobs=None) -> dict[str, Path]:
@@ -155,12 +185,17 @@ def find_binary(name: str) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pytest_batchperf.llama_build",
-                                description="Build llama.cpp tools from llama-cpp-python's sdist.")
-    p.add_argument("--target", action="append", help="cmake target (default llama-server); "
-                   "repeat for more")
-    p.add_argument("--cache", help="cache directory (default $BATCHPERF_CACHE_DIR or "
-                   "~/.cache/pytest-batchperf)")
+    p = argparse.ArgumentParser(
+        prog="python -m pytest_batchperf.llama_build",
+        description="Build llama.cpp tools from llama-cpp-python's sdist.",
+    )
+    p.add_argument(
+        "--target", action="append", help="cmake target (default llama-server); repeat for more"
+    )
+    p.add_argument(
+        "--cache",
+        help="cache directory (default $BATCHPERF_CACHE_DIR or ~/.cache/pytest-batchperf)",
+    )
     p.add_argument("--jobs", type=int, help="parallel compile jobs (default: the CPUs usable)")
     args = p.parse_args(argv)
     try:

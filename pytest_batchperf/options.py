@@ -6,9 +6,10 @@ Imported when pytest loads the plugin, so it imports nothing heavy.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .judge.decision import DEFAULT_ALPHA
 
@@ -31,26 +32,79 @@ class OptionDef:
 
 
 OPTIONS = (
-    OptionDef("batchperf_profile", "engine profile to run (built-in or [tool.batchperf.profiles.NAME])", "default"),
+    OptionDef(
+        "batchperf_profile",
+        "engine profile to run (built-in or [tool.batchperf.profiles.NAME])",
+        "default",
+    ),
     OptionDef("batchperf_profiles_file", "extra TOML file declaring profiles", ""),
     OptionDef("batchperf_set", "override a profile knob, KEY=VALUE (repeatable)", [], "linelist"),
     OptionDef("batchperf_baseline_dir", "directory of baseline files", "baselines"),
     OptionDef("batchperf_save", "write this run's results into the baseline file", False, "bool"),
-    OptionDef("batchperf_runs", f"runs (fresh engine processes) per case (default: {DEFAULT_SAVE_RUNS} when saving, else 1)", ""),
-    OptionDef("batchperf_extend", f"extra runs an inconclusive case may add, one at a time (default {DEFAULT_EXTEND})", str(DEFAULT_EXTEND)),
+    OptionDef(
+        "batchperf_runs",
+        f"runs (fresh engine processes) per case (default: {DEFAULT_SAVE_RUNS} when saving, "
+        "else 1)",
+        "",
+    ),
+    OptionDef(
+        "batchperf_extend",
+        f"extra runs an inconclusive case may add, one at a time (default {DEFAULT_EXTEND})",
+        str(DEFAULT_EXTEND),
+    ),
     OptionDef("batchperf_rounds", "measured rounds per run", "5"),
-    OptionDef("batchperf_warmup", "minimum warm-up rounds per run (not measured; more run, up to 3, until two in a row agree within 10%)", "1"),
-    OptionDef("batchperf_tolerance", "METRIC=PCT relative tolerance ('*' for all; repeatable)", [], "linelist"),
+    OptionDef(
+        "batchperf_warmup",
+        "minimum warm-up rounds per run (not measured; more run, up to 3, until two in a row "
+        "agree within 10%)",
+        "1",
+    ),
+    OptionDef(
+        "batchperf_tolerance",
+        "METRIC=PCT relative tolerance ('*' for all; repeatable)",
+        [],
+        "linelist",
+    ),
     OptionDef("batchperf_alpha", "false-alarm rate per run of the whole suite", str(DEFAULT_ALPHA)),
     OptionDef("batchperf_strict", "fail inconclusive cases too", False, "bool"),
-    OptionDef("batchperf_require_baseline", "fail when this hardware class has no baseline (on by default when $CI is set)", False, "bool"),
-    OptionDef("batchperf_reference", "A/B mode: the reference is the profile with this knob changed, KEY=VALUE (repeatable)", [], "linelist"),
+    OptionDef(
+        "batchperf_require_baseline",
+        "fail when this hardware class has no baseline (on by default when $CI is set)",
+        False,
+        "bool",
+    ),
+    OptionDef(
+        "batchperf_reference",
+        "A/B mode: the reference is the profile with this knob changed, KEY=VALUE (repeatable)",
+        [],
+        "linelist",
+    ),
     OptionDef("batchperf_reference_profile", "A/B mode: another profile is the reference", ""),
-    OptionDef("batchperf_pairs", f"A/B mode: interleaved reference/candidate pairs per case (default {DEFAULT_PAIRS})", str(DEFAULT_PAIRS)),
-    OptionDef("batchperf_interleave", "order of runs: 'pass' (every case's run 1, then run 2 ...), 'case' (a case's runs back to back, each a fresh engine), or 'auto' (case for A/B on a CPU profile, else pass)", "auto"),
-    OptionDef("batchperf_report", "directory for index.html, results.json, summary.md ('none' = none)", "reports"),
-    OptionDef("batchperf_batch_sizes", "comma-separated batch sizes for sweeps (default: the profile's, else 1,2,4,8,16,32)", ""),
-    OptionDef("batchperf_timeout", "seconds a round may take before the case errors (0 = profile's)", "0"),
+    OptionDef(
+        "batchperf_pairs",
+        f"A/B mode: interleaved reference/candidate pairs per case (default {DEFAULT_PAIRS})",
+        str(DEFAULT_PAIRS),
+    ),
+    OptionDef(
+        "batchperf_interleave",
+        "order of runs: 'pass' (every case's run 1, then run 2 ...), 'case' (a case's runs "
+        "back to back, each a fresh engine), or 'auto' (case for A/B on a CPU profile, "
+        "else pass)",
+        "auto",
+    ),
+    OptionDef(
+        "batchperf_report",
+        "directory for index.html, results.json, summary.md ('none' = none)",
+        "reports",
+    ),
+    OptionDef(
+        "batchperf_batch_sizes",
+        "comma-separated batch sizes for sweeps (default: the profile's, else 1,2,4,8,16,32)",
+        "",
+    ),
+    OptionDef(
+        "batchperf_timeout", "seconds a round may take before the case errors (0 = profile's)", "0"
+    ),
 )
 
 
@@ -58,7 +112,9 @@ def add_options(parser: Any) -> None:
     group = parser.getgroup("batchperf", "LLM batch inference benchmarks (pytest-batchperf)")
     for opt in OPTIONS:
         if opt.type == "bool":
-            group.addoption(opt.flag, action="store_true", default=None, dest=opt.name, help=opt.help)
+            group.addoption(
+                opt.flag, action="store_true", default=None, dest=opt.name, help=opt.help
+            )
         elif opt.type == "linelist":
             group.addoption(opt.flag, action="append", default=None, dest=opt.name, help=opt.help)
         else:
@@ -150,7 +206,9 @@ class Options:
         runs = str(v["batchperf_runs"]).strip()
         return cls(
             profile=str(v["batchperf_profile"]),
-            profiles_file=path(v["batchperf_profiles_file"]) if v["batchperf_profiles_file"] else None,
+            profiles_file=path(v["batchperf_profiles_file"])
+            if v["batchperf_profiles_file"]
+            else None,
             overrides=parse_overrides(v["batchperf_set"]),
             baseline_dir=path(v["batchperf_baseline_dir"]),
             save=bool(v["batchperf_save"]),
@@ -165,10 +223,12 @@ class Options:
             reference=parse_overrides(v["batchperf_reference"], "--batchperf-reference"),
             reference_profile=str(v["batchperf_reference_profile"]).strip(),
             pairs=_number(v["batchperf_pairs"], "--batchperf-pairs", int, 1),
-            interleave=_choice(v["batchperf_interleave"], "--batchperf-interleave",
-                               ("auto", "pass", "case")),
+            interleave=_choice(
+                v["batchperf_interleave"], "--batchperf-interleave", ("auto", "pass", "case")
+            ),
             report_dir=path(report) if report and report.lower() != "none" else None,
             batch_sizes=_int_list(v["batchperf_batch_sizes"], "--batchperf-batch-sizes")
-            if str(v["batchperf_batch_sizes"]).strip() else (),
+            if str(v["batchperf_batch_sizes"]).strip()
+            else (),
             timeout_s=_number(v["batchperf_timeout"], "--batchperf-timeout", float, 0.0),
         )

@@ -10,7 +10,8 @@ for re-running plugins (``runtestprotocol``).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -18,7 +19,9 @@ from _pytest.runner import runtestprotocol
 from .plan import Slot
 
 
-def _schedule(items: Sequence[Any], plans: dict[Any, tuple[Slot, ...]]) -> list[tuple[Any, Slot | None]]:
+def _schedule(
+    items: Sequence[Any], plans: dict[Any, tuple[Slot, ...]]
+) -> list[tuple[Any, Slot | None]]:
     """(item, slot) in run order: pass 1 is every item in collection order (other tests
     too), later passes the batchperf items that have that run."""
     longest = max(plans.values(), key=len)
@@ -41,7 +44,7 @@ def run_passes(session: pytest.Session, plans: dict[Any, tuple[Slot, ...]], bp: 
     for k, (item, slot) in enumerate(schedule):
         if item in ended:
             continue
-        nextitem = next((i for i, _ in schedule[k + 1:] if i not in ended), None)
+        nextitem = next((i for i, _ in schedule[k + 1 :] if i not in ended), None)
         if nextitem is item:  # its own next run: tear the item down, keep its module's set-up
             nextitem = item.parent
         bp.current_slot = slot

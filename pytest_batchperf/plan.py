@@ -40,8 +40,11 @@ class Plan:
     def _slots(self, first: int, last: int, extension: bool) -> tuple[Slot, ...]:
         if not self.ab:
             return tuple(Slot(i, Side.CANDIDATE, extension) for i in range(first, last + 1))
-        return tuple(Slot(2 * (p - 1) + k + 1, side, extension)
-                     for p in range(first, last + 1) for k, side in enumerate(_pair(p)))
+        return tuple(
+            Slot(2 * (p - 1) + k + 1, side, extension)
+            for p in range(first, last + 1)
+            for k, side in enumerate(_pair(p))
+        )
 
     def slots(self) -> tuple[Slot, ...]:
         """The planned runs, in order."""

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from .session import BatchperfSession
 
 FIXTURE = "batchperf"
-MARKER_LINE = ("batchperf(rounds=None, warmup=None, runs=None, tolerance=None, batch_sizes=None): "
-               "per-test settings of pytest-batchperf (tolerance is a {metric: percent} dict)")
+MARKER_LINE = (
+    "batchperf(rounds=None, warmup=None, runs=None, tolerance=None, batch_sizes=None): "
+    "per-test settings of pytest-batchperf (tolerance is a {metric: percent} dict)"
+)
 
 
 class _State:
@@ -90,8 +92,11 @@ def _marker(node: Any) -> dict[str, Any]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = metafunc.fixturenames
-    if FIXTURE not in names or "batch_size" not in names or any(
-            "batch_size" in getattr(c, "params", {}) for c in metafunc._calls):
+    if (
+        FIXTURE not in names
+        or "batch_size" not in names
+        or any("batch_size" in getattr(c, "params", {}) for c in metafunc._calls)
+    ):
         return
     sizes = _marker(metafunc.definition).get("batch_sizes") or _batch_sizes(metafunc.config)
     metafunc.parametrize("batch_size", list(sizes), ids=[f"B{b}" for b in sizes])
@@ -134,8 +139,13 @@ def _xdist(config: pytest.Config) -> bool:
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
     """Run the items in passes when a case takes more than one run."""
     state = _state(session.config)
-    if state.session is None or not state.session.prepared or _xdist(session.config) \
-            or session.config.option.collectonly or not state.session.passes:
+    if (
+        state.session is None
+        or not state.session.prepared
+        or _xdist(session.config)
+        or session.config.option.collectonly
+        or not state.session.passes
+    ):
         return None
     s = state.session
     plans = {i: s.plan(_marker(i).get("runs")).slots() for i in session.items if _uses_batchperf(i)}
@@ -164,8 +174,13 @@ def batchperf(request: pytest.FixtureRequest) -> Any:
 
     state = _state(request.config)
     s = state.prepared()
-    hooks = Hooks(run_case=s.run_case, sized=s.sized, reference_spec=s.reference_spec,
-                  defaults=Rounds(s.options.rounds, s.options.warmup), engine=s.current_engine)
+    hooks = Hooks(
+        run_case=s.run_case,
+        sized=s.sized,
+        reference_spec=s.reference_spec,
+        defaults=Rounds(s.options.rounds, s.options.warmup),
+        engine=s.current_engine,
+    )
     slots = s.plan(_marker(request.node).get("runs")).slots()
     final = s.current_slot is None or s.current_slot == slots[-1]
     return Batchperf(request, hooks, state.progress, drives=final)
@@ -214,8 +229,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if s.options.report_dir is not None:
         written, errors = report.write_all(run, s.options.report_dir)
         if written:
-            _line(tr, f"batchperf: reports written to {s.options.report_dir} "
-                      f"({', '.join(p.name for p in written)})")
+            _line(
+                tr,
+                f"batchperf: reports written to {s.options.report_dir} "
+                f"({', '.join(p.name for p in written)})",
+            )
         for error in errors:  # a broken report must not hide the verdicts
             _line(tr, f"batchperf: ERROR: cannot write {error}", red=True)
 

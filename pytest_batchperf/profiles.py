@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .engines.config import KNOBS, KnobError
 from .judge.catalog import parse_tolerances
@@ -64,7 +65,9 @@ class Profile:
     runs: int | None = None
     source: str = "built-in"
 
-    def with_overrides(self, overrides: Mapping[str, Any], where: str = "--batchperf-set") -> Profile:
+    def with_overrides(
+        self, overrides: Mapping[str, Any], where: str = "--batchperf-set"
+    ) -> Profile:
         top = _top_level(self.name, {k: v for k, v in overrides.items() if k in _TOP_LEVEL}, where)
         knobs = {k: v for k, v in overrides.items() if k not in _TOP_LEVEL}
         return replace(self, **top, knobs={**self.knobs, **knobs})
@@ -95,8 +98,14 @@ class Profile:
 
         knobs = self.typed_knobs()
         fmt = model_format(knobs) if resolve else ""
-        return EngineSpec(self.name, self.engine, self.device, resolve_model(self.model, fmt),
-                          knobs, dict(self.env))
+        return EngineSpec(
+            self.name,
+            self.engine,
+            self.device,
+            resolve_model(self.model, fmt),
+            knobs,
+            dict(self.env),
+        )
 
     def gpus(self) -> int:
         """GPUs one engine of this profile computes on (0 on the CPU)."""
@@ -108,9 +117,15 @@ class Profile:
     def describe(self) -> dict:
         env = {f"env.{k}": "***" if _SECRET.search(k) else v for k, v in sorted(self.env.items())}
         extra = {k: v for k, v in (("min_waves", self.min_waves), ("python", self.python)) if v}
-        return {"name": self.name, "engine": self.engine, "model": self.model,
-                "device": self.device, **extra, **env,
-                **{f"knob.{k}": v for k, v in sorted(self.knobs.items())}}
+        return {
+            "name": self.name,
+            "engine": self.engine,
+            "model": self.model,
+            "device": self.device,
+            **extra,
+            **env,
+            **{f"knob.{k}": v for k, v in sorted(self.knobs.items())},
+        }
 
 
 _SIZING = ("min_waves", "batch_sizes", "tolerance", "runs", "python")  # checked by _top_level
@@ -123,39 +138,112 @@ GPU_BATCH_SIZES = (1, 8, 32, 128, 256)
 BUILTIN: dict[str, Profile] = {
     p.name: p
     for p in (
-        Profile("default", "llama-cpp", "synthetic:tiny", "cpu",
-                {"n_threads": 2, "n_ctx": 4096, "n_batch": 512}),
-        Profile("llama-cpp-cuda-1b", "llama-cpp", "synthetic:1b", "cuda",
-                {"n_gpu_layers": -1, "n_ctx": 16384, "n_batch": 2048, "n_threads": 4},
-                min_waves=GPU_MIN_WAVES, batch_sizes=GPU_BATCH_SIZES),
-        Profile("transformers-tiny", "transformers", "synthetic:tiny", "cpu",
-                {"dtype": "float32", "threads": 2}),
-        Profile("transformers-1b", "transformers", "synthetic:1b", "cuda", {"dtype": "bfloat16"},
-                min_waves=GPU_MIN_WAVES, batch_sizes=GPU_BATCH_SIZES),
-        Profile("vllm-synthetic-1b", "vllm", "synthetic:1b", "cuda",
-                {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_seqs": 256,
-                 "dtype": "bfloat16"},
-                min_waves=GPU_MIN_WAVES, batch_sizes=GPU_BATCH_SIZES),
+        Profile(
+            "default",
+            "llama-cpp",
+            "synthetic:tiny",
+            "cpu",
+            {"n_threads": 2, "n_ctx": 4096, "n_batch": 512},
+        ),
+        Profile(
+            "llama-cpp-cuda-1b",
+            "llama-cpp",
+            "synthetic:1b",
+            "cuda",
+            {"n_gpu_layers": -1, "n_ctx": 16384, "n_batch": 2048, "n_threads": 4},
+            min_waves=GPU_MIN_WAVES,
+            batch_sizes=GPU_BATCH_SIZES,
+        ),
+        Profile(
+            "transformers-tiny",
+            "transformers",
+            "synthetic:tiny",
+            "cpu",
+            {"dtype": "float32", "threads": 2},
+        ),
+        Profile(
+            "transformers-1b",
+            "transformers",
+            "synthetic:1b",
+            "cuda",
+            {"dtype": "bfloat16"},
+            min_waves=GPU_MIN_WAVES,
+            batch_sizes=GPU_BATCH_SIZES,
+        ),
+        Profile(
+            "vllm-synthetic-1b",
+            "vllm",
+            "synthetic:1b",
+            "cuda",
+            {
+                "gpu_memory_utilization": 0.85,
+                "max_model_len": 2048,
+                "max_num_seqs": 256,
+                "dtype": "bfloat16",
+            },
+            min_waves=GPU_MIN_WAVES,
+            batch_sizes=GPU_BATCH_SIZES,
+        ),
         # The GPU-bound vLLM reference (a 1B model's steps are shorter than vLLM's host
         # work per step, so the 1B profile times the host CPU). Half the waves and no B=1
         # sweep point (the sequential case covers it) keep a run short. TPOT p50 is the
         # GPU's own step time and its tolerance is fitted to its noise between processes
         # and hosts (docs/results/h100-vllm.md).
-        Profile("vllm-synthetic-8b", "vllm", "synthetic:8b", "cuda",
-                {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_seqs": 256,
-                 "dtype": "bfloat16"},
-                min_waves=4, batch_sizes=(8, 32, 128), tolerances={"tpot_ms_p50": 0.05}),
+        Profile(
+            "vllm-synthetic-8b",
+            "vllm",
+            "synthetic:8b",
+            "cuda",
+            {
+                "gpu_memory_utilization": 0.85,
+                "max_model_len": 2048,
+                "max_num_seqs": 256,
+                "dtype": "bfloat16",
+            },
+            min_waves=4,
+            batch_sizes=(8, 32, 128),
+            tolerances={"tpot_ms_p50": 0.05},
+        ),
         # llama.cpp's own server (batchperf build-llama-cpp builds it): 32 slots of 512
         # tokens, one compute thread so that the client keeps a core on 2-core runners
         # (docs/results/llama-server.md).
-        Profile("llama-server-cpu", "openai-http", "synthetic:tiny", "cpu",
-                {"command": ["{llama_server}", "-m", "{model}", "--host", "{host}", "--port",
-                             "{port}", "-np", "32", "-cb", "-c", "16384", "-t", "1", "-tb", "1"],
-                 "prompt_format": "tokens", "ignore_eos": True, "min_tokens": False,
-                 "startup_timeout_s": 60}),
-        Profile("llama-server-tiny", "openai-http", "synthetic:tiny", "cpu",
-                {"server": "llama_cpp.server", "n_threads": 2, "n_ctx": 4096,
-                 "startup_timeout_s": 120}),
+        Profile(
+            "llama-server-cpu",
+            "openai-http",
+            "synthetic:tiny",
+            "cpu",
+            {
+                "command": [
+                    "{llama_server}",
+                    "-m",
+                    "{model}",
+                    "--host",
+                    "{host}",
+                    "--port",
+                    "{port}",
+                    "-np",
+                    "32",
+                    "-cb",
+                    "-c",
+                    "16384",
+                    "-t",
+                    "1",
+                    "-tb",
+                    "1",
+                ],
+                "prompt_format": "tokens",
+                "ignore_eos": True,
+                "min_tokens": False,
+                "startup_timeout_s": 60,
+            },
+        ),
+        Profile(
+            "llama-server-tiny",
+            "openai-http",
+            "synthetic:tiny",
+            "cpu",
+            {"server": "llama_cpp.server", "n_threads": 2, "n_ctx": 4096, "startup_timeout_s": 120},
+        ),
     )
 }
 
@@ -179,10 +267,18 @@ def _parse_table(name: str, table: Any, source: str) -> Profile:
     if device not in ("cpu", "cuda"):
         raise ProfileError(f"{source}: profile {name!r}: device must be 'cpu' or 'cuda'")
     sizing = _top_level(name, {k: top[k] for k in _SIZING if k in top}, source)
-    return Profile(name=name, engine=engine, model=str(top.get("model", "synthetic:tiny")),
-                   device=device, knobs=table, timeout_s=float(top.get("timeout_s", 600.0)),
-                   isolate=bool(top.get("isolate", True)),
-                   env={k: str(v) for k, v in env.items()}, source=source, **sizing)
+    return Profile(
+        name=name,
+        engine=engine,
+        model=str(top.get("model", "synthetic:tiny")),
+        device=device,
+        knobs=table,
+        timeout_s=float(top.get("timeout_s", 600.0)),
+        isolate=bool(top.get("isolate", True)),
+        env={k: str(v) for k, v in env.items()},
+        source=source,
+        **sizing,
+    )
 
 
 def _count(value: Any, name: str, minimum: int) -> int:
@@ -202,14 +298,19 @@ def _top_level(name: str, values: dict, where: str) -> dict:
             _count(out["runs"], "runs", 1)
         if "python" in out:
             if not isinstance(out["python"], str) or not out["python"]:
-                raise ValueError(f"python must be the path of an interpreter, got {out['python']!r}")
+                raise ValueError(
+                    f"python must be the path of an interpreter, got {out['python']!r}"
+                )
             out["python"] = os.path.expanduser(out["python"])
         if "batch_sizes" in out:
             sizes = out["batch_sizes"]
             if isinstance(sizes, int):
                 sizes = [sizes]
-            if not isinstance(sizes, list) or not sizes or any(
-                    isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
+            if (
+                not isinstance(sizes, list)
+                or not sizes
+                or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes)
+            ):
                 raise ValueError(f"batch_sizes must be a list of integers >= 1, got {sizes!r}")
             out["batch_sizes"] = tuple(sizes)
         if "tolerance" in out:
@@ -243,7 +344,9 @@ def declared(pyproject: Path | None, extra_file: Path | None = None) -> dict[str
         if not extra_file.is_file():
             raise ProfileError(f"{extra_file}: profiles file not found")
         data = _read_toml(extra_file)
-        tables = data.get("tool", {}).get("batchperf", {}).get("profiles") or data.get("profiles", {})
+        tables = data.get("tool", {}).get("batchperf", {}).get("profiles") or data.get(
+            "profiles", {}
+        )
         sources.append((tables, extra_file))
     for tables, path in sources:
         for name, table in tables.items():
@@ -251,11 +354,17 @@ def declared(pyproject: Path | None, extra_file: Path | None = None) -> dict[str
     return profiles
 
 
-def resolve(name: str, pyproject: Path | None, extra_file: Path | None = None,
-            overrides: Mapping[str, Any] | None = None) -> Profile:
+def resolve(
+    name: str,
+    pyproject: Path | None,
+    extra_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Profile:
     profiles = declared(pyproject, extra_file)
     if name not in profiles:
-        raise ProfileError(f"unknown profile {name!r}; known profiles: {', '.join(sorted(profiles))}")
+        raise ProfileError(
+            f"unknown profile {name!r}; known profiles: {', '.join(sorted(profiles))}"
+        )
     profile = profiles[name]
     return profile.with_overrides(overrides) if overrides else profile
 

@@ -9,15 +9,22 @@ cases print nothing beyond pytest's own dots.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Quiet for this long into a case, then one line per this long at most.
 DEFAULT_INTERVAL_S = 30.0
 
 
 class Progress:
-    def __init__(self, write_line: Callable[[str], None], total: int, verbose: int = 0,
-                 interval_s: float = DEFAULT_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        write_line: Callable[[str], None],
+        total: int,
+        verbose: int = 0,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._write = write_line
         self.total = total
         self.verbose = verbose
@@ -32,26 +39,33 @@ class Progress:
     def _counter(self) -> str:
         return f"[{self.done}/{self.total} cases done]" if self.total else f"[{self.done} done]"
 
-    def start(self, case_id: str, batch_size: int, strategy: str, rounds: int,
-              slot: Any = None) -> None:
+    def start(
+        self, case_id: str, batch_size: int, strategy: str, rounds: int, slot: Any = None
+    ) -> None:
         self._case = case_id
         run = ""
         if slot is not None and (slot.index > 1 or slot.side.value != "candidate"):
-            run = f", run {slot.index}" + (f" ({slot.side.value})" if slot.side.value != "candidate" else "")
+            run = f", run {slot.index}" + (
+                f" ({slot.side.value})" if slot.side.value != "candidate" else ""
+            )
         self._what = f"batch size {batch_size}, {strategy}{run}"
         self._rounds = rounds
         self._last = self._clock()
         if self.verbose > 0:
-            self._write(f"batchperf {self._counter()} {case_id}: {self._what}, "
-                        f"{rounds} rounds after warm-up")
+            self._write(
+                f"batchperf {self._counter()} {case_id}: {self._what}, "
+                f"{rounds} rounds after warm-up"
+            )
 
     def round_done(self, index: int) -> None:
         """``index`` measured rounds of the current case are done."""
         now = self._clock()
         if now - self._last >= self.interval_s:
             self._last = now
-            self._write(f"batchperf {self._counter()} {self._case}: {self._what}, "
-                        f"round {index}/{self._rounds}")
+            self._write(
+                f"batchperf {self._counter()} {self._case}: {self._what}, "
+                f"round {index}/{self._rounds}"
+            )
 
     def finish(self) -> None:
         self.done += 1

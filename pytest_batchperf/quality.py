@@ -24,9 +24,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .atomic import write_atomic
 
@@ -48,9 +49,15 @@ class Repetition:
         return any(v in ("regressed", "error") for v in self.verdicts.values())
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "slowdown": self.slowdown, "exit_code": self.exit_code,
-                "wall_s": round(self.wall_s, 1), "verdicts": self.verdicts,
-                "changes": self.changes, "runs": self.runs}
+        return {
+            "index": self.index,
+            "slowdown": self.slowdown,
+            "exit_code": self.exit_code,
+            "wall_s": round(self.wall_s, 1),
+            "verdicts": self.verdicts,
+            "changes": self.changes,
+            "runs": self.runs,
+        }
 
 
 def schedule(aa: int, per_slowdown: int, slowdowns: Sequence[float]) -> list[float]:
@@ -68,8 +75,9 @@ def schedule(aa: int, per_slowdown: int, slowdowns: Sequence[float]) -> list[flo
 def _pytest(args: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
     started = time.monotonic()
     with open(log, "w") as out:
-        code = subprocess.call([sys.executable, "-m", "pytest", *args], stdout=out,
-                               stderr=subprocess.STDOUT, env=env)
+        code = subprocess.call(
+            [sys.executable, "-m", "pytest", *args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
     return code, time.monotonic() - started
 
 
@@ -83,24 +91,56 @@ def _read(index: int, slowdown: float, code: int, wall: float, results: Path) ->
         rep.verdicts[cid] = case.get("verdict", "")
         comp = next((c for c in case.get("comparisons", ()) if c["metric"] == "output_tok_s"), None)
         rep.changes[cid] = comp.get("change") if comp else None
-        rep.runs[cid] = {m: case["metrics"][m]["rounds"] for m in KEY_METRICS
-                         if m in case.get("metrics", {})}
+        rep.runs[cid] = {
+            m: case["metrics"][m]["rounds"] for m in KEY_METRICS if m in case.get("metrics", {})
+        }
     return rep
 
 
-def measure(suites: Sequence[str], out: Path, profile: str, aa: int, per_slowdown: int,
-            slowdowns: Sequence[float], save_runs: int, runs: int, ab: bool, pairs: int,
-            extra: Sequence[str], baseline_dir: Path | None = None) -> list[Repetition]:
+def measure(
+    suites: Sequence[str],
+    out: Path,
+    profile: str,
+    aa: int,
+    per_slowdown: int,
+    slowdowns: Sequence[float],
+    save_runs: int,
+    runs: int,
+    ab: bool,
+    pairs: int,
+    extra: Sequence[str],
+    baseline_dir: Path | None = None,
+) -> list[Repetition]:
     """``baseline_dir``: judge against the baselines there instead of saving one first."""
     out.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
-    common = [*suites, "-p", "no:cacheprovider", "-q", "--batchperf-profile", profile,
-              "--batchperf-baseline-dir", str(baseline_dir or out / "baselines"), *extra]
+    common = [
+        *suites,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--batchperf-profile",
+        profile,
+        "--batchperf-baseline-dir",
+        str(baseline_dir or out / "baselines"),
+        *extra,
+    ]
     if not ab and baseline_dir is None:
-        code, wall = _pytest([*common, "--batchperf-save", f"--batchperf-runs={save_runs}",
-                              "--batchperf-report", str(out / "save")], env, out / "save.log")
-        print(f"saved the baseline ({save_runs} runs per case) in {wall:.0f} s, exit {code}",
-              flush=True)
+        code, wall = _pytest(
+            [
+                *common,
+                "--batchperf-save",
+                f"--batchperf-runs={save_runs}",
+                "--batchperf-report",
+                str(out / "save"),
+            ],
+            env,
+            out / "save.log",
+        )
+        print(
+            f"saved the baseline ({save_runs} runs per case) in {wall:.0f} s, exit {code}",
+            flush=True,
+        )
         if code not in (0, 1):
             raise RuntimeError(f"the save failed (exit {code}): see {out / 'save.log'}")
     reps = []
@@ -115,12 +155,27 @@ def measure(suites: Sequence[str], out: Path, profile: str, aa: int, per_slowdow
         code, wall = _pytest(args, env, out / f"rep-{i}.log")
         rep = _read(i, slowdown, code, wall, out / f"rep-{i}" / "results.json")
         reps.append(rep)
-        print(f"repetition {i}: slowdown {slowdown:g}, exit {code}, {wall:.0f} s, "
-              f"{'FAILED' if rep.failed else 'passed'}", flush=True)
-        write_atomic(out / "gate-quality.json", json.dumps(
-            {"mode": "ab" if ab else "baseline", "profile": profile, "suites": list(suites),
-             "save_runs": save_runs, "runs": runs, "pairs": pairs,
-             "repetitions": [r.to_dict() for r in reps]}, separators=(",", ":")) + "\n")
+        print(
+            f"repetition {i}: slowdown {slowdown:g}, exit {code}, {wall:.0f} s, "
+            f"{'FAILED' if rep.failed else 'passed'}",
+            flush=True,
+        )
+        write_atomic(
+            out / "gate-quality.json",
+            json.dumps(
+                {
+                    "mode": "ab" if ab else "baseline",
+                    "profile": profile,
+                    "suites": list(suites),
+                    "save_runs": save_runs,
+                    "runs": runs,
+                    "pairs": pairs,
+                    "repetitions": [r.to_dict() for r in reps],
+                },
+                separators=(",", ":"),
+            )
+            + "\n",
+        )
     return reps
 
 
@@ -138,8 +193,9 @@ def analyse(data: dict) -> list[str]:
     lines = [head, "|---" * (2 + len(slowdowns)) + "|"]
 
     def caught(rs: list[Repetition], cid: str) -> str:
-        return _rate(sum(r.verdicts.get(cid) == "regressed" for r in rs),
-                     sum(cid in r.verdicts for r in rs))
+        return _rate(
+            sum(r.verdicts.get(cid) == "regressed" for r in rs), sum(cid in r.verdicts for r in rs)
+        )
 
     for cid in cases:
         row = f"| `{cid}` | {caught(aa, cid)} |"
@@ -152,16 +208,25 @@ def analyse(data: dict) -> list[str]:
     lines.append(whole)
     walls = [r.wall_s for r in reps]
     if walls:
-        lines += ["", f"Wall time per repetition: median {statistics.median(walls):.0f} s "
-                      f"(min {min(walls):.0f}, max {max(walls):.0f})."]
+        lines += [
+            "",
+            f"Wall time per repetition: median {statistics.median(walls):.0f} s "
+            f"(min {min(walls):.0f}, max {max(walls):.0f}).",
+        ]
     parts = variance_parts(reps)
     if parts:
-        lines += ["", "| metric | between jobs | between processes | between rounds |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "| metric | between jobs | between processes | between rounds |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| {m} | {j:.1%} | {p:.1%} | {r:.1%} |" for m, (j, p, r) in parts.items()]
-        lines += ["", "Coefficients of variation (median over cases) of each level of a nested "
-                      "model: jobs (pytest processes of the A/A repetitions), engine processes "
-                      "within a job, rounds within a process."]
+        lines += [
+            "",
+            "Coefficients of variation (median over cases) of each level of a nested "
+            "model: jobs (pytest processes of the A/A repetitions), engine processes "
+            "within a job, rounds within a process.",
+        ]
     return lines
 
 
@@ -173,8 +238,11 @@ def variance_parts(reps: Sequence[Repetition]) -> dict[str, tuple[float, float, 
         per_case: list[tuple[float, float, float]] = []
         cases = {c for r in reps if not r.slowdown for c in r.runs}
         for cid in sorted(cases):
-            jobs = [[[math.log(x) for x in rnd if x and x > 0] for rnd in r.runs[cid].get(metric, [])]
-                    for r in reps if not r.slowdown and cid in r.runs]
+            jobs = [
+                [[math.log(x) for x in rnd if x and x > 0] for rnd in r.runs[cid].get(metric, [])]
+                for r in reps
+                if not r.slowdown and cid in r.runs
+            ]
             jobs = [[p for p in j if len(p) > 1] for j in jobs]
             jobs = [j for j in jobs if j]
             if len(jobs) < 2:
@@ -209,9 +277,20 @@ def main(args: Any) -> int:
         data = json.loads(Path(args.analyse).read_text())
     else:
         slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
-        measure(args.suites, out, args.profile, args.aa, args.per_slowdown, slowdowns,
-                args.save_runs, args.runs, args.ab, args.pairs, args.pytest_args,
-                Path(args.baseline_dir) if args.baseline_dir else None)
+        measure(
+            args.suites,
+            out,
+            args.profile,
+            args.aa,
+            args.per_slowdown,
+            slowdowns,
+            args.save_runs,
+            args.runs,
+            args.ab,
+            args.pairs,
+            args.pytest_args,
+            Path(args.baseline_dir) if args.baseline_dir else None,
+        )
         data = json.loads((out / "gate-quality.json").read_text())
     lines = analyse(data)
     print("\n".join(lines))

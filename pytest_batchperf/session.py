@@ -14,11 +14,12 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import engines
 from .engines.base import Engine, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
@@ -53,7 +54,7 @@ class CaseOutcome:
 
 @dataclass(frozen=True)
 class CaseSettings:
-    rounds: Rounds = Rounds()
+    rounds: Rounds = field(default_factory=Rounds)
     runs: int | None = None  # the marker's
     tolerances: Mapping[str, float] = field(default_factory=dict)
 
@@ -87,8 +88,11 @@ class CaseRecord:
         interference = m.interference.to_dict() if m.interference else {}
         side.runs.append(RunInfo(slot.index, slot.side.value, slot.extension, interference))
         prefix = f"{slot.side.value} " if slot.side is Side.REFERENCE else ""
-        self.warnings.extend(f"{prefix}run {len(side.runs)}: {w}" for w in m.warnings
-                             if f"{prefix}run {len(side.runs)}: {w}" not in self.warnings)
+        self.warnings.extend(
+            f"{prefix}run {len(side.runs)}: {w}"
+            for w in m.warnings
+            if f"{prefix}run {len(side.runs)}: {w}" not in self.warnings
+        )
 
     def count(self, side: Side) -> int:
         return len(self.sides[side].runs)
@@ -96,13 +100,22 @@ class CaseRecord:
     def result(self, error: str | None = None, side: Side = Side.CANDIDATE) -> CaseResult:
         """The case so far; ``metrics`` are ``side``'s (the candidate's, once judged)."""
         ref = self.sides[Side.REFERENCE]
-        metrics = {n: m for n, m in self.sides[side].metrics.items()
-                   if any(math.isfinite(x) for x in m.rounds)}
+        metrics = {
+            n: m
+            for n, m in self.sides[side].metrics.items()
+            if any(math.isfinite(x) for x in m.rounds)
+        }
         return CaseResult(
-            case_id=self.case_id, suite=self.suite, spec=self.spec, metrics=metrics,
-            reference=dict(ref.metrics), error=error, warnings=tuple(self.warnings),
+            case_id=self.case_id,
+            suite=self.suite,
+            spec=self.spec,
+            metrics=metrics,
+            reference=dict(ref.metrics),
+            error=error,
+            warnings=tuple(self.warnings),
             duration_s=time.monotonic() - self.started,
-            runs=tuple(ref.runs + self.sides[Side.CANDIDATE].runs))
+            runs=tuple(ref.runs + self.sides[Side.CANDIDATE].runs),
+        )
 
 
 def _check_python(profile: Profile) -> None:
@@ -114,9 +127,11 @@ def _check_python(profile: Profile) -> None:
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise ProfileError(f"{where} does not exist or is not executable")
     package, extra = engines.PACKAGES.get(profile.engine, ("", ""))
-    probe = ("import sys, importlib.util as u; v = sys.version_info; "
-             f"sys.exit(3 if v < (3, 11) else 4 if {package!r} and not u.find_spec({package!r}) "
-             "else 0)")
+    probe = (
+        "import sys, importlib.util as u; v = sys.version_info; "
+        f"sys.exit(3 if v < (3, 11) else 4 if {package!r} and not u.find_spec({package!r}) "
+        "else 0)"
+    )
     try:
         code = subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -124,8 +139,10 @@ def _check_python(profile: Profile) -> None:
     if code == 3:
         raise ProfileError(f"{where} is older than Python 3.11, which the engine process needs")
     if code == 4:
-        raise ProfileError(f"{where} cannot import {package!r}: install the engine into that "
-                           f"environment (pip install 'pytest-batchperf[{extra}]' or {package})")
+        raise ProfileError(
+            f"{where} cannot import {package!r}: install the engine into that "
+            f"environment (pip install 'pytest-batchperf[{extra}]' or {package})"
+        )
     if code != 0:
         raise ProfileError(f"{where} failed to start (exit code {code})")
 
@@ -227,19 +244,21 @@ class BatchperfSession:
                 f"{hardware_class!r} in {o.baseline_dir} (required under CI or "
                 f"--batchperf-require-baseline); baselines exist for: "
                 f"{', '.join(have) or 'no class'}. Save one on this machine class with "
-                "--batchperf-save")
+                "--batchperf-save"
+            )
         self.sides, self.specs, self.gpus = sides, specs, gpus
         self.hardware_class, self.baseline = hardware_class, baseline
         self.priors = gate.priors(c.metrics for c in baseline.cases.values()) if baseline else {}
         self.roofline = _roofline(candidate, specs[Side.CANDIDATE], gpus)
-        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.started = datetime.now(UTC).isoformat(timespec="seconds")
         self.profile = candidate
 
     @property
     def baseline_path(self) -> Path:
         assert self.profile is not None
-        return baselines.baseline_path(self.options.baseline_dir, self.hardware_class,
-                                       self.profile.name)
+        return baselines.baseline_path(
+            self.options.baseline_dir, self.hardware_class, self.profile.name
+        )
 
     def runs_per_case(self, marker_runs: int | None = None) -> int:
         if self.ab:
@@ -269,9 +288,15 @@ class BatchperfSession:
     @property
     def policy(self) -> gate.GatePolicy:
         o = self.options
-        return gate.GatePolicy(o.tolerances, o.alpha, strict=o.strict,
-                               profile_tolerances=self.profile.tolerances if self.profile else {},
-                               cases=self.planned_cases, looks=self.plan().looks, paired=self.ab)
+        return gate.GatePolicy(
+            o.tolerances,
+            o.alpha,
+            strict=o.strict,
+            profile_tolerances=self.profile.tolerances if self.profile else {},
+            cases=self.planned_cases,
+            looks=self.plan().looks,
+            paired=self.ab,
+        )
 
     # -- engines ---------------------------------------------------------------------
 
@@ -287,8 +312,12 @@ class BatchperfSession:
         self.close()
         profile = self.sides[slot.side]
         try:
-            engine = engines.start(self.specs[slot.side], self.options.timeout_s or profile.timeout_s,
-                                   profile.isolate, profile.python)
+            engine = engines.start(
+                self.specs[slot.side],
+                self.options.timeout_s or profile.timeout_s,
+                profile.isolate,
+                profile.python,
+            )
         except EngineUnavailable:
             raise
         except EngineError as exc:
@@ -329,9 +358,15 @@ class BatchperfSession:
         assert self.profile is not None
         return replace(spec, workload=self.profile.sized(spec.workload, spec.batch_size))
 
-    def run_case(self, case_id: str, suite: str, spec: CaseSpec, settings: CaseSettings,
-                 drive: Driver | None = None,
-                 on_run: Callable[[Slot, int], None] | None = None) -> CaseOutcome:
+    def run_case(
+        self,
+        case_id: str,
+        suite: str,
+        spec: CaseSpec,
+        settings: CaseSettings,
+        drive: Driver | None = None,
+        on_run: Callable[[Slot, int], None] | None = None,
+    ) -> CaseOutcome:
         """Measure this case's runs due now, and judge it once its planned runs are in."""
         plan = self.plan(settings.runs)
         rec = self.records.get(case_id)
@@ -346,8 +381,9 @@ class BatchperfSession:
                 return outcome
         if self.current_slot is not None and self.current_slot != planned[-1]:
             # The test checks what this run measured: its side's metrics.
-            return self._capacity(rec) or CaseOutcome(rec.result(side=self.current_slot.side),
-                                                      Action.PENDING)
+            return self._capacity(rec) or CaseOutcome(
+                rec.result(side=self.current_slot.side), Action.PENDING
+            )
         decided = self._capacity(rec)
         if decided is not None:
             return decided
@@ -362,9 +398,14 @@ class BatchperfSession:
             judged = self._judge(rec)
         return self._finish(judged, settings)
 
-    def _measure(self, rec: CaseRecord, slot: Slot, settings: CaseSettings,
-                 drive: Driver | None, on_run: Callable[[Slot, int], None] | None
-                 ) -> CaseOutcome | None:
+    def _measure(
+        self,
+        rec: CaseRecord,
+        slot: Slot,
+        settings: CaseSettings,
+        drive: Driver | None,
+        on_run: Callable[[Slot, int], None] | None,
+    ) -> CaseOutcome | None:
         """One run into the record; an outcome when the case ends here (error, skip)."""
         if on_run is not None:
             on_run(slot, settings.rounds.rounds)
@@ -377,14 +418,18 @@ class BatchperfSession:
         except EngineUnavailable as exc:
             self.cases.pop(rec.case_id, None)
             return CaseOutcome(rec.result(), Action.SKIP, str(exc))
-        except Exception as exc:  # noqa: BLE001 - any failure errors this case, in one line
-            text = (f"engine error: {exc}" if isinstance(exc, EngineError)
-                    else f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            text = (
+                f"engine error: {exc}"
+                if isinstance(exc, EngineError)
+                else f"{type(exc).__name__}: {exc}"
+            )
             result = rec.result(error=text)
             self.cases[rec.case_id] = replace(result, verdict=Verdict.ERROR)
             side = f" ({slot.side.value} side)" if self.ab else ""
-            return CaseOutcome(self.cases[rec.case_id], Action.FAIL,
-                               f"{rec.case_id}{side}: {text.splitlines()[0]}")
+            return CaseOutcome(
+                self.cases[rec.case_id], Action.FAIL, f"{rec.case_id}{side}: {text.splitlines()[0]}"
+            )
         rec.add(slot, m)
         return None
 
@@ -407,23 +452,42 @@ class BatchperfSession:
             self.cases.pop(rec.case_id, None)
             return CaseOutcome(rec.result(), Action.SKIP, f"batch size {size} does not fit: {cand}")
         where = "the reference" if self.ab else "the baseline"
-        comparison = Comparison("max_batch_size", "count", "up", Verdict.REGRESSED, float(size),
-                                math.nan, math.nan, None, None, None, 0.0, 1, 0,
-                                note=f"batch size {size} fitted in {where} and no longer fits: {cand}")
+        comparison = Comparison(
+            "max_batch_size",
+            "count",
+            "up",
+            Verdict.REGRESSED,
+            float(size),
+            math.nan,
+            math.nan,
+            None,
+            None,
+            None,
+            0.0,
+            1,
+            0,
+            note=f"batch size {size} fitted in {where} and no longer fits: {cand}",
+        )
         result = rec.result().with_comparisons((comparison,))
         self.cases[rec.case_id] = result
-        return CaseOutcome(result, Action.FAIL,
-                           f"{rec.case_id}: capacity regressed (max_batch_size): batch size {size} "
-                           f"fitted in {where} and no longer fits: {cand.splitlines()[0]}")
+        return CaseOutcome(
+            result,
+            Action.FAIL,
+            f"{rec.case_id}: capacity regressed (max_batch_size): batch size {size} "
+            f"fitted in {where} and no longer fits: {cand.splitlines()[0]}",
+        )
 
     def _judge(self, rec: CaseRecord) -> CaseResult:
         case = rec.result()
         policy = self.policy.merged(rec.tolerances) if rec.tolerances else self.policy
         if self.ab:
-            pairs = [(r.sides[Side.REFERENCE].metrics, r.sides[Side.CANDIDATE].metrics)
-                     for r in self.records.values()]
-            judged = gate.judge_case(case, case.reference, policy, gate.paired_priors(pairs),
-                                     paired=True)
+            pairs = [
+                (r.sides[Side.REFERENCE].metrics, r.sides[Side.CANDIDATE].metrics)
+                for r in self.records.values()
+            ]
+            judged = gate.judge_case(
+                case, case.reference, policy, gate.paired_priors(pairs), paired=True
+            )
         else:
             base = self.baseline.cases.get(rec.case_id) if self.baseline else None
             judged = gate.judge_case(case, base.metrics if base else None, policy, self.priors)
@@ -435,8 +499,9 @@ class BatchperfSession:
         if policy.fails(judged.verdict) and not self.saving:
             return CaseOutcome(judged, Action.FAIL, gate.failure_message(judged, policy))
         if judged.verdict is Verdict.INCONCLUSIVE:
-            return CaseOutcome(judged, Action.WARN,
-                               gate.failure_message(judged, replace(policy, strict=True)))
+            return CaseOutcome(
+                judged, Action.WARN, gate.failure_message(judged, replace(policy, strict=True))
+            )
         return CaseOutcome(judged, Action.PASS)
 
     # -- the run ---------------------------------------------------------------------
@@ -453,9 +518,12 @@ class BatchperfSession:
             if case.spec is None or not case.metrics:
                 continue
             key, size = (case.suite, *case.spec.sweep_key()), case.spec.batch_size
-            if key in limits and size < limits[key]:
-                if key not in largest or size > largest[key][0]:
-                    largest[key] = (size, case)
+            if (
+                key in limits
+                and size < limits[key]
+                and (key not in largest or size > largest[key][0])
+            ):
+                largest[key] = (size, case)
         for size, case in largest.values():
             rec = self.records.get(case.case_id)
             if rec is None:
@@ -463,7 +531,8 @@ class BatchperfSession:
             for side in rec.sides.values():
                 if side.runs:
                     side.metrics["max_batch_size"] = MetricRuns.build(
-                        "max_batch_size", [(float(size),)] * len(side.runs))
+                        "max_batch_size", [(float(size),)] * len(side.runs)
+                    )
             if case.error is None:
                 self._judge(rec)
 
@@ -476,14 +545,19 @@ class BatchperfSession:
     def notices(self) -> tuple[str, ...]:
         out = []
         if self.baseline is not None and not self.saving and self.baseline.runs_per_case <= 1:
-            out.append(f"{self.baseline_path} holds one run per case: it is judged "
-                       f"conservatively; re-save it with --batchperf-save "
-                       f"(--batchperf-runs {DEFAULT_SAVE_RUNS})")
-        disturbed = sorted({cid for cid, c in self.cases.items()
-                            for r in c.runs if _disturbed(r.interference)})
+            out.append(
+                f"{self.baseline_path} holds one run per case: it is judged "
+                f"conservatively; re-save it with --batchperf-save "
+                f"(--batchperf-runs {DEFAULT_SAVE_RUNS})"
+            )
+        disturbed = sorted(
+            {cid for cid, c in self.cases.items() for r in c.runs if _disturbed(r.interference)}
+        )
         if disturbed:
-            out.append(f"other work on the machine disturbed {len(disturbed)} case(s): their "
-                       "verdicts deserve a rerun on a quiet runner (see each case's warnings)")
+            out.append(
+                f"other work on the machine disturbed {len(disturbed)} case(s): their "
+                "verdicts deserve a rerun on a quiet runner (see each case's warnings)"
+            )
         return tuple(out)
 
     def run_results(self, interrupted: bool = False) -> RunResults:
@@ -493,9 +567,15 @@ class BatchperfSession:
         files_run = {cid.split("::")[0] for cid in self.cases}
         # Only cases of files this run measured count as missing, so running one suite
         # file does not list every other file's cases.
-        missing = tuple(sorted(cid for cid in base_cases
-                               if cid not in self.cases and cid not in self.infeasible
-                               and cid.split("::")[0] in files_run))
+        missing = tuple(
+            sorted(
+                cid
+                for cid in base_cases
+                if cid not in self.cases
+                and cid not in self.infeasible
+                and cid.split("::")[0] in files_run
+            )
+        )
         cases = dict(self.cases)
         for cid, rec in self.records.items():  # interrupted mid-case: what it measured
             if cid not in cases and cid not in self.infeasible and rec.count(Side.CANDIDATE):
@@ -505,12 +585,19 @@ class BatchperfSession:
         else:
             reference_env = dict(self.baseline.environment) if self.baseline else None
         return RunResults(
-            profile=self.profile.name, hardware_class=self.hardware_class,
-            environment=self._environment(Side.CANDIDATE), cases=cases, created=self.started,
-            interrupted=interrupted, missing=missing, mode="ab" if self.ab else "baseline",
+            profile=self.profile.name,
+            hardware_class=self.hardware_class,
+            environment=self._environment(Side.CANDIDATE),
+            cases=cases,
+            created=self.started,
+            interrupted=interrupted,
+            missing=missing,
+            mode="ab" if self.ab else "baseline",
             baseline_path=None if self.ab else str(self.baseline_path),
-            baseline_environment=reference_env, gate=self.policy.to_dict(),
-            notices=self.notices())
+            baseline_environment=reference_env,
+            gate=self.policy.to_dict(),
+            notices=self.notices(),
+        )
 
     def save_baseline(self, run: RunResults) -> Path:
         baselines.save(self.baseline_path, run)

@@ -72,9 +72,30 @@ def theirs(bench, model, npl: int) -> float:
     """batched-bench's S_TG = npl*TG / (time of the TG decode steps). It runs the size
     twice and the second run counts: the first in a fresh process often came out slower
     (one-off costs), and our engine's first round of each size is not recorded either."""
-    cmd = [str(bench), "-m", str(model), "-c", str(CTX["n_ctx"]), "-b", str(CTX["n_batch"]),
-           "-ub", str(CTX["n_ubatch"]), "-t", "2", "-tb", "2", "-kvu", "-npp", str(PP),
-           "-ntg", str(TG), "-npl", f"{npl},{npl}", "--output-format", "jsonl"]
+    cmd = [
+        str(bench),
+        "-m",
+        str(model),
+        "-c",
+        str(CTX["n_ctx"]),
+        "-b",
+        str(CTX["n_batch"]),
+        "-ub",
+        str(CTX["n_ubatch"]),
+        "-t",
+        "2",
+        "-tb",
+        "2",
+        "-kvu",
+        "-npp",
+        str(PP),
+        "-ntg",
+        str(TG),
+        "-npl",
+        f"{npl},{npl}",
+        "--output-format",
+        "jsonl",
+    ]
     for _ in range(10):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows = [x for x in out.stdout.splitlines() if x.startswith('{"n_kv_max')]
@@ -110,10 +131,10 @@ def loop(engine, npl: int) -> float:
     L.llama_memory_clear(e._mem, True)
     cells = [(j, i) for j in range(npl) for i in range(PP)]
     for s in range(0, len(cells), e.n_batch):  # the prompts, in n_batch chunks
-        chunk = cells[s:s + e.n_batch]
+        chunk = cells[s : s + e.n_batch]
         for k, (j, i) in enumerate(chunk):
             e._seq_ptrs[k][0], e._pos[k], e._logit_flags[k] = j, i, i == PP - 1
-        e._tok[:len(chunk)] = rng.integers(4, e.vocab_size, len(chunk))
+        e._tok[: len(chunk)] = rng.integers(4, e.vocab_size, len(chunk))
         e._decode(len(chunk))
     for k in range(npl):
         e._seq_ptrs[k][0] = k
@@ -140,8 +161,11 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()}")
     for name in args.shapes.split(","):
         model = gguf_path(shape(name))
-        engine = load(BUILTIN["default"].with_overrides(
-            {"model": f"synthetic:{name}", **CTX, "n_seq_max": max(npls)}).engine_spec())
+        engine = load(
+            BUILTIN["default"]
+            .with_overrides({"model": f"synthetic:{name}", **CTX, "n_seq_max": max(npls)})
+            .engine_spec()
+        )
         engine.warmup()
         for npl in npls:  # unrecorded: first rounds of each size
             ours(engine, npl, seed=99)

@@ -2,7 +2,6 @@
 through our openai-http engine: the four servers run side by side (idle ones cost no
 CPU) and their rounds alternate, so that drift in the machine's load hits all alike.
 
-    export PATH="$(dirname "$(python -m pytest_batchperf.llama_build)"):$PATH"
     PYTHONPATH=. python scripts/llama_server_sweep.py [--rate 80] [--rounds 3]
 """
 
@@ -22,8 +21,15 @@ from pytest_batchperf.profiles import declared
 from pytest_batchperf.workload import Strategy, WorkloadSpec, build, fixed
 
 SLOTS = (1, 4, 8, 16)
-KEYS = ("output_tok_s", "ttft_ms_p50", "ttft_ms_p95", "tpot_ms_p50", "e2e_ms_p50",
-        "client_cpu", "merged")
+KEYS = (
+    "output_tok_s",
+    "ttft_ms_p50",
+    "ttft_ms_p95",
+    "tpot_ms_p50",
+    "e2e_ms_p50",
+    "client_cpu",
+    "merged",
+)
 
 
 def counted(engine):
@@ -52,14 +58,18 @@ def measured(engine, workload) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--profiles", default="docs/llama-server.toml")
+    p.add_argument("--profiles", default="scripts/llama-server-slots.toml")
     p.add_argument("--rate", type=float, default=80.0, help="offered load, requests/s")
     p.add_argument("--requests", type=int, default=96)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     profiles = declared(None, Path(args.profiles))
-    spec = at_rate(WorkloadSpec(name="np-sweep", num_requests=args.requests, prompt=fixed(32),
-                                output=fixed(64), seed=7), args.rate)
+    spec = at_rate(
+        WorkloadSpec(
+            name="np-sweep", num_requests=args.requests, prompt=fixed(32), output=fixed(64), seed=7
+        ),
+        args.rate,
+    )
     engines = {}
     try:
         for n in SLOTS:
@@ -75,15 +85,21 @@ def main() -> None:
     finally:
         for e in engines.values():
             e.close()
-    print(f"offered load {args.rate:g} req/s Poisson, {args.requests} requests of 32+64 tokens, "
-          f"continuous, client concurrency 16; median of {args.rounds} rounds")
-    print("| slots | output tok/s | TTFT p50 ms | TTFT p95 ms | TPOT p50 ms | e2e p50 ms "
-          "| client CPU |")
+    print(
+        f"offered load {args.rate:g} req/s Poisson, {args.requests} requests of 32+64 tokens, "
+        f"continuous, client concurrency 16; median of {args.rounds} rounds"
+    )
+    print(
+        "| slots | output tok/s | TTFT p50 ms | TTFT p95 ms | TPOT p50 ms | e2e p50 ms "
+        "| client CPU |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n, rounds in got.items():
         m = {k: statistics.median(r[k] for r in rounds) for k in KEYS}
-        print(f"| {n} | {m['output_tok_s']:.0f} | {m['ttft_ms_p50']:.1f} | {m['ttft_ms_p95']:.1f} "
-              f"| {m['tpot_ms_p50']:.2f} | {m['e2e_ms_p50']:.1f} | {m['client_cpu']:.0%} |")
+        print(
+            f"| {n} | {m['output_tok_s']:.0f} | {m['ttft_ms_p50']:.1f} | {m['ttft_ms_p95']:.1f} "
+            f"| {m['tpot_ms_p50']:.2f} | {m['e2e_ms_p50']:.1f} | {m['client_cpu']:.0%} |"
+        )
     merged = sum(r["merged"] for rounds in got.values() for r in rounds)
     print(f"every request: completion_tokens == max_tokens; tokens that shared a chunk: {merged:g}")
 

@@ -38,11 +38,23 @@ SUSPECTS = {
 
 def run(args: list[str], out: Path, env: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q",
-           "--benchmark-disable", "--batchperf-report", str(out), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *SUITE,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--benchmark-disable",
+        "--batchperf-report",
+        str(out),
+        *args,
+    ]
     with open(out / "log.txt", "w") as log:
-        subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
-                        env={**os.environ, **(env or {})})
+        subprocess.call(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     return json.loads((out / "results.json").read_text())
 
 
@@ -83,13 +95,20 @@ def main() -> int:
         analyse(Path(a.analyse))
         return 0
     out = Path(a.out)
-    chosen = a.only.split(",") if a.only else list(SUSPECTS) + ["sampler"]
+    chosen = a.only.split(",") if a.only else [*SUSPECTS, "sampler"]
     for name in chosen:
         if name == "sampler":
             for k, interval in enumerate(("0.02", "0", "0.02", "0")):
-                run(["--batchperf-save", f"--batchperf-runs={a.pairs}",
-                     "--batchperf-baseline-dir", str(out / "baselines")],
-                    out / f"sampler-{k}-{interval}", {"BATCHPERF_SAMPLE_INTERVAL_S": interval})
+                run(
+                    [
+                        "--batchperf-save",
+                        f"--batchperf-runs={a.pairs}",
+                        "--batchperf-baseline-dir",
+                        str(out / "baselines"),
+                    ],
+                    out / f"sampler-{k}-{interval}",
+                    {"BATCHPERF_SAMPLE_INTERVAL_S": interval},
+                )
             continue
         sets = [x for knob in SUSPECTS[name] for x in ("--batchperf-set", knob)]
         undo = [x for knob in SUSPECTS[name] for x in ("--batchperf-reference", _default(knob))]

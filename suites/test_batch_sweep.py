@@ -5,7 +5,6 @@ The terminal summary prints each sweep the way batching tutorials do
 """
 
 import pytest
-
 from workloads import SWEEP, output_tokens
 
 

@@ -9,7 +9,6 @@ itself on one engine, run this suite under two profiles that differ only in its 
 """
 
 import pytest
-
 from workloads import PREFIX_DISTINCT, PREFIX_SHARED, output_tokens
 
 BATCH = 8
@@ -20,7 +19,9 @@ WORKLOADS = {"shared": PREFIX_SHARED, "distinct": PREFIX_DISTINCT}
 @pytest.mark.parametrize("prompts", list(WORKLOADS))
 @pytest.mark.parametrize("strategy", ["sequential", "continuous"])
 def test_prefix_sharing(batchperf, batchperf_engine, prompts, strategy, record_property):
-    record_property("batchperf.prefix_cache", str(batchperf_engine.supports("prefix_cache")).lower())
+    record_property(
+        "batchperf.prefix_cache", str(batchperf_engine.supports("prefix_cache")).lower()
+    )
     wl = WORKLOADS[prompts]
     case = batchperf.run(wl, strategy, 1 if strategy == "sequential" else BATCH)
     assert case.metrics["output_tokens"].median == output_tokens(case, wl)

@@ -2,7 +2,6 @@
 by length saves, and continuous batching, which pads nothing."""
 
 import pytest
-
 from workloads import MIXED
 
 

@@ -26,14 +26,23 @@ LOAD = WorkloadSpec(name="load", num_requests=12, prompt=fixed(32), output=fixed
 
 # Prefix sharing: one 192-token system prompt shared by every request, against
 # the same prompt lengths with nothing shared.
-PREFIX_SHARED = WorkloadSpec(name="prefix-shared", num_requests=16, prompt=fixed(16),
-                             output=fixed(8), shared_prefix_tokens=192, prefix_groups=1, seed=4)
-PREFIX_DISTINCT = WorkloadSpec(name="prefix-distinct", num_requests=16, prompt=fixed(208),
-                               output=fixed(8), seed=4)
+PREFIX_SHARED = WorkloadSpec(
+    name="prefix-shared",
+    num_requests=16,
+    prompt=fixed(16),
+    output=fixed(8),
+    shared_prefix_tokens=192,
+    prefix_groups=1,
+    seed=4,
+)
+PREFIX_DISTINCT = WorkloadSpec(
+    name="prefix-distinct", num_requests=16, prompt=fixed(208), output=fixed(8), seed=4
+)
 
 # Two priority classes (0 = high, 1 = low), alternating; the rate is set per case.
-PRIORITY = WorkloadSpec(name="priority", num_requests=24, prompt=fixed(32), output=fixed(16),
-                        priority_classes=2, seed=5)
+PRIORITY = WorkloadSpec(
+    name="priority", num_requests=24, prompt=fixed(32), output=fixed(16), priority_classes=2, seed=5
+)
 
 
 def output_tokens(case, spec) -> int:

@@ -2,17 +2,16 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 # The plugin imports these only when a batchperf test runs. pytester's in-process runs drop
 # the modules an inner run imported, and a C extension (numpy) cannot be loaded twice in
 # one process: so the outer process loads them once, first.
-import numpy  # noqa: F401, E402
-import scipy.special  # noqa: F401, E402
-import scipy.stats  # noqa: F401, E402
+import numpy  # noqa: F401
+import pytest
+import scipy.special
+import scipy.stats  # noqa: F401
 
-import pytest_batchperf.report.html  # noqa: F401, E402
-import pytest_batchperf.session  # noqa: F401, E402
+import pytest_batchperf.report.html
+import pytest_batchperf.session  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

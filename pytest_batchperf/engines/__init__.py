@@ -7,8 +7,18 @@ import os
 
 from .base import Engine, EngineCrashed, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
 
-__all__ = ["Engine", "EngineCrashed", "EngineError", "EngineSpec", "EngineUnavailable",
-           "OutOfMemory", "load", "start", "ADAPTERS", "PACKAGES"]
+__all__ = [
+    "ADAPTERS",
+    "PACKAGES",
+    "Engine",
+    "EngineCrashed",
+    "EngineError",
+    "EngineSpec",
+    "EngineUnavailable",
+    "OutOfMemory",
+    "load",
+    "start",
+]
 
 # Imported lazily: each adapter imports its engine package, which may not be installed.
 ADAPTERS = {
@@ -18,8 +28,12 @@ ADAPTERS = {
     "transformers": "pytest_batchperf.engines.transformers_engine:TransformersEngine",
 }
 # The package each built-in engine needs, and the extra that installs it.
-PACKAGES = {"llama-cpp": ("llama_cpp", "llama"), "vllm": ("vllm", "vllm"),
-            "openai-http": ("httpx", "openai-http"), "transformers": ("transformers", "transformers")}
+PACKAGES = {
+    "llama-cpp": ("llama_cpp", "llama"),
+    "vllm": ("vllm", "vllm"),
+    "openai-http": ("httpx", "openai-http"),
+    "transformers": ("transformers", "transformers"),
+}
 
 
 def load(spec: EngineSpec) -> Engine:
@@ -33,19 +47,23 @@ def load(spec: EngineSpec) -> Engine:
     try:
         adapter = getattr(importlib.import_module(module), cls)
     except AttributeError:
-        raise EngineError(f"profile {spec.profile!r}: {module} has no engine class {cls!r}") from None
+        raise EngineError(
+            f"profile {spec.profile!r}: {module} has no engine class {cls!r}"
+        ) from None
     except ModuleNotFoundError as exc:
         if spec.engine not in ADAPTERS:
             raise EngineError(f"profile {spec.profile!r}: cannot import {module}: {exc}") from None
         package, extra = PACKAGES[spec.engine]
         raise EngineUnavailable(
             f"engine {spec.engine!r} needs the Python package {exc.name or package!r}: "
-            f"pip install 'pytest-batchperf[{extra}]'") from None
+            f"pip install 'pytest-batchperf[{extra}]'"
+        ) from None
     return adapter(spec)
 
 
-def start(spec: EngineSpec, timeout_s: float, isolate: bool = True,
-          python: str | None = None) -> Engine:
+def start(
+    spec: EngineSpec, timeout_s: float, isolate: bool = True, python: str | None = None
+) -> Engine:
     """The spec's engine, in a process of its own unless ``isolate`` is false."""
     if not isolate:
         return load(spec)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..measure.trace import RoundTrace
 from ..models.resolve import ModelRef
@@ -47,7 +48,9 @@ class EngineSpec:
     engine: str  # "llama-cpp", ... or "package.module:Class"
     device: str = "cpu"
     model: ModelRef = field(default_factory=lambda: ModelRef("synthetic:tiny"))
-    knobs: Any = field(default_factory=dict)  # the engine's typed config, a dict for custom adapters
+    knobs: Any = field(
+        default_factory=dict
+    )  # the engine's typed config, a dict for custom adapters
     env: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -70,7 +73,7 @@ class Engine(ABC):
     def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
         """Run every request of ``workload`` once and return their traces."""
 
-    def warmup(self) -> None:
+    def warmup(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Load-time work that must not land in the first measured round."""
 
     def describe(self) -> dict[str, Any]:

@@ -18,18 +18,25 @@ from multiprocessing.connection import Connection
 from . import base
 from .base import FEATURES, EngineError, EngineSpec
 
-ERRORS = {cls.__name__: cls for cls in (base.EngineError, base.EngineUnavailable,
-                                        base.OutOfMemory, base.EngineCrashed)}
+ERRORS = {
+    cls.__name__: cls
+    for cls in (base.EngineError, base.EngineUnavailable, base.OutOfMemory, base.EngineCrashed)
+}
 
 # Run by the new interpreter: put the parent's chosen paths first, then serve.
-BOOT = ("import json, sys; sys.path[:0] = json.loads(sys.argv[2]); "
-        "from pytest_batchperf.engines.child import serve; serve(int(sys.argv[1]))")
+BOOT = (
+    "import json, sys; sys.path[:0] = json.loads(sys.argv[2]); "
+    "from pytest_batchperf.engines.child import serve; serve(int(sys.argv[1]))"
+)
 
 
 def _error(exc: BaseException) -> tuple[str, str, str]:
     name = type(exc).__name__ if type(exc).__name__ in ERRORS else "EngineError"
-    message = str(exc) if isinstance(exc, EngineError) else (
-        f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+    message = (
+        str(exc)
+        if isinstance(exc, EngineError)
+        else (f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+    )
     return ("error", name, message)
 
 
@@ -48,11 +55,19 @@ def serve(fd: int) -> None:
     try:
         engine = load(spec)
         engine.warmup()
-        conn.send(("ready", {"vocab_size": engine.vocab_size, "describe": engine.describe(),
-                             "features": {f: engine.supports(f) for f in FEATURES},
-                             "python": sys.executable,
-                             "version": ".".join(map(str, sys.version_info[:3]))}))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        conn.send(
+            (
+                "ready",
+                {
+                    "vocab_size": engine.vocab_size,
+                    "describe": engine.describe(),
+                    "features": {f: engine.supports(f) for f in FEATURES},
+                    "python": sys.executable,
+                    "version": ".".join(map(str, sys.version_info[:3])),
+                },
+            )
+        )
+    except BaseException as exc:
         conn.send(_error(exc))
         return
     while True:
@@ -64,6 +79,6 @@ def serve(fd: int) -> None:
             break
         try:
             conn.send(("ok", engine.run_round(*msg[1:])))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             conn.send(_error(exc))
     engine.close()

@@ -8,25 +8,31 @@ lists the known ones. These classes import no engine package.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 
 class KnobError(ValueError):
     """A profile's knobs do not fit its engine; str() is one line."""
 
 
-_TYPES = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
-          "list": lambda v: isinstance(v, (list, tuple)), "dict": lambda v: isinstance(v, dict)}
+_TYPES = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, (list, tuple)),
+    "dict": lambda v: isinstance(v, dict),
+}
 
 
 def _accepts(annotation: str, value: Any) -> bool:
     """Whether ``value`` fits a field annotated ``annotation`` ("int | None", "list | str")."""
     kinds = [k.strip() for k in annotation.split("|")]
     return (value is None and "None" in kinds) or any(
-        _TYPES[k](value) for k in kinds if k in _TYPES)
+        _TYPES[k](value) for k in kinds if k in _TYPES
+    )
 
 
 class Knobs:
@@ -40,13 +46,16 @@ class Knobs:
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(knobs) - set(fields))
         if unknown:
-            raise KnobError(f"{where}: unknown {cls.engine} knob(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(fields))}")
+            raise KnobError(
+                f"{where}: unknown {cls.engine} knob(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(fields))}"
+            )
         for name, value in knobs.items():
             annotation = str(fields[name].type)
             if not _accepts(annotation, value):
-                raise KnobError(f"{where}: {cls.engine} knob {name} must be {annotation}, "
-                                f"got {value!r}")
+                raise KnobError(
+                    f"{where}: {cls.engine} knob {name} must be {annotation}, got {value!r}"
+                )
         config = cls(**dict(knobs))
         config.check(where)
         return config
@@ -62,8 +71,11 @@ class Knobs:
         """The knobs that differ from their defaults, for the environment record."""
         out = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            )
             value = getattr(self, f.name)
             if value != default:
                 out[f.name] = value
@@ -105,10 +117,23 @@ class VLLMKnobs(Knobs):
     MODEL_FORMAT: ClassVar[str] = "hf"
     #: passed to ``vllm.LLM`` / ``AsyncEngineArgs`` when set
     LLM_ARGS: ClassVar[tuple[str, ...]] = (
-        "gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_num_batched_tokens",
-        "enable_prefix_caching", "enforce_eager", "dtype", "tensor_parallel_size",
-        "pipeline_parallel_size", "distributed_executor_backend", "scheduling_policy", "seed",
-        "kv_cache_dtype", "block_size", "async_scheduling", "compilation_config")
+        "gpu_memory_utilization",
+        "max_model_len",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "enable_prefix_caching",
+        "enforce_eager",
+        "dtype",
+        "tensor_parallel_size",
+        "pipeline_parallel_size",
+        "distributed_executor_backend",
+        "scheduling_policy",
+        "seed",
+        "kv_cache_dtype",
+        "block_size",
+        "async_scheduling",
+        "compilation_config",
+    )
 
     gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
@@ -134,10 +159,13 @@ class VLLMKnobs(Knobs):
 
     def check(self, where: str) -> None:
         if self.api not in ("offline", "async"):
-            raise KnobError(f"{where}: vllm knob api must be 'offline' or 'async', not {self.api!r}")
+            raise KnobError(
+                f"{where}: vllm knob api must be 'offline' or 'async', not {self.api!r}"
+            )
         if self.slowdown_on not in ("host", "gpu"):
-            raise KnobError(f"{where}: vllm knob slowdown_on must be host or gpu, "
-                            f"not {self.slowdown_on!r}")
+            raise KnobError(
+                f"{where}: vllm knob slowdown_on must be host or gpu, not {self.slowdown_on!r}"
+            )
         _fraction(self.slowdown, "slowdown", where)
 
     def llm_kwargs(self) -> dict[str, Any]:
@@ -154,7 +182,9 @@ class OpenAIHTTPKnobs(Knobs):
     engine: ClassVar[str] = "openai-http"
 
     url: str | None = None  # a running server
-    command: list | str | None = None  # or a server the engine starts: {port} {host} {model} {python}
+    command: list | str | None = (
+        None  # or a server the engine starts: {port} {host} {model} {python}
+    )
     server: str | None = None  # or "llama_cpp.server"
     port: int | None = None  # the server's port ({port}); default: a free one
     model_format: str = "gguf"  # how {model} is written for synthetic models: gguf or hf
@@ -179,18 +209,21 @@ class OpenAIHTTPKnobs(Knobs):
     def check(self, where: str) -> None:
         given = [k for k in ("url", "command", "server") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise KnobError(f"{where}: the openai-http engine needs exactly one of url, "
-                            f"command = [...] or server = \"llama_cpp.server\" (got "
-                            f"{', '.join(given) or 'none'})")
+            raise KnobError(
+                f"{where}: the openai-http engine needs exactly one of url, "
+                f'command = [...] or server = "llama_cpp.server" (got '
+                f"{', '.join(given) or 'none'})"
+            )
         if self.server not in (None, "llama_cpp.server"):
-            raise KnobError(f"{where}: openai-http knob server must be \"llama_cpp.server\", "
-                            f"not {self.server!r}")
+            raise KnobError(
+                f'{where}: openai-http knob server must be "llama_cpp.server", not {self.server!r}'
+            )
         if self.prompt_format not in ("auto", "tokens", "text"):
-            raise KnobError(f"{where}: prompt_format must be auto, tokens or text, "
-                            f"got {self.prompt_format!r}")
+            raise KnobError(
+                f"{where}: prompt_format must be auto, tokens or text, got {self.prompt_format!r}"
+            )
         if self.model_format not in ("gguf", "hf"):
             raise KnobError(f"{where}: model_format must be gguf or hf, got {self.model_format!r}")
-
 
 
 @dataclass(frozen=True)
@@ -204,12 +237,15 @@ class TransformersKnobs(Knobs):
 
     def check(self, where: str) -> None:
         if self.dtype not in (None, "float32", "float16", "bfloat16"):
-            raise KnobError(f"{where}: transformers knob dtype must be float32, float16 or "
-                            f"bfloat16, got {self.dtype!r}")
+            raise KnobError(
+                f"{where}: transformers knob dtype must be float32, float16 or "
+                f"bfloat16, got {self.dtype!r}"
+            )
 
 
-KNOBS: dict[str, type[Knobs]] = {k.engine: k for k in (LlamaCppKnobs, VLLMKnobs, OpenAIHTTPKnobs,
-                                                       TransformersKnobs)}
+KNOBS: dict[str, type[Knobs]] = {
+    k.engine: k for k in (LlamaCppKnobs, VLLMKnobs, OpenAIHTTPKnobs, TransformersKnobs)
+}
 
 
 def model_format(knobs: Any) -> str:

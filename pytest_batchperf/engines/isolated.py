@@ -78,7 +78,10 @@ class IsolatedEngine(Engine):
         env = {**self.spec.env, **os.environ}  # a variable the user set wins
         self._proc = ChildProcess(
             [self.python, "-c", BOOT, str(theirs.fileno()), json.dumps(child_path(self.python))],
-            env=env, what="engine", pass_fds=[theirs.fileno()])
+            env=env,
+            what="engine",
+            pass_fds=[theirs.fileno()],
+        )
         try:
             self._proc.start()
         finally:
@@ -97,14 +100,16 @@ class IsolatedEngine(Engine):
             self._kill()
             raise EngineError(
                 f"engine did not {doing} within {self.timeout_s:g}s (hung?); it was killed "
-                "and is restarted for the next case")
+                "and is restarted for the next case"
+            )
         try:
             msg = self._conn.recv()
         except (EOFError, OSError):
             proc = self._proc
             proc.settle(5)
-            message = proc.explain(f"engine process died while trying to {doing}; it is "
-                                   "restarted for the next case")
+            message = proc.explain(
+                f"engine process died while trying to {doing}; it is restarted for the next case"
+            )
             self._kill()
             raise EngineCrashed(message) from None
         if msg[0] == "error":
@@ -125,8 +130,10 @@ class IsolatedEngine(Engine):
     @property
     def process(self) -> dict[str, str]:
         """The interpreter the engine runs in, for the environment record."""
-        return {"python": self._info.get("python", self.python),
-                "python_version": self._info.get("version", "")}
+        return {
+            "python": self._info.get("python", self.python),
+            "python_version": self._info.get("version", ""),
+        }
 
     def pids(self) -> list[int]:
         pid = self._proc.pid if self._proc is not None else None

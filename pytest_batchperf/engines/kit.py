@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from ..measure.trace import RequestTrace, RoundTrace, now
 from ..workload.spec import Request, Workload
@@ -24,13 +24,20 @@ class Round:
     """One round's admissions and traces. Times come from ``clock`` (perf_counter, or a
     fake engine's virtual clock)."""
 
-    def __init__(self, workload: Workload, strategy: Strategy, batch_size: int,
-                 clock: Callable[[], float] = now):
+    def __init__(
+        self,
+        workload: Workload,
+        strategy: Strategy,
+        batch_size: int,
+        clock: Callable[[], float] = now,
+    ):
         self.scheduler = Scheduler(workload.requests, strategy, batch_size)
         self.clock = clock
         self.t0 = clock()
-        self.traces = {r.id: RequestTrace(r.id, r.prompt_len, self.t0 + r.arrival_s,
-                                          priority=r.priority) for r in workload.requests}
+        self.traces = {
+            r.id: RequestTrace(r.id, r.prompt_len, self.t0 + r.arrival_s, priority=r.priority)
+            for r in workload.requests
+        }
         self.in_flight = 0
 
     def admit(self) -> list[Request]:
@@ -47,8 +54,9 @@ class Round:
 
     def finish(self, request_id: int, t: float | None = None) -> None:
         trace = self.traces[request_id]
-        trace.finished = t if t is not None else (trace.token_times[-1] if trace.token_times
-                                                  else self.clock())
+        trace.finished = (
+            t if t is not None else (trace.token_times[-1] if trace.token_times else self.clock())
+        )
         self.in_flight -= 1
 
     def wait_s(self) -> float | None:
@@ -63,12 +71,21 @@ class Round:
         return self.scheduler.done and self.in_flight == 0
 
     def trace(self, stats: dict[str, float] | None = None) -> RoundTrace:
-        return RoundTrace(start=self.t0, end=self.clock(), requests=list(self.traces.values()),
-                          waves=self.scheduler.waves, stats=stats or {})
+        return RoundTrace(
+            start=self.t0,
+            end=self.clock(),
+            requests=list(self.traces.values()),
+            waves=self.scheduler.waves,
+            stats=stats or {},
+        )
 
 
-def run_steps(rnd: Round, start: Callable[[Request], None], step: Callable[[], None],
-              sleep: Callable[[float], None] = time.sleep) -> None:
+def run_steps(
+    rnd: Round,
+    start: Callable[[Request], None],
+    step: Callable[[], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Admit, start what was admitted, and ``step()`` while anything is in flight; sleep
     until the next arrival when nothing is. ``step`` calls ``rnd.finish`` as requests end."""
     while True:
@@ -92,8 +109,9 @@ async def run_tasks(rnd: Round, start: Callable[[Request], Awaitable[None]]) -> 
                 running[asyncio.ensure_future(start(r))] = r
             wait = rnd.wait_s()
             if running:
-                done, _ = await asyncio.wait(running, timeout=wait,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in done:
                     r = running.pop(task)
                     rnd.finish(r.id)
@@ -109,5 +127,6 @@ async def run_tasks(rnd: Round, start: Callable[[Request], Awaitable[None]]) -> 
 
 def probe_workload(outputs: tuple[int, ...] = (2,), prompt: int = 8) -> Workload:
     """A tiny workload for warm-ups and probes: ``len(outputs)`` short requests."""
-    return Workload(None, tuple(Request(i, tuple(range(5, 5 + prompt)), n)
-                                for i, n in enumerate(outputs)))
+    return Workload(
+        None, tuple(Request(i, tuple(range(5, 5 + prompt)), n) for i, n in enumerate(outputs))
+    )

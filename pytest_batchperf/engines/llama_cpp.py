@@ -39,8 +39,11 @@ _silence = L.llama_log_callback(lambda level, text, user: None)
 def _load_mode(mmap: bool | None, mlock: bool | None, default: int) -> int:
     """llama.cpp's use_mmap and use_mlock, which its load_mode now holds together."""
     if mmap is None:  # the default (auto) maps the file on the CPU
-        mmap = default not in (L.LLAMA_LOAD_MODE_NONE, L.LLAMA_LOAD_MODE_MLOCK,
-                               L.LLAMA_LOAD_MODE_DIRECT_IO)
+        mmap = default not in (
+            L.LLAMA_LOAD_MODE_NONE,
+            L.LLAMA_LOAD_MODE_MLOCK,
+            L.LLAMA_LOAD_MODE_DIRECT_IO,
+        )
     if mlock:
         return L.LLAMA_LOAD_MODE_MMAP_MLOCK if mmap else L.LLAMA_LOAD_MODE_MLOCK
     return L.LLAMA_LOAD_MODE_MMAP if mmap else L.LLAMA_LOAD_MODE_NONE
@@ -86,8 +89,10 @@ class LlamaCppEngine(Engine):
         self._ctx = L.llama_init_from_model(self._model, cp)
         if not self._ctx:
             L.llama_model_free(self._model)
-            raise OutOfMemory(f"llama.cpp could not create a context (n_ctx={k.n_ctx}, "
-                              f"n_seq_max={k.n_seq_max}): out of memory?")
+            raise OutOfMemory(
+                f"llama.cpp could not create a context (n_ctx={k.n_ctx}, "
+                f"n_seq_max={k.n_seq_max}): out of memory?"
+            )
         self._mem = L.llama_get_memory(self._ctx)
         self._n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self._model))
         self._batch = L.llama_batch_init(k.n_batch, 0, 1)
@@ -128,8 +133,10 @@ class LlamaCppEngine(Engine):
         start = time.perf_counter()
         rc = L.llama_decode(self._ctx, self._batch)
         if rc == 1:
-            raise OutOfMemory(f"llama.cpp found no KV cache slot for the batch "
-                              f"(n_ctx={self.knobs.n_ctx}): the batch does not fit")
+            raise OutOfMemory(
+                f"llama.cpp found no KV cache slot for the batch "
+                f"(n_ctx={self.knobs.n_ctx}): the batch does not fit"
+            )
         if rc != 0:
             raise EngineError(f"llama_decode failed with code {rc}")
         if self.knobs.slowdown > 0:
@@ -141,7 +148,9 @@ class LlamaCppEngine(Engine):
     def run_round(self, workload: Workload, strategy: Strategy, batch_size: int):
         k = self.knobs
         if batch_size > k.n_seq_max:
-            raise OutOfMemory(f"batch size {batch_size} exceeds the profile's n_seq_max={k.n_seq_max}")
+            raise OutOfMemory(
+                f"batch size {batch_size} exceeds the profile's n_seq_max={k.n_seq_max}"
+            )
         need = max(r.prompt_len + r.max_output_tokens for r in workload.requests)
         if need > k.n_ctx:
             raise EngineError(f"a request needs {need} positions but n_ctx is {k.n_ctx}")
@@ -158,7 +167,7 @@ class LlamaCppEngine(Engine):
             self._decode(n)
             sampled = self._sample(len(outputs))
             t = rnd.clock()
-            for seq, tok in zip(outputs, sampled):
+            for seq, tok in zip(outputs, sampled, strict=True):
                 st = active[seq]
                 st.generated += 1
                 rnd.tokens(st.request.id, t)

@@ -29,8 +29,8 @@ import string
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..workload.spec import Request, Workload
@@ -44,7 +44,8 @@ try:
     import httpx
 except ImportError as exc:  # pragma: no cover - depends on the extra
     raise EngineUnavailable(
-        "engine 'openai-http' needs httpx: pip install 'pytest-batchperf[openai-http]'") from exc
+        "engine 'openai-http' needs httpx: pip install 'pytest-batchperf[openai-http]'"
+    ) from exc
 
 _ALPHABET = string.ascii_letters + string.digits
 _SECRET_FLAG = re.compile(r"(?i)^--?(api[-_]?key|token|password)")
@@ -104,9 +105,11 @@ def _llama_server() -> str:
 
     found = find_binary("llama-server")
     if found is None:
-        raise EngineUnavailable("llama-server is neither on PATH nor built: run "
-                                "`batchperf build-llama-cpp` (or put llama.cpp's llama-server "
-                                "on PATH)")
+        raise EngineUnavailable(
+            "llama-server is neither on PATH nor built: run "
+            "`batchperf build-llama-cpp` (or put llama.cpp's llama-server "
+            "on PATH)"
+        )
     return str(found)
 
 
@@ -133,8 +136,9 @@ class OpenAIHTTPEngine(Engine):
         self.prompt_format = k.prompt_format
         self.api_key_env = k.api_key_env or "OPENAI_API_KEY"
         if k.api_key_env and not os.environ.get(k.api_key_env):
-            raise EngineError(f"profile {spec.profile!r}: api_key_env names "
-                              f"${k.api_key_env}, which is not set")
+            raise EngineError(
+                f"profile {spec.profile!r}: api_key_env names ${k.api_key_env}, which is not set"
+            )
         self._vocab = self._vocab_size()
         self.server: ChildProcess | None = None
         self.served_model: str | None = None
@@ -145,8 +149,10 @@ class OpenAIHTTPEngine(Engine):
         else:
             port = k.port or free_port(HOST)
             if k.port and port_taken(HOST, port):
-                raise PortInUse(f"port {port} on {HOST} is already in use: another server "
-                                "would answer in this one's place; free it or leave port unset")
+                raise PortInUse(
+                    f"port {port} on {HOST} is already in use: another server "
+                    "would answer in this one's place; free it or leave port unset"
+                )
             self.root = f"http://{HOST}:{port}"
             self.server_template, self.server_label = self._server_template()
             if self.server_label == "llama_cpp.server" and self.prompt_format == "auto":
@@ -169,8 +175,10 @@ class OpenAIHTTPEngine(Engine):
         if self.spec.model.shape is not None:
             return self.spec.model.shape.vocab
         if self.prompt_format == "tokens":
-            raise EngineError(f"profile {self.spec.profile!r}: token prompts for model "
-                              f"{self.spec.model.name!r} need the vocab_size knob")
+            raise EngineError(
+                f"profile {self.spec.profile!r}: token prompts for model "
+                f"{self.spec.model.name!r} need the vocab_size knob"
+            )
         return 32000  # text prompts: the ids only choose characters
 
     def _server_template(self) -> tuple[list[str], str]:
@@ -185,30 +193,58 @@ class OpenAIHTTPEngine(Engine):
         try:
             import llama_cpp.server  # noqa: F401
         except ImportError:
-            raise EngineUnavailable("server llama_cpp.server needs llama-cpp-python's server "
-                                    "extra: pip install 'pytest-batchperf[server]'") from None
-        argv = ["{python}", "-m", "llama_cpp.server", "--model", "{model}",
-                "--model_alias", self.spec.model.name, "--host", "{host}", "--port", "{port}",
-                "--n_threads", str(k.n_threads), "--n_threads_batch", str(k.n_threads),
-                "--n_ctx", str(k.n_ctx), "--n_batch", str(k.n_batch),
-                "--n_gpu_layers", str(k.n_gpu_layers),
-                # By default it ends the running stream as soon as another request waits:
-                # under load that would cut every response short.
-                "--interrupt_requests", "false"]
+            raise EngineUnavailable(
+                "server llama_cpp.server needs llama-cpp-python's server "
+                "extra: pip install 'pytest-batchperf[server]'"
+            ) from None
+        argv = [
+            "{python}",
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            "{model}",
+            "--model_alias",
+            self.spec.model.name,
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "--n_threads",
+            str(k.n_threads),
+            "--n_threads_batch",
+            str(k.n_threads),
+            "--n_ctx",
+            str(k.n_ctx),
+            "--n_batch",
+            str(k.n_batch),
+            "--n_gpu_layers",
+            str(k.n_gpu_layers),
+            # By default it ends the running stream as soon as another request waits:
+            # under load that would cut every response short.
+            "--interrupt_requests",
+            "false",
+        ]
         return argv + [str(a) for a in k.server_args], "llama_cpp.server"
 
     def _server_argv(self, host: str, port: int) -> list[str]:
-        values = {"port": port, "host": host, "python": sys.executable,
-                  "model": self.spec.model.target, "llama_server": "{llama_server}"}
+        values = {
+            "port": port,
+            "host": host,
+            "python": sys.executable,
+            "model": self.spec.model.target,
+            "llama_server": "{llama_server}",
+        }
         if any("{llama_server}" in a for a in self.server_template):
             values["llama_server"] = _llama_server()
             self.server_version = _version(values["llama_server"])
         try:
             return [a.format(**values) for a in self.server_template]
         except (KeyError, IndexError, ValueError) as exc:
-            raise EngineError(f"profile {self.spec.profile!r}: bad placeholder in the server "
-                              f"command: {exc}; use {{port}}, {{host}}, {{model}}, {{python}} "
-                              "or {llama_server}") from None
+            raise EngineError(
+                f"profile {self.spec.profile!r}: bad placeholder in the server "
+                f"command: {exc}; use {{port}}, {{host}}, {{model}}, {{python}} "
+                "or {llama_server}"
+            ) from None
 
     async def _make_client(self) -> httpx.AsyncClient:
         timeout = httpx.Timeout(self.knobs.request_timeout_s, connect=10.0)
@@ -233,8 +269,10 @@ class OpenAIHTTPEngine(Engine):
             deadline = time.monotonic() + min(timeout, 30.0)
             while not self._probe():
                 if time.monotonic() > deadline:
-                    raise EngineError(f"server at {_redact_url(self.root)} does not answer "
-                                      "GET /v1/models with 200")
+                    raise EngineError(
+                        f"server at {_redact_url(self.root)} does not answer "
+                        "GET /v1/models with 200"
+                    )
                 time.sleep(0.2)
             return
         self.server.start()
@@ -324,7 +362,8 @@ class OpenAIHTTPEngine(Engine):
     def _body(self, r: Request) -> dict[str, Any]:
         k = self.knobs
         body: dict[str, Any] = {
-            "prompt": list(r.prompt_tokens) if self.prompt_format == "tokens"
+            "prompt": list(r.prompt_tokens)
+            if self.prompt_format == "tokens"
             else prompt_text(r.prompt_tokens),
             "max_tokens": r.max_output_tokens,
             "temperature": 0.0,
@@ -348,14 +387,18 @@ class OpenAIHTTPEngine(Engine):
         except RequestFailed as exc:
             raise RequestFailed(f"request {r.id} of {n} failed: {exc}") from None
         except httpx.TimeoutException:
-            raise RequestFailed(f"request {r.id} of {n} failed: no data for "
-                                f"{self.knobs.request_timeout_s:g}s (request_timeout_s)") from None
+            raise RequestFailed(
+                f"request {r.id} of {n} failed: no data for "
+                f"{self.knobs.request_timeout_s:g}s (request_timeout_s)"
+            ) from None
         except httpx.ConnectError as exc:
-            raise RequestFailed(f"request {r.id} of {n} failed: cannot connect to "
-                                f"{_redact_url(self.root)}: {exc}") from None
+            raise RequestFailed(
+                f"request {r.id} of {n} failed: cannot connect to {_redact_url(self.root)}: {exc}"
+            ) from None
         except httpx.HTTPError as exc:
-            raise RequestFailed(f"request {r.id} of {n} failed: {type(exc).__name__}: "
-                                f"{exc}") from None
+            raise RequestFailed(
+                f"request {r.id} of {n} failed: {type(exc).__name__}: {exc}"
+            ) from None
         times = got.times
         if got.usage_completion is not None and got.usage_completion > len(times) and times:
             # The server counted more tokens than chunks: several arrived in one chunk
@@ -371,8 +414,9 @@ class OpenAIHTTPEngine(Engine):
     async def _stream(self, r: Request) -> _Stream:
         got = _Stream(times=[])
         done = False
-        async with self._client.stream("POST", "/v1/completions", json=self._body(r),
-                                       headers=self._headers()) as resp:
+        async with self._client.stream(
+            "POST", "/v1/completions", json=self._body(r), headers=self._headers()
+        ) as resp:
             if resp.status_code != 200:
                 text = (await resp.aread()).decode(errors="replace").strip().replace("\n", " ")
                 raise RequestFailed(f"HTTP {resp.status_code} from the server: {text[:300]}")
@@ -391,8 +435,10 @@ class OpenAIHTTPEngine(Engine):
                 if "error" in chunk:
                     err = chunk["error"]
                     msg = err.get("message", err) if isinstance(err, dict) else err
-                    raise RequestFailed(f"the server sent an error mid-stream after "
-                                        f"{len(got.times)} tokens: {str(msg)[:300]}")
+                    raise RequestFailed(
+                        f"the server sent an error mid-stream after "
+                        f"{len(got.times)} tokens: {str(msg)[:300]}"
+                    )
                 for choice in chunk.get("choices") or ():
                     finish = choice.get("finish_reason")
                     if finish is None or choice.get("text"):
@@ -405,8 +451,10 @@ class OpenAIHTTPEngine(Engine):
                     got.usage_prompt = usage.get("prompt_tokens")
         if got.finish_reason is None:
             how = "with [DONE]" if done else "(connection closed)"
-            raise RequestFailed(f"the stream was cut short {how} after {len(got.times)} of "
-                                f"{r.max_output_tokens} tokens, with no finish_reason")
+            raise RequestFailed(
+                f"the stream was cut short {how} after {len(got.times)} of "
+                f"{r.max_output_tokens} tokens, with no finish_reason"
+            )
         return got
 
     def close(self) -> None:

@@ -58,8 +58,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
 class ChildProcess:
     """One process, its log, and a readiness wait."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None,
-                 what: str = "server", pass_fds: Sequence[int] = ()):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        what: str = "server",
+        pass_fds: Sequence[int] = (),
+    ):
         self.argv = [str(a) for a in argv]
         self.env = env
         self.what = what
@@ -81,15 +86,23 @@ class ChildProcess:
         try:
             with open(self.log, "ab") as log:
                 self.proc = subprocess.Popen(
-                    self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=self.env if self.env is not None else None, pass_fds=self.pass_fds,
-                    preexec_fn=_die_with_parent, start_new_session=True)  # noqa: PLW1509
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env if self.env is not None else None,
+                    pass_fds=self.pass_fds,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - it only calls prctl
+                    start_new_session=True,
+                )
         except FileNotFoundError:
-            raise EngineError(f"cannot start {self.what} {self.name}: {self.argv[0]} not "
-                              "found (not on PATH?)") from None
+            raise EngineError(
+                f"cannot start {self.what} {self.name}: {self.argv[0]} not found (not on PATH?)"
+            ) from None
         except OSError as exc:
-            raise EngineError(f"cannot start {self.what} {self.name}: "
-                              f"{exc.strerror or exc}") from None
+            raise EngineError(
+                f"cannot start {self.what} {self.name}: {exc.strerror or exc}"
+            ) from None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -124,13 +137,16 @@ class ChildProcess:
         delay = 0.05
         while True:
             if not self.alive():
-                raise EngineError(self.explain(f"{self.what} {self.name} exited before it was "
-                                               "ready"))
+                raise EngineError(
+                    self.explain(f"{self.what} {self.name} exited before it was ready")
+                )
             if probe():
                 return
             if time.monotonic() >= deadline:
-                message = self.explain(f"{self.what} {self.name} did not answer within "
-                                       f"{timeout_s:g}s (startup_timeout_s); it was stopped")
+                message = self.explain(
+                    f"{self.what} {self.name} did not answer within "
+                    f"{timeout_s:g}s (startup_timeout_s); it was stopped"
+                )
                 self.stop()
                 raise EngineError(message)
             time.sleep(delay)

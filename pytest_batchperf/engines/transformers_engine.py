@@ -36,7 +36,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the extra
     raise EngineUnavailable(
         f"engine 'transformers' needs {exc.name or 'torch and transformers'}: "
-        "pip install 'pytest-batchperf[transformers]'") from exc
+        "pip install 'pytest-batchperf[transformers]'"
+    ) from exc
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -69,8 +70,9 @@ class TransformersEngine(Engine):
         self.spec, self.knobs = spec, k
         self.device = spec.device
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise EngineUnavailable(f"profile {spec.profile!r} needs a CUDA GPU; torch "
-                                    f"{torch.__version__} sees none")
+            raise EngineUnavailable(
+                f"profile {spec.profile!r} needs a CUDA GPU; torch {torch.__version__} sees none"
+            )
         self.dtype_name = k.dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         if k.threads is not None:
             torch.set_num_threads(k.threads)
@@ -79,11 +81,15 @@ class TransformersEngine(Engine):
         self.model: Any
         try:
             self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(self.path), local_files_only=True, attn_implementation=k.attn_implementation,
-                **{dtype_kw: _DTYPES[self.dtype_name]})
+                str(self.path),
+                local_files_only=True,
+                attn_implementation=k.attn_implementation,
+                **{dtype_kw: _DTYPES[self.dtype_name]},
+            )
         except (OSError, ValueError) as exc:
-            raise EngineError(f"transformers could not load {self.path}: "
-                              f"{str(exc).splitlines()[0]}") from None
+            raise EngineError(
+                f"transformers could not load {self.path}: {str(exc).splitlines()[0]}"
+            ) from None
         self.model.to(self.device).eval()
         cfg = self.model.config
         self._vocab = int(cfg.vocab_size)
@@ -120,7 +126,8 @@ class TransformersEngine(Engine):
             raise EngineUnavailable(
                 "the transformers engine batches with padded generate(), which cannot add a "
                 "request to a running batch: continuous batching is not supported (use static, "
-                "bucketed or dynamic)")
+                "bucketed or dynamic)"
+            )
         rnd = Round(workload, strategy, batch_size)
         wave: list[Request] = []
 
@@ -141,19 +148,26 @@ class TransformersEngine(Engine):
         ids = torch.full((len(wave), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(wave), width), dtype=torch.long)
         for i, r in enumerate(wave):  # left padding: every row's last prompt token lines up
-            ids[i, width - r.prompt_len:] = torch.tensor(r.prompt_tokens, dtype=torch.long)
-            mask[i, width - r.prompt_len:] = 1
+            ids[i, width - r.prompt_len :] = torch.tensor(r.prompt_tokens, dtype=torch.long)
+            mask[i, width - r.prompt_len :] = 1
         clock = _StepClock(self._sync)
         try:
             with torch.inference_mode():
                 self.model.generate(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                    max_new_tokens=new, min_new_tokens=new, do_sample=False,
-                    pad_token_id=self.pad_id, streamer=clock)
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=new,
+                    min_new_tokens=new,
+                    do_sample=False,
+                    pad_token_id=self.pad_id,
+                    streamer=clock,
+                )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            raise OutOfMemory(f"CUDA out of memory generating a padded batch of {len(wave)} x "
-                              f"({width} prompt + {new} new) tokens") from None
+            raise OutOfMemory(
+                f"CUDA out of memory generating a padded batch of {len(wave)} x "
+                f"({width} prompt + {new} new) tokens"
+            ) from None
         if len(clock.times) != new:
             raise EngineError(f"generate() made {len(clock.times)} decode steps, expected {new}")
         return clock.times

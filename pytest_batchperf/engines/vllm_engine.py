@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from ..measure.trace import RequestTrace
 from ..workload.spec import Request, Workload
@@ -57,6 +58,7 @@ def record_output(live: _Live, output: Any, clock_offset: float, received: float
     Every token of the delta gets the engine core's timestamp of the iteration that made
     it (``metrics.last_token_ts``, monotonic clock, shifted onto perf_counter's by
     ``clock_offset``); without stats (None) the time it reached us is used instead."""
+
     def stamp(name: str) -> float:  # the engine core's timestamp, 0.0 where there is none
         return float(getattr(output.metrics, name, None) or 0.0)
 
@@ -104,7 +106,8 @@ class VLLMEngine(Engine):
             from vllm.sampling_params import RequestOutputKind
         except ImportError as exc:
             raise EngineUnavailable(
-                f"engine 'vllm' needs vllm ({exc}): pip install 'pytest-batchperf[vllm]'") from None
+                f"engine 'vllm' needs vllm ({exc}): pip install 'pytest-batchperf[vllm]'"
+            ) from None
         vllm_slowdown.register()
         self._vllm_version = vllm.__version__
         self._SamplingParams, self._TokensPrompt = SamplingParams, TokensPrompt
@@ -128,7 +131,7 @@ class VLLMEngine(Engine):
                 self.llm = LLM(model=self.model_dir, **self.kwargs)
                 self.engine = self.llm.llm_engine
                 cfg = self.engine.vllm_config
-        except Exception as exc:  # noqa: BLE001 - vLLM raises many kinds at start-up
+        except Exception as exc:
             self.close()
             raise _classify(exc, "start vLLM") from None
         self.config = cfg
@@ -170,7 +173,9 @@ class VLLMEngine(Engine):
             "multiprocessing": k.multiprocessing,
             "api": k.api,
             **({"slowdown": k.slowdown, "slowdown_on": k.slowdown_on} if k.slowdown else {}),
-            **{f"option.{n}": v for n, v in sorted(self.kwargs.items()) if n != "disable_log_stats"},
+            **{
+                f"option.{n}": v for n, v in sorted(self.kwargs.items()) if n != "disable_log_stats"
+            },
         }
 
     def warmup(self) -> None:
@@ -178,20 +183,31 @@ class VLLMEngine(Engine):
 
     def _params(self, r: Request) -> Any:
         n = r.max_output_tokens
-        return self._SamplingParams(max_tokens=n, min_tokens=n, ignore_eos=True, temperature=0.0,
-                                    detokenize=False, output_kind=self._delta)
+        return self._SamplingParams(
+            max_tokens=n,
+            min_tokens=n,
+            ignore_eos=True,
+            temperature=0.0,
+            detokenize=False,
+            output_kind=self._delta,
+        )
 
     def _check(self, workload: Workload, batch_size: int) -> None:
         if batch_size > self.max_num_seqs:
-            raise OutOfMemory(f"batch size {batch_size} exceeds max_num_seqs={self.max_num_seqs} "
-                              "(the engine's upper bound; raise it in the profile to try)")
+            raise OutOfMemory(
+                f"batch size {batch_size} exceeds max_num_seqs={self.max_num_seqs} "
+                "(the engine's upper bound; raise it in the profile to try)"
+            )
         need = max(r.prompt_len + r.max_output_tokens for r in workload.requests)
         if need > self.max_model_len:
-            raise EngineError(f"a request needs {need} positions but max_model_len is "
-                              f"{self.max_model_len}")
+            raise EngineError(
+                f"a request needs {need} positions but max_model_len is {self.max_model_len}"
+            )
         if not fits(workload.requests, batch_size, self.kv_tokens):
-            raise OutOfMemory(f"{batch_size} requests do not fit in the KV cache of "
-                              f"{self.kv_tokens} tokens at once")
+            raise OutOfMemory(
+                f"{batch_size} requests do not fit in the KV cache of "
+                f"{self.kv_tokens} tokens at once"
+            )
 
     def run_round(self, workload: Workload, strategy: Strategy, batch_size: int):
         if self.llm is None and self.async_llm is None:  # the last round killed the core
@@ -201,7 +217,7 @@ class VLLMEngine(Engine):
             return self._run(workload, strategy, batch_size)
         except (EngineError, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             error = _classify(exc, f"run a round (batch {batch_size})")
             self._abort_all()
             raise error from None
@@ -228,8 +244,9 @@ class VLLMEngine(Engine):
         stats = {"preemptions": counter(after, PREEMPTIONS) - counter(before, PREEMPTIONS)}
         queries = counter(after, PREFIX_QUERIES) - counter(before, PREFIX_QUERIES)
         if self.prefix_caching and queries:
-            stats["prefix_cache_hit_pct"] = 100.0 * (
-                counter(after, PREFIX_HITS) - counter(before, PREFIX_HITS)) / queries
+            stats["prefix_cache_hit_pct"] = (
+                100.0 * (counter(after, PREFIX_HITS) - counter(before, PREFIX_HITS)) / queries
+            )
         return rnd.trace(stats)
 
     def _drive_offline(self, rnd: Round, prefix: str) -> None:
@@ -239,8 +256,12 @@ class VLLMEngine(Engine):
         def start(r: Request) -> None:
             rid = prefix + str(r.id)
             live[rid] = _Live(r, rnd.traces[r.id])
-            engine.add_request(rid, self._TokensPrompt(prompt_token_ids=list(r.prompt_tokens)),
-                               self._params(r), priority=r.priority if self.priority else 0)
+            engine.add_request(
+                rid,
+                self._TokensPrompt(prompt_token_ids=list(r.prompt_tokens)),
+                self._params(r),
+                priority=r.priority if self.priority else 0,
+            )
 
         def step() -> None:
             outputs = engine.step()
@@ -256,8 +277,9 @@ class VLLMEngine(Engine):
     async def _stream(self, rnd: Round, r: Request, prefix: str) -> None:
         live = _Live(r, rnd.traces[r.id])
         prompt = self._TokensPrompt(prompt_token_ids=list(r.prompt_tokens))
-        async for out in self.async_llm.generate(prompt, self._params(r), prefix + str(r.id),
-                                                 priority=r.priority if self.priority else 0):
+        async for out in self.async_llm.generate(
+            prompt, self._params(r), prefix + str(r.id), priority=r.priority if self.priority else 0
+        ):
             record_output(live, out, self.clock_offset, rnd.clock())
 
     def _abort_all(self) -> None:
@@ -269,7 +291,7 @@ class VLLMEngine(Engine):
             ids = list(self.engine.output_processor.request_states)
             if ids:
                 self.engine.abort_request(ids, internal=True)
-        except Exception:  # noqa: BLE001 - the core is gone: rebuild on the next round
+        except Exception:
             self.close()
 
     def close(self) -> None:
@@ -280,7 +302,7 @@ class VLLMEngine(Engine):
                 llm.llm_engine.engine_core.shutdown()
             if async_llm is not None:
                 async_llm.shutdown()
-        except Exception:  # noqa: BLE001 - closing a dead engine must not fail the session
+        except Exception:
             pass
         if self._loop is not None:
             # AsyncLLM's output handlers are tasks of this loop: end them before closing
@@ -301,7 +323,7 @@ class VLLMEngine(Engine):
 
             gc.collect()
             torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -309,10 +331,15 @@ def _classify(exc: Exception, doing: str) -> EngineError:
     """vLLM's exception as the plugin's: OOM (the sweep goes on), a dead core, or an error."""
     text = f"{type(exc).__name__}: {exc}".splitlines()[0]
     low = text.lower()
-    if "out of memory" in low or "outofmemory" in low or "no available memory for the cache" in low \
-            or "kv cache" in low and "larger than" in low:
+    if (
+        "out of memory" in low
+        or "outofmemory" in low
+        or "no available memory for the cache" in low
+        or ("kv cache" in low and "larger than" in low)
+    ):
         return OutOfMemory(f"vLLM ran out of GPU memory trying to {doing}: {text}")
     if type(exc).__name__ == "EngineDeadError":
-        return EngineCrashed(f"vLLM's engine core died trying to {doing}: {text}; it is "
-                             "restarted for the next case")
+        return EngineCrashed(
+            f"vLLM's engine core died trying to {doing}: {text}; it is restarted for the next case"
+        )
     return EngineError(f"vLLM failed to {doing}: {text}")

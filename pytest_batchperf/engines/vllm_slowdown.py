@@ -24,7 +24,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ENV = "BATCHPERF_VLLM_SLOWDOWN"
 ENV_ON = "BATCHPERF_VLLM_SLOWDOWN_ON"
@@ -48,9 +49,13 @@ def slowed(step, fraction: float):
     return _marked(wrapper, fraction, "host")
 
 
-def gpu_slowed(step, fraction: float, spin: Callable[[int], None] | None = None,
-               cycles_per_s: Callable[[], float] | None = None,
-               clock: Callable[[], float] = time.perf_counter):
+def gpu_slowed(
+    step,
+    fraction: float,
+    spin: Callable[[int], None] | None = None,
+    cycles_per_s: Callable[[], float] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+):
     """``step`` preceded by a GPU spin of ``fraction`` times the engine's time per step.
 
     The time per step is the gap between consecutive calls (on a GPU-bound engine the
@@ -92,9 +97,9 @@ def _calibrate(runs: int = 3) -> float:
     """GPU clock cycles per second of ``torch.cuda._sleep``, timed with CUDA events.
 
     ``_sleep`` counts SM cycles, so its length depends on the clock, and the first spin
-    comes after the engine idled. A single cold calibration gave a 10 % slowdown TPOT
-    +9.7 % on one H100 but +4.1 % on another, as if timed at 40 % of the loaded clock.
-    So the clock is brought up first, and the fastest of a few runs is the loaded rate."""
+    comes after the engine idled: timed cold, every later spin is too short (seen on an
+    H100: docs/results/h100-vllm.md). So the clock is brought up first, and the fastest of
+    a few runs is the loaded rate."""
     import torch
 
     torch.cuda._sleep(_CALIBRATION_CYCLES * 5)  # about 50 ms of load before timing

@@ -1,1 +1,1 @@
-"""Judging measurements against a reference: metric catalog, statistics, verdicts, results, baselines."""
+"""Judging measurements against a reference: metrics, statistics, verdicts, results, baselines."""

@@ -15,10 +15,10 @@ import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from .. import SCHEMA_VERSION
 from ..atomic import write_atomic
@@ -77,7 +77,8 @@ def _validate(path: Path, data) -> None:
 
 def _numbers(values) -> bool:
     return isinstance(values, list) and all(
-        x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in values)
+        x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in values
+    )
 
 
 def _numeric_runs(m: dict) -> bool:
@@ -148,14 +149,17 @@ def save(path: str | os.PathLike, run: RunResults) -> RunResults:
                 environment=run.environment,
                 cases=cases,
                 kind="baseline",
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
             )
             text = json.dumps(merged.to_dict(), indent=2, sort_keys=True, allow_nan=False)
             write_atomic(path, text + "\n")
             return merged
     except OSError as exc:
-        why = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
-               errno.EACCES: "permission denied"}.get(exc.errno or 0, exc.strerror or str(exc))
+        why = {
+            errno.ENOSPC: "no space left on device",
+            errno.EROFS: "read-only file system",
+            errno.EACCES: "permission denied",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
         raise BaselineError(f"{path}: cannot write baseline: {why}; nothing was changed") from None
 
 

@@ -15,9 +15,9 @@ looked up by pattern.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Iterable
 
 
 class Direction(str, Enum):
@@ -51,10 +51,18 @@ class MetricSpec:
         return min(self.tolerance / 2, 0.05) if "p9" not in self.name else self.tolerance / 2
 
 
-def _m(name: str, unit: str, direction: str, tolerance: float, kind: str = "timed",
-       label: str = "", family: str = "") -> MetricSpec:
-    return MetricSpec(name, unit, Direction(direction), tolerance, Kind(kind), label or name,
-                      family or name)
+def _m(
+    name: str,
+    unit: str,
+    direction: str,
+    tolerance: float,
+    kind: str = "timed",
+    label: str = "",
+    family: str = "",
+) -> MetricSpec:
+    return MetricSpec(
+        name, unit, Direction(direction), tolerance, Kind(kind), label or name, family or name
+    )
 
 
 METRICS: dict[str, MetricSpec] = {
@@ -111,7 +119,8 @@ def spec(name: str) -> MetricSpec:
     found = lookup(name)
     if found is None:
         raise UnknownMetricError(
-            f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}") from None
+            f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}"
+        ) from None
     return found
 
 

@@ -15,9 +15,10 @@ Counts compare exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any
 
 from . import stats
 from .catalog import Direction, Kind, MetricSpec
@@ -34,8 +35,15 @@ class Verdict(str, Enum):
 
 
 # Severity order: a case's verdict is its worst metric's.
-SEVERITY = [Verdict.ERROR, Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.MISSING,
-            Verdict.NEW, Verdict.IMPROVED, Verdict.PASS]
+SEVERITY = [
+    Verdict.ERROR,
+    Verdict.REGRESSED,
+    Verdict.INCONCLUSIVE,
+    Verdict.MISSING,
+    Verdict.NEW,
+    Verdict.IMPROVED,
+    Verdict.PASS,
+]
 
 DEFAULT_ALPHA = 0.01  # per run of the whole suite
 DEFAULT_POWER = 0.8
@@ -71,8 +79,10 @@ class Comparison:
         """From results.json; schema 1 named the reference side "baseline"."""
         d = {"reference": d.get("baseline", math.nan), "n_reference": d.get("n_baseline", 0), **d}
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known and k != "verdict"},
-                   verdict=Verdict(d["verdict"]))
+        return cls(
+            **{k: v for k, v in d.items() if k in known and k != "verdict"},
+            verdict=Verdict(d["verdict"]),
+        )
 
     @property
     def below_noise(self) -> bool:
@@ -86,9 +96,15 @@ class Comparison:
             ci = f", interval [{self.ci_low:+.1%}, {self.ci_high:+.1%}]"
         p = f", p={self.p_value:.2g}" if self.p_value is not None else ""
         runs = f", {self.n_reference} vs {self.n_current} runs" if self.n_current else ""
-        mdc = "" if self.detectable is None else (
-            f", detectable {self.detectable:.0%}" if self.detectable <= 1 else
-            ", detectable >100% (too few runs to know the noise)")
+        mdc = (
+            ""
+            if self.detectable is None
+            else (
+                f", detectable {self.detectable:.0%}"
+                if self.detectable <= 1
+                else ", detectable >100% (too few runs to know the noise)"
+            )
+        )
         note = f" ({self.note})" if self.note else ""
         return (
             f"{self.metric}: {_fmt(self.reference)} -> {_fmt(self.current)} {self.unit} "
@@ -98,7 +114,7 @@ class Comparison:
 
 
 def _fmt(x: float | None) -> str:
-    if x is None or x != x:
+    if x is None or math.isnan(x):
         return "nan"
     if abs(x) >= 100:
         return f"{x:,.0f}"
@@ -113,8 +129,13 @@ def run_summaries(runs: Sequence[Sequence[float]]) -> list[float]:
     for r in runs:
         finite = sorted(x for x in r if math.isfinite(x))
         mid = len(finite) // 2
-        out.append(math.nan if not finite else
-                   finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2)
+        out.append(
+            math.nan
+            if not finite
+            else finite[mid]
+            if len(finite) % 2
+            else (finite[mid - 1] + finite[mid]) / 2
+        )
     return out
 
 
@@ -123,11 +144,15 @@ def summaries(runs: Sequence[Sequence[float]]) -> list[float]:
     return [x for x in run_summaries(runs) if math.isfinite(x)]
 
 
-def log_ratios(reference: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]]
-               ) -> list[float]:
+def log_ratios(
+    reference: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]]
+) -> list[float]:
     """Per pair (run i of each side), log(candidate / reference); incomplete pairs left out."""
-    return [math.log(b / a) for a, b in zip(run_summaries(reference), run_summaries(candidate))
-            if math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0]
+    return [
+        math.log(b / a)
+        for a, b in zip(run_summaries(reference), run_summaries(candidate), strict=False)
+        if math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0
+    ]
 
 
 def _worse(direction: Direction, ratio: float, tol: float) -> bool:
@@ -152,28 +177,57 @@ def _logs(runs: Sequence[Sequence[float]]) -> list[float] | None:
     return [math.log(x) for x in s] if s and all(x > 0 for x in s) else None
 
 
-def compare(spec: MetricSpec, reference: Sequence[Sequence[float]],
-            candidate: Sequence[Sequence[float]], tolerance: float | None = None,
-            alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER,
-            prior: stats.Prior | None = None, paired: bool = False) -> Comparison:
+def compare(
+    spec: MetricSpec,
+    reference: Sequence[Sequence[float]],
+    candidate: Sequence[Sequence[float]],
+    tolerance: float | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    prior: stats.Prior | None = None,
+    paired: bool = False,
+) -> Comparison:
     """Judge the candidate's runs against the reference's (each run: its rounds, or its
     summary alone). ``paired``: run i of each side was measured as a pair (A/B)."""
     tol = spec.tolerance if tolerance is None else tolerance
     ref, cur = summaries(reference), summaries(candidate)
-    base: dict[str, Any] = dict(metric=spec.name, unit=spec.unit, direction=spec.direction.value,
-                                tolerance=tol, n_reference=len(ref), n_current=len(cur))
+    base: dict[str, Any] = dict(
+        metric=spec.name,
+        unit=spec.unit,
+        direction=spec.direction.value,
+        tolerance=tol,
+        n_reference=len(ref),
+        n_current=len(cur),
+    )
     if not ref or not cur:
-        return Comparison(verdict=Verdict.INCONCLUSIVE, reference=math.nan, current=math.nan,
-                          change=math.nan, ci_low=None, ci_high=None, p_value=None,
-                          note="no finite samples", **base)
+        return Comparison(
+            verdict=Verdict.INCONCLUSIVE,
+            reference=math.nan,
+            current=math.nan,
+            change=math.nan,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            note="no finite samples",
+            **base,
+        )
     positive = all(x > 0 for x in ref + cur)
     mb = _gmean(ref) if positive else sum(ref) / len(ref)
     mc = _gmean(cur) if positive else sum(cur) / len(cur)
     ratio = (1.0 if mc == 0 else math.inf) if mb == 0 else mc / mb
     change = ratio - 1 if math.isfinite(ratio) else math.inf
     if spec.direction is Direction.INFO:
-        return Comparison(verdict=Verdict.PASS, reference=mb, current=mc, change=change,
-                          ci_low=None, ci_high=None, p_value=None, note="informational", **base)
+        return Comparison(
+            verdict=Verdict.PASS,
+            reference=mb,
+            current=mc,
+            change=change,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            note="informational",
+            **base,
+        )
     if spec.kind is Kind.EXACT:
         verdict = Verdict.PASS
         # Stored values keep 6 significant digits: equal counts read back from a baseline
@@ -183,15 +237,27 @@ def compare(spec: MetricSpec, reference: Sequence[Sequence[float]],
                 verdict = Verdict.REGRESSED
             elif _better(spec.direction, ratio, tol):
                 verdict = Verdict.IMPROVED
-        return Comparison(verdict=verdict, reference=mb, current=mc, change=change, ci_low=None,
-                          ci_high=None, p_value=None, note="exact", **base)
+        return Comparison(
+            verdict=verdict,
+            reference=mb,
+            current=mc,
+            change=change,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            note="exact",
+            **base,
+        )
 
     est, note, factor = _estimate(reference, candidate, prior, paired, positive)
     up = spec.direction is Direction.UP
     p = p_better = lo = hi = mdc = None
     if est is not None:
-        p, p_better = (stats.p_below(est), stats.p_above(est)) if up else (
-            stats.p_above(est), stats.p_below(est))
+        p, p_better = (
+            (stats.p_below(est), stats.p_above(est))
+            if up
+            else (stats.p_above(est), stats.p_below(est))
+        )
         low, high = stats.bounds(est, alpha)
         lo, hi = _expm1(low), _expm1(high)
         shift = stats.detectable(est, alpha, power) * factor
@@ -208,13 +274,28 @@ def compare(spec: MetricSpec, reference: Sequence[Sequence[float]],
         verdict = Verdict.PASS
     if paired and est is not None:
         base["n_reference"] = base["n_current"] = est.n_candidate
-    return Comparison(verdict=verdict, reference=mb, current=mc, change=change, ci_low=lo,
-                      ci_high=hi, p_value=p, detectable=mdc, alpha=alpha, note=note, **base)
+    return Comparison(
+        verdict=verdict,
+        reference=mb,
+        current=mc,
+        change=change,
+        ci_low=lo,
+        ci_high=hi,
+        p_value=p,
+        detectable=mdc,
+        alpha=alpha,
+        note=note,
+        **base,
+    )
 
 
-def _estimate(reference: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]],
-              prior: stats.Prior | None, paired: bool, positive: bool
-              ) -> tuple[stats.Estimate | None, str, float]:
+def _estimate(
+    reference: Sequence[Sequence[float]],
+    candidate: Sequence[Sequence[float]],
+    prior: stats.Prior | None,
+    paired: bool,
+    positive: bool,
+) -> tuple[stats.Estimate | None, str, float]:
     """(estimate, note, tolerance factor) for a timed metric."""
     if not positive:
         return None, "non-positive values: the tolerance alone decides", 1.0
@@ -227,10 +308,14 @@ def _estimate(reference: Sequence[Sequence[float]], candidate: Sequence[Sequence
         return est, "", 1.0
     # One run a side and no prior: rounds are all the evidence, and they understate the
     # noise between runs, so the tolerance doubles.
-    rounds = [[math.log(x) for x in runs[0] if math.isfinite(x) and x > 0]
-              for runs in (reference, candidate)]
-    note = (f"one run a side: judged on its rounds at {ONE_RUN_FACTOR:g}x the tolerance; "
-            "save the baseline with more runs")
+    rounds = [
+        [math.log(x) for x in runs[0] if math.isfinite(x) and x > 0]
+        for runs in (reference, candidate)
+    ]
+    note = (
+        f"one run a side: judged on its rounds at {ONE_RUN_FACTOR:g}x the tolerance; "
+        "save the baseline with more runs"
+    )
     return stats.welch(rounds[0], rounds[1]), note, ONE_RUN_FACTOR
 
 

@@ -10,13 +10,21 @@ planned runs, and each run added while it stays inconclusive).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from . import stats
 from .catalog import Direction, Kind, MetricSpec, lookup
-from .decision import (DEFAULT_ALPHA, DEFAULT_POWER, Comparison, Verdict, compare, log_ratios,
-                       summaries)
+from .decision import (
+    DEFAULT_ALPHA,
+    DEFAULT_POWER,
+    Comparison,
+    Verdict,
+    compare,
+    log_ratios,
+    summaries,
+)
 from .results import CaseResult, MetricRuns, RunResults
 
 
@@ -45,7 +53,8 @@ class GatePolicy:
 
     def fails(self, verdict: Verdict) -> bool:
         return verdict in (Verdict.REGRESSED, Verdict.ERROR) or (
-            self.strict and verdict is Verdict.INCONCLUSIVE)
+            self.strict and verdict is Verdict.INCONCLUSIVE
+        )
 
     def test_alpha(self, families: int) -> float:
         """One test's share of the run's false-alarm budget."""
@@ -88,8 +97,9 @@ def priors(cases: Iterable[Mapping[str, MetricRuns]]) -> dict[str, stats.Prior]:
     return out
 
 
-def paired_priors(cases: Iterable[tuple[Mapping[str, MetricRuns], Mapping[str, MetricRuns]]]
-                  ) -> dict[str, stats.Prior]:
+def paired_priors(
+    cases: Iterable[tuple[Mapping[str, MetricRuns], Mapping[str, MetricRuns]]],
+) -> dict[str, stats.Prior]:
     """Per metric, the prior on the variance of paired log ratios, across cases."""
     found: dict[str, list[tuple[float, int]]] = {}
     for reference, candidate in cases:
@@ -107,42 +117,86 @@ def paired_priors(cases: Iterable[tuple[Mapping[str, MetricRuns], Mapping[str, M
     return out
 
 
-def judge_case(case: CaseResult, reference: Mapping[str, MetricRuns] | None,
-               policy: GatePolicy, priors: Mapping[str, stats.Prior] | None = None,
-               paired: bool = False) -> CaseResult:
+def judge_case(
+    case: CaseResult,
+    reference: Mapping[str, MetricRuns] | None,
+    policy: GatePolicy,
+    priors: Mapping[str, stats.Prior] | None = None,
+    paired: bool = False,
+) -> CaseResult:
     """The case's metrics against the reference's runs (a baseline case, or the A/B
     reference side when ``paired``); None: no reference, every metric is new."""
     if case.error is not None:
         return replace(case, verdict=Verdict.ERROR, comparisons=())
     specs = {name: spec_for(name, m) for name, m in case.metrics.items()}
-    families = {s.family for name, s in specs.items() if s.judged and s.kind is Kind.TIMED
-                and reference is not None and name in reference}
+    families = {
+        s.family
+        for name, s in specs.items()
+        if s.judged and s.kind is Kind.TIMED and reference is not None and name in reference
+    }
     alpha = policy.test_alpha(len(families))
     comparisons: list[Comparison] = []
     for name in sorted(case.metrics):
         cur, m = case.metrics[name], specs[name]
         if reference is None or name not in reference:
-            comparisons.append(Comparison(
-                name, cur.unit, cur.direction, Verdict.NEW, math.nan, cur.median, math.nan,
-                None, None, None, policy.tolerance(m), 0, len(cur.runs), note="no reference"))
+            comparisons.append(
+                Comparison(
+                    name,
+                    cur.unit,
+                    cur.direction,
+                    Verdict.NEW,
+                    math.nan,
+                    cur.median,
+                    math.nan,
+                    None,
+                    None,
+                    None,
+                    policy.tolerance(m),
+                    0,
+                    len(cur.runs),
+                    note="no reference",
+                )
+            )
             continue
-        comparisons.append(compare(m, reference[name].runs, cur.runs, policy.tolerance(m),
-                                   alpha, policy.power, (priors or {}).get(name), paired))
+        comparisons.append(
+            compare(
+                m,
+                reference[name].runs,
+                cur.runs,
+                policy.tolerance(m),
+                alpha,
+                policy.power,
+                (priors or {}).get(name),
+                paired,
+            )
+        )
     return case.with_comparisons(tuple(comparisons))
 
 
-def compare_runs(current: RunResults, baseline: RunResults | None, policy: GatePolicy,
-                 baseline_path: str | None = None) -> RunResults:
+def compare_runs(
+    current: RunResults,
+    baseline: RunResults | None,
+    policy: GatePolicy,
+    baseline_path: str | None = None,
+) -> RunResults:
     """Judge every case of ``current`` against ``baseline`` (the CLI's compare);
     baseline cases it lacks are ``missing``."""
     base_cases = baseline.cases if baseline else {}
     fitted = priors(c.metrics for c in base_cases.values())
     policy = replace(policy, cases=len(current.cases))
-    cases = {cid: judge_case(c, base_cases[cid].metrics if cid in base_cases else None,
-                             policy, fitted) for cid, c in current.cases.items()}
-    return replace(current, cases=cases, missing=tuple(sorted(set(base_cases) - set(current.cases))),
-                   baseline_path=baseline_path, mode="baseline", gate=policy.to_dict(),
-                   baseline_environment=dict(baseline.environment) if baseline else None)
+    cases = {
+        cid: judge_case(c, base_cases[cid].metrics if cid in base_cases else None, policy, fitted)
+        for cid, c in current.cases.items()
+    }
+    return replace(
+        current,
+        cases=cases,
+        missing=tuple(sorted(set(base_cases) - set(current.cases))),
+        baseline_path=baseline_path,
+        mode="baseline",
+        gate=policy.to_dict(),
+        baseline_environment=dict(baseline.environment) if baseline else None,
+    )
 
 
 def failure_message(case: CaseResult, policy: GatePolicy) -> str:

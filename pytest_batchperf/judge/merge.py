@@ -9,8 +9,8 @@ and the environment of each under that same label.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from .results import CaseResult, RunResults
 
@@ -26,11 +26,13 @@ def _label(run: RunResults) -> str:
 def _shards(runs: Sequence[RunResults], names: Sequence[str]) -> RunResults:
     cases: dict[str, CaseResult] = {}
     origin: dict[str, str] = {}
-    for run, name in zip(runs, names):
+    for run, name in zip(runs, names, strict=True):
         for cid, case in run.cases.items():
             if cid in cases:
-                raise MergeError(f"case {cid!r} is in both {origin[cid]} and {name}; "
-                                 "merge shards that ran disjoint cases")
+                raise MergeError(
+                    f"case {cid!r} is in both {origin[cid]} and {name}; "
+                    "merge shards that ran disjoint cases"
+                )
             cases[cid] = case
             origin[cid] = name
     first = runs[0]
@@ -41,7 +43,9 @@ def _shards(runs: Sequence[RunResults], names: Sequence[str]) -> RunResults:
         cases=cases,
         created=min((r.created for r in runs if r.created), default=""),
         baseline_path=", ".join(paths) or None,
-        baseline_environment=next((r.baseline_environment for r in runs if r.baseline_environment), None),
+        baseline_environment=next(
+            (r.baseline_environment for r in runs if r.baseline_environment), None
+        ),
         # A shard reports baseline cases of its files as missing when another shard ran them.
         missing=tuple(sorted(set().union(*(r.missing for r in runs)) - set(cases))),
         interrupted=any(r.interrupted for r in runs),
@@ -55,8 +59,10 @@ def merge(runs: Sequence[RunResults], names: Sequence[str] | None = None) -> Run
     groups: dict[str, list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault(_label(run), []).append(i)
-    merged = {label: _shards([runs[i] for i in idx], [names[i] for i in idx])
-              for label, idx in groups.items()}
+    merged = {
+        label: _shards([runs[i] for i in idx], [names[i] for i in idx])
+        for label, idx in groups.items()
+    }
     if len(merged) == 1:
         return next(iter(merged.values()))
 
@@ -66,7 +72,9 @@ def merge(runs: Sequence[RunResults], names: Sequence[str] | None = None) -> Run
     cases, missing, env, base_env = {}, [], {}, {}
     for label, run in merged.items():
         for cid, case in run.cases.items():
-            cases[ns(label, cid)] = replace(case, case_id=ns(label, cid), suite=ns(label, case.suite))
+            cases[ns(label, cid)] = replace(
+                case, case_id=ns(label, cid), suite=ns(label, case.suite)
+            )
         missing += [ns(label, m) for m in run.missing]
         env[label] = dict(run.environment)
         if run.baseline_environment:
@@ -78,7 +86,8 @@ def merge(runs: Sequence[RunResults], names: Sequence[str] | None = None) -> Run
         environment=env,
         cases=cases,
         created=min((r.created for r in runs_ if r.created), default=""),
-        baseline_path=", ".join(sorted({r.baseline_path for r in runs_ if r.baseline_path})) or None,
+        baseline_path=", ".join(sorted({r.baseline_path for r in runs_ if r.baseline_path}))
+        or None,
         baseline_environment=base_env or None,
         missing=tuple(sorted(missing)),
         interrupted=any(r.interrupted for r in runs_),

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from .. import SCHEMA_VERSION, __version__
 from ..workload.spec import CaseSpec
@@ -81,9 +82,12 @@ class MetricRuns:
     @classmethod
     def build(cls, name: str, runs: Any = ()) -> MetricRuns:
         spec = lookup(name)
-        return cls(name, spec.unit if spec else "",
-                   spec.direction.value if spec else Direction.INFO.value,
-                   tuple(_floats(r) for r in runs))
+        return cls(
+            name,
+            spec.unit if spec else "",
+            spec.direction.value if spec else Direction.INFO.value,
+            tuple(_floats(r) for r in runs),
+        )
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,21 @@ class RunInfo:
     interference: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"slot": self.slot, "side": self.side, "extension": self.extension,
-                "interference": dict(self.interference)}
+        return {
+            "slot": self.slot,
+            "side": self.side,
+            "extension": self.extension,
+            "interference": dict(self.interference),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunInfo:
-        return cls(int(d.get("slot", 0)), d.get("side", "candidate"),
-                   bool(d.get("extension", False)), dict(d.get("interference") or {}))
+        return cls(
+            int(d.get("slot", 0)),
+            d.get("side", "candidate"),
+            bool(d.get("extension", False)),
+            dict(d.get("interference") or {}),
+        )
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ variance and degrees of freedom.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 # A prior is never worth more degrees of freedom than went into fitting it, nor this many.
 DF_CAP = 1000.0
@@ -58,14 +58,20 @@ def fit_prior(variances: Sequence[float], dfs: Sequence[float]) -> Prior | None:
     (limma's fitFDist without covariate); None with fewer than three usable cases."""
     from scipy.special import digamma, polygamma
 
-    pairs = [(s2, d) for s2, d in zip(variances, dfs) if d >= 1 and s2 > 0 and math.isfinite(s2)]
+    pairs = [
+        (s2, d)
+        for s2, d in zip(variances, dfs, strict=True)
+        if d >= 1 and s2 > 0 and math.isfinite(s2)
+    ]
     if len(pairs) < 3:
         return None
     e = [math.log(s2) - float(digamma(d / 2)) + math.log(d / 2) for s2, d in pairs]
     n = len(e)
     emean = sum(e) / n
-    evar = sum((x - emean) ** 2 for x in e) / (n - 1) - sum(
-        float(polygamma(1, d / 2)) for _, d in pairs) / n
+    evar = (
+        sum((x - emean) ** 2 for x in e) / (n - 1)
+        - sum(float(polygamma(1, d / 2)) for _, d in pairs) / n
+    )
     total = float(sum(d for _, d in pairs))
     if evar > 0:
         d0 = 2 * _trigamma_inverse(evar)
@@ -107,8 +113,9 @@ def _ss(x: Sequence[float]) -> float:
     return sum((v - m) ** 2 for v in x)
 
 
-def two_sample(reference: Sequence[float], candidate: Sequence[float],
-               prior: Prior | None) -> Estimate | None:
+def two_sample(
+    reference: Sequence[float], candidate: Sequence[float], prior: Prior | None
+) -> Estimate | None:
     """Independent runs on each side (log summaries); variance pooled from both sides."""
     nb, nc = len(reference), len(candidate)
     if not nb or not nc:
@@ -119,8 +126,9 @@ def two_sample(reference: Sequence[float], candidate: Sequence[float],
     if judged is None:
         return None
     s2, df = judged
-    return Estimate(_mean(candidate) - _mean(reference), math.sqrt(s2 * (1 / nb + 1 / nc)), df,
-                    nb, nc)
+    return Estimate(
+        _mean(candidate) - _mean(reference), math.sqrt(s2 * (1 / nb + 1 / nc)), df, nb, nc
+    )
 
 
 def paired(diffs: Sequence[float], prior: Prior | None) -> Estimate | None:
@@ -183,5 +191,5 @@ def welch(reference: Sequence[float], candidate: Sequence[float]) -> Estimate | 
     se2 = vb + vc
     if se2 <= 0:
         return Estimate(_mean(candidate) - _mean(reference), 0.0, float(nb + nc - 2), nb, nc)
-    df = se2 ** 2 / ((vb ** 2 / (nb - 1) if vb else 0) + (vc ** 2 / (nc - 1) if vc else 0))
+    df = se2**2 / ((vb**2 / (nb - 1) if vb else 0) + (vc**2 / (nc - 1) if vc else 0))
     return Estimate(_mean(candidate) - _mean(reference), math.sqrt(se2), df, nb, nc)

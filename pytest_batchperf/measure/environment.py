@@ -12,7 +12,8 @@ import importlib.metadata
 import os
 import platform
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .. import __version__
 from . import nvml
@@ -99,8 +100,9 @@ def flatten(env: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def diff(baseline: Mapping[str, Any] | None,
-         current: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+def diff(
+    baseline: Mapping[str, Any] | None, current: Mapping[str, Any]
+) -> list[tuple[str, str | None, str | None]]:
     """Rows (key, baseline value, current value), changed rows first."""
     a, b = flatten(baseline or {}), flatten(current)
     rows = [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))]

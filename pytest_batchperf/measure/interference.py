@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import psutil
 
@@ -40,13 +40,17 @@ class Interference:
     def warnings(self) -> list[str]:
         out = []
         if self.foreign_cpu_pct > FOREIGN_CPU_PCT:
-            out.append(f"other processes used {self.foreign_cpu_pct:.0f}% of the "
-                       f"{self.usable_cores:g} usable cores while this run measured")
+            out.append(
+                f"other processes used {self.foreign_cpu_pct:.0f}% of the "
+                f"{self.usable_cores:g} usable cores while this run measured"
+            )
         if self.steal_pct > STEAL_PCT:
             out.append(f"the hypervisor stole {self.steal_pct:.0f}% of the CPU time")
         if self.runqueue_wait_pct > RUNQUEUE_WAIT_PCT:
-            out.append(f"our threads waited for a CPU {self.runqueue_wait_pct:.0f}% of the "
-                       "time (other work, or more engine threads than free cores)")
+            out.append(
+                f"our threads waited for a CPU {self.runqueue_wait_pct:.0f}% of the "
+                "time (other work, or more engine threads than free cores)"
+            )
         return out
 
     def to_dict(self) -> dict[str, float]:
@@ -55,8 +59,9 @@ class Interference:
 
 def usable_cores() -> float:
     """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota."""
-    cores: float = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    cores: float = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     try:
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
         if quota != "max":
@@ -140,8 +145,10 @@ class InterferenceProbe:
         foreign = max(0.0, (busy1 - self._stat0[0]) - (cpu1 - cpu0))
         waited = sum(w - waits0.get(key, 0.0) for key, w in waits1.items())
         self.result = Interference(
-            wall_s=wall, usable_cores=cores,
+            wall_s=wall,
+            usable_cores=cores,
             foreign_cpu_pct=100 * foreign / capacity,
             steal_pct=100 * (steal1 - self._stat0[1]) / capacity,
             runqueue_wait_pct=100 * max(0.0, waited) / max(wall, 1e-9),
-            load_avg=os.getloadavg()[0])
+            load_avg=os.getloadavg()[0],
+        )

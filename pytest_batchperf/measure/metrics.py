@@ -17,7 +17,10 @@ class TraceError(RuntimeError):
     """A round's trace cannot be summarised (failed requests, no tokens)."""
 
 
-def round_metrics(trace: RoundTrace, slo: SLO = SLO(), waves: bool = False) -> dict[str, float]:
+def round_metrics(
+    trace: RoundTrace, slo: SLO | None = None, waves: bool = False
+) -> dict[str, float]:
+    slo = slo or SLO()
     done = [r for r in trace.requests if r.error is None and r.token_times]
     failed = [r for r in trace.requests if r.error is not None]
     if failed:

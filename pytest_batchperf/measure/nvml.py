@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @functools.cache
@@ -20,7 +21,7 @@ def _nvml() -> Any:
 
         pynvml.nvmlInit()
         return pynvml if pynvml.nvmlDeviceGetCount() > 0 else None
-    except Exception:  # noqa: BLE001 - no library, no driver, no GPU: all mean "none"
+    except Exception:
         return None
 
 
@@ -64,7 +65,7 @@ def device_info(gpus: Sequence[int] = (0,)) -> dict | None:
     try:
         v = nv.nvmlSystemGetCudaDriverVersion_v2()
         info["cuda_driver"] = f"{v // 1000}.{v % 1000 // 10}"
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return info
 
@@ -79,7 +80,7 @@ def memory_bandwidth_gbs(index: int = 0) -> float | None:
         h = nv.nvmlDeviceGetHandleByIndex(index)
         mhz = nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_MEM)
         bits = nv.nvmlDeviceGetMemoryBusWidth(h)
-    except Exception:  # noqa: BLE001 - older drivers lack the bus width
+    except Exception:
         return None
     return mhz * 1e6 * 2 * bits / 8 / 1e9 if mhz and bits else None
 
@@ -113,11 +114,14 @@ def clock_state(index: int = 0) -> ClockState | None:
         return None
     h = nv.nvmlDeviceGetHandleByIndex(index)
     reasons = 0
-    for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
+    for name in (
+        "nvmlDeviceGetCurrentClocksEventReasons",
+        "nvmlDeviceGetCurrentClocksThrottleReasons",
+    ):
         try:
             reasons = getattr(nv, name)(h)
             break
-        except Exception:  # noqa: BLE001
+        except Exception:
             continue
     return ClockState(
         sm_mhz=nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
@@ -130,7 +134,7 @@ def _processes(index: int) -> list[Any]:
     nv = _nvml()
     try:
         return list(nv.nvmlDeviceGetComputeRunningProcesses(nv.nvmlDeviceGetHandleByIndex(index)))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return []
 
 
@@ -138,7 +142,9 @@ def process_memory_mib(pids: set[int], gpus: Sequence[int] = (0,)) -> float | No
     """GPU memory used by ``pids`` (None when NVML cannot attribute it per process)."""
     if not available():
         return None
-    used = [p.usedGpuMemory for i in gpus for p in _processes(i) if p.pid in pids and p.usedGpuMemory]
+    used = [
+        p.usedGpuMemory for i in gpus for p in _processes(i) if p.pid in pids and p.usedGpuMemory
+    ]
     return sum(used) / (1 << 20) if used else None
 
 
@@ -153,8 +159,9 @@ def used_memory_mib(gpus: Sequence[int] = (0,)) -> float | None:
     nv = _nvml()
     if not nv:
         return None
-    return sum(nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(i)).used
-               for i in gpus) / (1 << 20)
+    return sum(nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(i)).used for i in gpus) / (
+        1 << 20
+    )
 
 
 def utilization_pct(gpus: Sequence[int] = (0,)) -> float | None:
@@ -162,9 +169,10 @@ def utilization_pct(gpus: Sequence[int] = (0,)) -> float | None:
     if not nv:
         return None
     try:
-        values = [nv.nvmlDeviceGetUtilizationRates(nv.nvmlDeviceGetHandleByIndex(i)).gpu
-                  for i in gpus]
-    except Exception:  # noqa: BLE001
+        values = [
+            nv.nvmlDeviceGetUtilizationRates(nv.nvmlDeviceGetHandleByIndex(i)).gpu for i in gpus
+        ]
+    except Exception:
         return None
     return float(sum(values)) / len(values)
 
@@ -175,7 +183,11 @@ def energy_mj(gpus: Sequence[int] = (0,)) -> float | None:
     if not nv:
         return None
     try:
-        return float(sum(nv.nvmlDeviceGetTotalEnergyConsumption(nv.nvmlDeviceGetHandleByIndex(i))
-                         for i in gpus))
-    except Exception:  # noqa: BLE001
+        return float(
+            sum(
+                nv.nvmlDeviceGetTotalEnergyConsumption(nv.nvmlDeviceGetHandleByIndex(i))
+                for i in gpus
+            )
+        )
+    except Exception:
         return None

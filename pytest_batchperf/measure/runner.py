@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..workload.spec import CaseSpec, build
 from .interference import Interference, InterferenceProbe
@@ -51,15 +52,19 @@ class RunMeasurement:
     interference: Interference | None = None
 
 
-def noise_warnings(samples: dict[str, list[float]], keys: Sequence[str] = ("output_tok_s",)) -> list[str]:
+def noise_warnings(
+    samples: dict[str, list[float]], keys: Sequence[str] = ("output_tok_s",)
+) -> list[str]:
     out = []
     for key in keys:
         values = [v for v in samples.get(key, ()) if math.isfinite(v)]
         if len(values) >= 3 and (mean := sum(values) / len(values)) > 0:
             cv = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 / mean
             if cv > NOISY_CV:
-                out.append(f"{key} varies {cv:.0%} round to round (> {NOISY_CV:.0%}): too noisy "
-                           "to judge small changes; is something else running?")
+                out.append(
+                    f"{key} varies {cv:.0%} round to round (> {NOISY_CV:.0%}): too noisy "
+                    "to judge small changes; is something else running?"
+                )
     return out
 
 
@@ -71,15 +76,17 @@ def gpu_warnings(engine: Any, gpus: Sequence[int]) -> list[str]:
     out = []
     clock = nvml.clock_state(gpus[0])
     if clock and clock.throttled:
-        out.append(f"GPU clocks throttled ({', '.join(clock.throttles)}): SM at "
-                   f"{clock.sm_mhz} of {clock.max_sm_mhz} MHz")
+        out.append(
+            f"GPU clocks throttled ({', '.join(clock.throttles)}): SM at "
+            f"{clock.sm_mhz} of {clock.max_sm_mhz} MHz"
+        )
     ours = set(engine.pids())
     try:
         import psutil
 
         for pid in list(ours):
             ours.update(c.pid for c in psutil.Process(pid).children(recursive=True))
-    except Exception:  # noqa: BLE001 - a process that went away owns nothing
+    except Exception:
         pass
     others = nvml.other_processes(ours, gpus)
     if others:
@@ -99,8 +106,10 @@ def warm_up(engine: Any, workload: Any, case: CaseSpec, warmup: int) -> list[str
         if len(durations) >= max(2, warmup) and _settled(durations[-2:]):
             return []
     a, b = durations[-2:]
-    return [f"warm-up did not settle in {len(durations)} rounds (the last two took "
-            f"{a:.3g}s and {b:.3g}s): measured rounds may still include warm-up effects"]
+    return [
+        f"warm-up did not settle in {len(durations)} rounds (the last two took "
+        f"{a:.3g}s and {b:.3g}s): measured rounds may still include warm-up effects"
+    ]
 
 
 def _settled(pair: list[float]) -> bool:
@@ -114,8 +123,14 @@ def mean_context(case: CaseSpec, workload: Any) -> float:
     return sum(r.prompt_len + r.max_output_tokens / 2 for r in reqs) / len(reqs)
 
 
-def measure_run(engine: Any, case: CaseSpec, rounds: Rounds, gpus: Sequence[int] = (),
-                drive: Driver | None = None, roofline: Roofline | None = None) -> RunMeasurement:
+def measure_run(
+    engine: Any,
+    case: CaseSpec,
+    rounds: Rounds,
+    gpus: Sequence[int] = (),
+    drive: Driver | None = None,
+    roofline: Roofline | None = None,
+) -> RunMeasurement:
     """Warm up (until stable), then run the measured rounds, in ``drive`` if given."""
     workload = build(case.workload, engine.vocab_size)
     result = RunMeasurement(warnings=gpu_warnings(engine, gpus))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import psutil
 
@@ -39,8 +39,9 @@ class ResourceSampler:
     ``gpus`` are the NVML indices the engine computes on (empty: a CPU engine).
     """
 
-    def __init__(self, pids: Callable[[], list[int]], gpus: Sequence[int] = (),
-                 interval_s: float = 0.02):
+    def __init__(
+        self, pids: Callable[[], list[int]], gpus: Sequence[int] = (), interval_s: float = 0.02
+    ):
         self._pids_fn = pids
         self.interval_s = interval_s
         self.gpus = tuple(gpus)

@@ -95,7 +95,10 @@ def write_hf(shape: ModelShape, directory: Path, seed: int = 0) -> None:
     from safetensors.numpy import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {hf_name(name): array.astype(STORED_DTYPE, copy=False) for name, array in _weights(shape, seed)}
+    tensors = {
+        hf_name(name): array.astype(STORED_DTYPE, copy=False)
+        for name, array in _weights(shape, seed)
+    }
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
     del tensors
     _tokenizer(shape).save(str(directory / "tokenizer.json"))

@@ -45,21 +45,24 @@ def resolve(name: str, fmt: str) -> ModelRef:
         return ModelRef(name)
     if name.startswith(SYNTHETIC):
         try:
-            s = shape(name[len(SYNTHETIC):])
+            s = shape(name[len(SYNTHETIC) :])
         except ValueError as exc:
             raise ModelError(str(exc)) from None
         try:
             if fmt == "gguf":
                 from .gguf_model import WRITER_VERSION, gguf_path
+
                 path = gguf_path(s)
             else:
                 from .hf_model import WRITER_VERSION, hf_model_dir
+
                 path = hf_model_dir(s)
         except ImportError as exc:
             extra = "llama" if fmt == "gguf" else "transformers"
-            raise ModelError(f"writing the synthetic {fmt} model {name} needs the Python "
-                             f"package {exc.name!r}: pip install 'pytest-batchperf[{extra}]'"
-                             ) from None
+            raise ModelError(
+                f"writing the synthetic {fmt} model {name} needs the Python "
+                f"package {exc.name!r}: pip install 'pytest-batchperf[{extra}]'"
+            ) from None
         return ModelRef(name, path, f"synthetic-{s.name}-{fmt}-{s.key(WRITER_VERSION)}", s, fmt)
     path = Path(name).expanduser()
     if fmt == "gguf":
@@ -94,8 +97,10 @@ def _gguf_hash(path: Path) -> str:
 def _hf_hash(path: Path) -> str:
     config = path / "config.json"
     if not config.is_file():
-        raise ModelError(f"model {path}: not a Hugging Face model directory (no config.json "
-                         "there); nothing is ever downloaded")
+        raise ModelError(
+            f"model {path}: not a Hugging Face model directory (no config.json "
+            "there); nothing is ever downloaded"
+        )
     h = hashlib.sha256(config.read_bytes())
     for weights in sorted(path.glob("*.safetensors")):
         h.update(f"{weights.name}:{weights.stat().st_size}".encode())
@@ -106,9 +111,14 @@ def _hf_shape(path: Path) -> ModelShape | None:
     """The Llama-style shape in config.json, where it has one (for the roofline)."""
     try:
         c = json.loads((path / "config.json").read_text())
-        return ModelShape(path.name, c["hidden_size"], c["num_hidden_layers"],
-                          c["num_attention_heads"],
-                          c.get("num_key_value_heads", c["num_attention_heads"]),
-                          c["intermediate_size"], c["vocab_size"])
+        return ModelShape(
+            path.name,
+            c["hidden_size"],
+            c["num_hidden_layers"],
+            c["num_attention_heads"],
+            c.get("num_key_value_heads", c["num_attention_heads"]),
+            c["intermediate_size"],
+            c["vocab_size"],
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -43,12 +43,20 @@ SHAPES: dict[str, ModelShape] = {
         ModelShape("tiny", hidden=256, layers=4, heads=4, kv_heads=2, ffn=768, vocab=4096),
         ModelShape("small", hidden=512, layers=8, heads=8, kv_heads=4, ffn=1536, vocab=8192),
         ModelShape("base", hidden=768, layers=12, heads=12, kv_heads=4, ffn=2048, vocab=32000),
-        # TinyLlama's shape, about 1.1B parameters: the GPU reference shape.
+        # TinyLlama's shape, about 1.1B parameters.
         ModelShape("1b", hidden=2048, layers=22, heads=32, kv_heads=4, ffn=5632, vocab=32000),
-        # Llama 3.1 8B's shape, 8.03B parameters: on an H100 its decode steps take the GPU
-        # longer than vLLM's per-step host work, so the GPU, not the host CPU, sets the pace.
-        ModelShape("8b", hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336, vocab=128256,
-                   rope_theta=500000.0),
+        # Llama 3.1 8B's shape, 8.03B parameters: its decode steps take a data-centre GPU
+        # longer than vLLM's host work per step, so the GPU, not the host, sets the pace.
+        ModelShape(
+            "8b",
+            hidden=4096,
+            layers=32,
+            heads=32,
+            kv_heads=8,
+            ffn=14336,
+            vocab=128256,
+            rope_theta=500000.0,
+        ),
     )
 }
 

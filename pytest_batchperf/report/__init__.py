@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..atomic import write_atomic
 from ..judge.results import RunResults
@@ -40,7 +40,10 @@ def _html(run: RunResults, path: Path) -> Path:
 
 
 WRITERS: tuple[tuple[str, Callable[[RunResults, Path], Path]], ...] = (
-    ("results.json", write_json), ("summary.md", _summary), ("index.html", _html))
+    ("results.json", write_json),
+    ("summary.md", _summary),
+    ("index.html", _html),
+)
 
 
 def write_all(run: RunResults, directory: Path) -> tuple[list[Path], list[str]]:
@@ -54,6 +57,6 @@ def write_all(run: RunResults, directory: Path) -> tuple[list[Path], list[str]]:
     for name, write in WRITERS:
         try:
             written.append(write(run, directory / name))
-        except Exception as exc:  # noqa: BLE001 - the other reports must still be written
+        except Exception as exc:
             errors.append(f"{directory / name}: {type(exc).__name__}: {exc}".splitlines()[0])
     return written, errors

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -32,8 +32,11 @@ COLORS = {
 }
 _FALLBACK = ("#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
 PERCENTILE_STYLES = {"p50": "-", "p95": "--", "p99": ":"}
-LATENCY_PANELS = (("ttft_ms", "time to first token"), ("tpot_ms", "time per output token"),
-                  ("e2e_ms", "end-to-end latency"))
+LATENCY_PANELS = (
+    ("ttft_ms", "time to first token"),
+    ("tpot_ms", "time per output token"),
+    ("e2e_ms", "end-to-end latency"),
+)
 KINDS = ("throughput", "latency", "memory", "strategies", "roofline")
 
 _RC = {
@@ -120,7 +123,7 @@ def _batch_axis(ax, sizes) -> None:
     sizes = sorted(set(sizes))
     if len(sizes) > 1:
         ax.set_xscale("log", base=2)
-        pad = 2 ** 0.35
+        pad = 2**0.35
         ax.set_xlim(sizes[0] / pad, sizes[-1] * pad)
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(s) for s in sizes])
@@ -139,20 +142,32 @@ def _metric_vs_batch(ax, family: Family, metric: str) -> bool:
     baseline's median dashed in the same colour. False when nothing was drawn."""
     drawn, sizes = False, []
     for sweep in family.sweeps:
-        pts = [(p.batch_size, _median(p.case, metric), _spread(p.case, metric))
-               for p in sweep.points]
+        pts = [
+            (p.batch_size, _median(p.case, metric), _spread(p.case, metric)) for p in sweep.points
+        ]
         found = [(x, y, s) for x, y, s in pts if y is not None and s is not None]
         if not found:
             continue
         xs, ys = [x for x, _, _ in found], [y for _, y, _ in found]
         err = [[y - lo for _, y, (lo, _) in found], [hi - y for _, y, (_, hi) in found]]
         c = color(sweep.strategy)
-        ax.errorbar(xs, ys, yerr=err, color=c, marker="o", ms=4, capsize=3, lw=1.5,
-                    label=sweep.strategy)
+        ax.errorbar(
+            xs, ys, yerr=err, color=c, marker="o", ms=4, capsize=3, lw=1.5, label=sweep.strategy
+        )
         bx, by = _series(sweep, metric, _baseline)
         if bx:
-            ax.plot(bx, by, color=c, ls="--", marker="o", mfc="white", ms=4, lw=1, alpha=0.8,
-                    label=f"{sweep.strategy} (baseline)")
+            ax.plot(
+                bx,
+                by,
+                color=c,
+                ls="--",
+                marker="o",
+                mfc="white",
+                ms=4,
+                lw=1,
+                alpha=0.8,
+                label=f"{sweep.strategy} (baseline)",
+            )
         sizes += xs + bx
         drawn = True
     if drawn:
@@ -160,8 +175,7 @@ def _metric_vs_batch(ax, family: Family, metric: str) -> bool:
         ax.set_ylabel(_label(metric))
         ax.set_ylim(bottom=0)
     else:
-        ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes)
     return drawn
 
 
@@ -185,7 +199,7 @@ def _memory(fig: Figure, family: Family) -> None:
 
 def _latency(fig: Figure, family: Family) -> None:
     axes = fig.subplots(1, len(LATENCY_PANELS))
-    for ax, (prefix, title) in zip(axes, LATENCY_PANELS):
+    for ax, (prefix, title) in zip(axes, LATENCY_PANELS, strict=True):
         sizes = []
         for sweep in family.sweeps:
             for pct, style in PERCENTILE_STYLES.items():
@@ -199,8 +213,10 @@ def _latency(fig: Figure, family: Family) -> None:
         ax.set_title(title)
         ax.set_ylabel("ms")
     handles = [Line2D([], [], color=color(s), lw=2, label=s) for s in family.strategies]
-    handles += [Line2D([], [], color="black", ls=style, label=pct)
-                for pct, style in PERCENTILE_STYLES.items()]
+    handles += [
+        Line2D([], [], color="black", ls=style, label=pct)
+        for pct, style in PERCENTILE_STYLES.items()
+    ]
     fig.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize=8)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.27, top=0.9, wspace=0.28)
 
@@ -217,16 +233,21 @@ def _roofline(fig: Figure, family: Family) -> None:
 def _strategies(fig: Figure, family: Family) -> None:
     """Each strategy at each batch size, side by side, on the metrics that tell them apart."""
     metrics = ["output_tok_s", "e2e_ms_p95"]
-    if any((_median(p.case, "padding_waste_pct") or 0) > 0 for s in family.sweeps for p in s.points):
+    if any(
+        (_median(p.case, "padding_waste_pct") or 0) > 0 for s in family.sweeps for p in s.points
+    ):
         metrics.append("padding_waste_pct")  # fixed lengths pad nothing: no panel of zeros
     sizes = sorted({p.batch_size for s in family.sweeps for p in s.points})
     axes = fig.subplots(1, len(metrics))
     width = 0.8 / max(1, len(family.sweeps))
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         for i, sweep in enumerate(family.sweeps):
             values = {p.batch_size: _median(p.case, metric) for p in sweep.points}
-            xs = [j + (i - (len(family.sweeps) - 1) / 2) * width
-                  for j, b in enumerate(sizes) if values.get(b) is not None]
+            xs = [
+                j + (i - (len(family.sweeps) - 1) / 2) * width
+                for j, b in enumerate(sizes)
+                if values.get(b) is not None
+            ]
             ys = [values[b] for b in sizes if values.get(b) is not None]
             ax.bar(xs, ys, width, color=color(sweep.strategy), label=sweep.strategy)
         ax.set_xticks(range(len(sizes)))
@@ -234,17 +255,29 @@ def _strategies(fig: Figure, family: Family) -> None:
         ax.set_xlabel("batch size")
         ax.set_title(_label(metric))
         ax.grid(axis="x", visible=False)
-    fig.legend(handles=[Line2D([], [], color=color(s), lw=6, label=s) for s in family.strategies],
-               loc="lower center", ncols=len(family.sweeps), fontsize=8)
+    fig.legend(
+        handles=[Line2D([], [], color=color(s), lw=6, label=s) for s in family.strategies],
+        loc="lower center",
+        ncols=len(family.sweeps),
+        fontsize=8,
+    )
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.27, top=0.9, wspace=0.25)
 
 
-_DRAW = {"throughput": (_throughput, (8, 3.6)), "latency": (_latency, (11, 3.6)),
-         "memory": (_memory, (8, 3.4)), "strategies": (_strategies, (11, 3.4)),
-         "roofline": (_roofline, (8, 3.4))}
-_TITLES = {"throughput": "Throughput vs batch size", "latency": "Latency percentiles vs batch size",
-           "memory": "Memory vs batch size", "strategies": "Strategies side by side",
-           "roofline": "Roofline fraction vs batch size"}
+_DRAW = {
+    "throughput": (_throughput, (8, 3.6)),
+    "latency": (_latency, (11, 3.6)),
+    "memory": (_memory, (8, 3.4)),
+    "strategies": (_strategies, (11, 3.4)),
+    "roofline": (_roofline, (8, 3.4)),
+}
+_TITLES = {
+    "throughput": "Throughput vs batch size",
+    "latency": "Latency percentiles vs batch size",
+    "memory": "Memory vs batch size",
+    "strategies": "Strategies side by side",
+    "roofline": "Roofline fraction vs batch size",
+}
 
 
 def render_svg(draw, size: tuple[float, float], salt: str) -> str:
@@ -259,7 +292,7 @@ def render_svg(draw, size: tuple[float, float], salt: str) -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     # Drop the XML prolog and DOCTYPE: inline SVG in HTML starts at the element.
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def family_charts(family: Family, index: int) -> list[Chart]:
@@ -272,6 +305,12 @@ def family_charts(family: Family, index: int) -> list[Chart]:
             continue
         draw, size = _DRAW[kind]
         chart_id = f"chart-{index}-{kind}"
-        out.append(Chart(chart_id, kind, _TITLES[kind],
-                         render_svg(lambda fig, d=draw: d(fig, family), size, chart_id)))
+        out.append(
+            Chart(
+                chart_id,
+                kind,
+                _TITLES[kind],
+                render_svg(lambda fig, d=draw: d(fig, family), size, chart_id),
+            )
+        )
     return out

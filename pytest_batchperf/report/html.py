@@ -15,9 +15,9 @@ from markupsafe import Markup
 
 from ..atomic import write_atomic
 from ..judge.decision import SEVERITY, Comparison, _fmt
-from ..measure.environment import diff
 from ..judge.results import CaseResult, RunResults
-from .charts import family_charts, families
+from ..measure.environment import diff
+from .charts import families, family_charts
 from .summary import key_comparison
 
 _RANK = {v: i for i, v in enumerate(SEVERITY)}
@@ -80,7 +80,9 @@ def _sortkey(x: float | None) -> str:
 
 def _environment(run: RunResults) -> tuple[list[tuple], list[tuple]]:
     rows = diff(run.baseline_environment, run.environment)
-    headline = [r for r in rows if _HEADLINE.search(r[0]) or (run.baseline_environment and r[1] != r[2])]
+    headline = [
+        r for r in rows if _HEADLINE.search(r[0]) or (run.baseline_environment and r[1] != r[2])
+    ]
     return headline, rows
 
 
@@ -89,8 +91,10 @@ def gate_line(run: RunResults) -> str:
     g = run.gate
     if not g:
         return "–"
-    parts = [f"false alarms at most {g.get('alpha', 0):.0%} per run of the whole suite, "
-             f"shared by {g.get('cases', 1)} case(s)"]
+    parts = [
+        f"false alarms at most {g.get('alpha', 0):.0%} per run of the whole suite, "
+        f"shared by {g.get('cases', 1)} case(s)"
+    ]
     if g.get("looks", 1) > 1:
         parts.append(f"up to {g['looks'] - 1} more run(s) for an inconclusive case")
     if g.get("strict"):
@@ -99,34 +103,53 @@ def gate_line(run: RunResults) -> str:
 
 
 def _env() -> Environment:
-    env = Environment(loader=PackageLoader("pytest_batchperf", "report/templates"),
-                      autoescape=True, undefined=StrictUndefined, trim_blocks=True,
-                      lstrip_blocks=True)
-    env.filters.update(num=_num, pct=_pct, pct_plain=_pct_plain, interval=_interval, runs=_runs,
-                       pvalue=_pvalue, sortkey=_sortkey,
-                       tojson_pretty=lambda d: json.dumps(d, indent=2, sort_keys=True, default=str))
+    env = Environment(
+        loader=PackageLoader("pytest_batchperf", "report/templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        num=_num,
+        pct=_pct,
+        pct_plain=_pct_plain,
+        interval=_interval,
+        runs=_runs,
+        pvalue=_pvalue,
+        sortkey=_sortkey,
+        tojson_pretty=lambda d: json.dumps(d, indent=2, sort_keys=True, default=str),
+    )
     return env
 
 
 def render(run: RunResults) -> str:
     fams = families(run)
-    chart_groups = [(f, [(c, Markup(c.svg)) for c in family_charts(f, i)])
-                    for i, f in enumerate(fams)]
+    chart_groups = [
+        (f, [(c, Markup(c.svg)) for c in family_charts(f, i)]) for i, f in enumerate(fams)
+    ]
     headline, env_rows = _environment(run)
-    return _env().get_template("index.html.j2").render(
-        run=run,
-        counts=[(v.value, run.verdict_counts().get(v.value, 0)) for v in SEVERITY
-                if run.verdict_counts().get(v.value)],
-        rows=_rows(run),
-        chart_groups=chart_groups,
-        env_headline=headline,
-        env_rows=env_rows,
-        has_reference=bool(run.baseline_environment),
-        ab=run.mode == "ab",
-        reference_name="reference" if run.mode == "ab" else "baseline",
-        current_name="candidate" if run.mode == "ab" else "now",
-        gate_line=gate_line(run),
-        power_pct=f"{run.gate.get('power', 0.8):.0%}",
+    return (
+        _env()
+        .get_template("index.html.j2")
+        .render(
+            run=run,
+            counts=[
+                (v.value, run.verdict_counts().get(v.value, 0))
+                for v in SEVERITY
+                if run.verdict_counts().get(v.value)
+            ],
+            rows=_rows(run),
+            chart_groups=chart_groups,
+            env_headline=headline,
+            env_rows=env_rows,
+            has_reference=bool(run.baseline_environment),
+            ab=run.mode == "ab",
+            reference_name="reference" if run.mode == "ab" else "baseline",
+            current_name="candidate" if run.mode == "ab" else "now",
+            gate_line=gate_line(run),
+            power_pct=f"{run.gate.get('power', 0.8):.0%}",
+        )
     )
 
 

@@ -28,15 +28,20 @@ def _tok_s(case: CaseResult) -> str:
 
 def max_batch_size(sweep: Sweep) -> int | None:
     """The sweep's feasibility limit, where one of its sizes did not fit (else None)."""
-    found = [p.case.metrics["max_batch_size"].median for p in sweep.points
-             if "max_batch_size" in p.case.metrics]
+    found = [
+        p.case.metrics["max_batch_size"].median
+        for p in sweep.points
+        if "max_batch_size" in p.case.metrics
+    ]
     return int(max(found)) if found else None
 
 
 def reference_line(run: RunResults) -> str:
     if run.mode == "ab":
         return "A/B: reference and candidate interleaved in this job, paired run by run"
-    return f"baseline: {run.baseline_path or '-'}" + ("" if run.baseline_environment else " (none yet)")
+    return f"baseline: {run.baseline_path or '-'}" + (
+        "" if run.baseline_environment else " (none yet)"
+    )
 
 
 def below_noise(run: RunResults) -> list[Comparison]:
@@ -48,22 +53,30 @@ def _below_noise_line(run: RunResults) -> str | None:
     found = below_noise(run)
     if not found:
         return None
-    cases = len({id(case) for case in run.cases.values() for c in case.comparisons if c.below_noise})
-    return (f"{len(found)} judged metric(s) in {cases} case(s) have a tolerance below what this "
-            "runner can detect (\"detectable\" in the report): more runs per case, A/B mode or "
-            "a quieter runner would let the gate enforce them")
+    cases = len(
+        {id(case) for case in run.cases.values() for c in case.comparisons if c.below_noise}
+    )
+    return (
+        f"{len(found)} judged metric(s) in {cases} case(s) have a tolerance below what this "
+        'runner can detect ("detectable" in the report): more runs per case, A/B mode or '
+        "a quieter runner would let the gate enforce them"
+    )
 
 
 def terminal_lines(run: RunResults) -> list[str]:
-    lines = [f"profile {run.profile} on {run.hardware_class}: {counts_line(run)}",
-             reference_line(run)]
+    lines = [
+        f"profile {run.profile} on {run.hardware_class}: {counts_line(run)}",
+        reference_line(run),
+    ]
     if run.interrupted:
         lines.append("run was interrupted: results so far are in the reports")
     lines += [f"{'NOTICE':>12} {n}" for n in run.notices]
     for case in sorted(run.cases.values(), key=lambda c: (_ORDER[c.verdict], c.case_id)):
         if case.verdict in _JUDGED:
             lines.append(f"{case.verdict.value.upper():>12} {case.case_id}")
-            lines += [f"{'':>14}{comp.line()}" for comp in case.comparisons if comp.verdict in _JUDGED]
+            lines += [
+                f"{'':>14}{comp.line()}" for comp in case.comparisons if comp.verdict in _JUDGED
+            ]
             if case.error:
                 lines.append(f"{'':>14}{case.error.splitlines()[0]}")
     # Noise guards (interference, noisy rounds, throttled clocks, unsettled warm-up): a
@@ -72,7 +85,9 @@ def terminal_lines(run: RunResults) -> list[str]:
         for w in case.warnings[:_WARNINGS_PER_CASE]:
             lines.append(f"{'WARNING':>12} {case.case_id}: {w}")
         if len(case.warnings) > _WARNINGS_PER_CASE:
-            lines.append(f"{'':>14}(+{len(case.warnings) - _WARNINGS_PER_CASE} more warnings in the report)")
+            lines.append(
+                f"{'':>14}(+{len(case.warnings) - _WARNINGS_PER_CASE} more warnings in the report)"
+            )
     for sweep in sweeps(run):
         if len(sweep.points) < 2:
             continue
@@ -126,11 +141,18 @@ def _detectable(case: CaseResult) -> str:
 
 def markdown(run: RunResults) -> str:
     ab = run.mode == "ab"
-    where = ("A/B in one job: reference vs candidate, interleaved and paired run by run" if ab
-             else f"baseline {code(run.baseline_path or '-')}"
-             + ("" if run.baseline_environment else " (none yet: every case is new)"))
-    out = [f"## batchperf: {counts_line(run)}", "",
-           f"Profile {code(run.profile)} on {code(run.hardware_class)}; {where}", ""]
+    where = (
+        "A/B in one job: reference vs candidate, interleaved and paired run by run"
+        if ab
+        else f"baseline {code(run.baseline_path or '-')}"
+        + ("" if run.baseline_environment else " (none yet: every case is new)")
+    )
+    out = [
+        f"## batchperf: {counts_line(run)}",
+        "",
+        f"Profile {code(run.profile)} on {code(run.hardware_class)}; {where}",
+        "",
+    ]
     if run.interrupted:
         out += ["**The run was interrupted**: these are the results so far.", ""]
     out += [f"> {md(n)}" for n in run.notices] + ([""] if run.notices else [])
@@ -140,8 +162,10 @@ def markdown(run: RunResults) -> str:
         out += [f"| environment | {side} | {'candidate' if ab else 'now'} |", "| --- | --- | --- |"]
         out += [f"| {md(k)} | {md(a or '')} | {md(b or '')} |" for k, a, b in changed[:20]]
         out.append("")
-    out += [f"| verdict | case | output tok/s | {'pairs' if ab else 'runs'} | detectable | notes |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    out += [
+        f"| verdict | case | output tok/s | {'pairs' if ab else 'runs'} | detectable | notes |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for case in sorted(run.cases.values(), key=lambda c: (_ORDER[c.verdict], c.case_id)):
         # One metric per case keeps a 40-case run within a PR comment; index.html has the rest.
         judged = [c for c in case.comparisons if c.verdict in _JUDGED]
@@ -154,23 +178,38 @@ def markdown(run: RunResults) -> str:
             notes = case.error.splitlines()[0]
         notes = "; ".join([notes] * bool(notes) + [f"warning: {w}" for w in case.warnings[:2]])
         runs = str(case.n_runs)
-        out.append(f"| {case.verdict.value} | {code(case.case_id)} | {_tok_s(case)} | {runs} | "
-                   f"{_detectable(case)} | {md(notes)} |")
+        out.append(
+            f"| {case.verdict.value} | {code(case.case_id)} | {_tok_s(case)} | {runs} | "
+            f"{_detectable(case)} | {md(notes)} |"
+        )
     for m in run.missing:
         out.append(f"| missing | {code(m)} | - | - | - | in the baseline, not run |")
     opt = [(s, s.optimal()) for s in sweeps(run) if len(s.points) > 1]
     if opt:
-        out += ["", "| sweep | strategy | optimal batch size | output tok/s | max batch size |",
-                "| --- | --- | --- | --- | --- |"]
-        out += [f"| {code(s.suite)} | {s.strategy} | {b.batch_size} | {_tok_s(b.case)} | "
-                f"{max_batch_size(s) or '-'} |" for s, b in opt if b]
-    roofline = [(case.case_id, case.metrics["roofline_pct"].median) for case in run.cases.values()
-                if "roofline_pct" in case.metrics]
+        out += [
+            "",
+            "| sweep | strategy | optimal batch size | output tok/s | max batch size |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        out += [
+            f"| {code(s.suite)} | {s.strategy} | {b.batch_size} | {_tok_s(b.case)} | "
+            f"{max_batch_size(s) or '-'} |"
+            for s, b in opt
+            if b
+        ]
+    roofline = [
+        (case.case_id, case.metrics["roofline_pct"].median)
+        for case in run.cases.values()
+        if "roofline_pct" in case.metrics
+    ]
     if roofline:
         out += ["", "| case | fraction of the decode roofline |", "| --- | --- |"]
         out += [f"| {code(cid)} | {pct:.1f}% |" for cid, pct in sorted(roofline)]
     noise = _below_noise_line(run)
     if noise:
         out += ["", md(noise)]
-    out += ["", "Charts, the environment diff and every run and round: `index.html` next to this file."]
+    out += [
+        "",
+        "Charts, the environment diff and every run and round: `index.html` next to this file.",
+    ]
     return "\n".join(out) + "\n"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .strategies import Strategy
 
@@ -117,9 +118,14 @@ class WorkloadSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WorkloadSpec:
         d = dict(d)
-        return cls(**{**d, "prompt": LengthDist(**d.get("prompt", {})),
-                      "output": LengthDist(**d.get("output", {})),
-                      "arrival": Arrival(**d.get("arrival", {}))})
+        return cls(
+            **{
+                **d,
+                "prompt": LengthDist(**d.get("prompt", {})),
+                "output": LengthDist(**d.get("output", {})),
+                "arrival": Arrival(**d.get("arrival", {})),
+            }
+        )
 
     def key(self) -> str:
         """Short stable hash: changes whenever the generated requests would change."""
@@ -157,9 +163,12 @@ class CaseSpec:
     slo: SLO = SLO()
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"strategy": self.strategy.value, "batch_size": self.batch_size,
-                             "workload": self.workload.to_dict(),
-                             "workload_key": self.workload.key()}
+        d: dict[str, Any] = {
+            "strategy": self.strategy.value,
+            "batch_size": self.batch_size,
+            "workload": self.workload.to_dict(),
+            "workload_key": self.workload.key(),
+        }
         if self.slo.set:
             d["slo"] = {"ttft_ms": self.slo.ttft_ms, "tpot_ms": self.slo.tpot_ms}
         return d
@@ -170,8 +179,12 @@ class CaseSpec:
         of a custom test that recorded other parameters)."""
         try:
             slo = d.get("slo") or {}
-            return cls(WorkloadSpec.from_dict(d["workload"]), Strategy(d["strategy"]),
-                       int(d["batch_size"]), SLO(slo.get("ttft_ms"), slo.get("tpot_ms")))
+            return cls(
+                WorkloadSpec.from_dict(d["workload"]),
+                Strategy(d["strategy"]),
+                int(d["batch_size"]),
+                SLO(slo.get("ttft_ms"), slo.get("tpot_ms")),
+            )
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -223,8 +236,14 @@ def build(spec: WorkloadSpec, vocab_size: int, reserved_tokens: int = 4) -> Work
         group = i % len(prefixes) if spec.shared_prefix_tokens else None
         prefix = prefixes[group] if group is not None else ()
         body = tuple(int(t) for t in rng.integers(reserved_tokens, vocab_size, int(prompt_lens[i])))
-        requests.append(Request(id=i, prompt_tokens=prefix + body,
-                                max_output_tokens=int(output_lens[i]),
-                                arrival_s=float(arrivals[i]),
-                                priority=i % max(1, spec.priority_classes), prefix_group=group))
+        requests.append(
+            Request(
+                id=i,
+                prompt_tokens=prefix + body,
+                max_output_tokens=int(output_lens[i]),
+                arrival_s=float(arrivals[i]),
+                priority=i % max(1, spec.priority_classes),
+                prefix_group=group,
+            )
+        )
     return Workload(spec, tuple(requests))

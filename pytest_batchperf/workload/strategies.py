@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections import deque
 from enum import Enum
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -69,10 +68,15 @@ class Scheduler:
             # Group by length over the whole round; a wave still waits for its members.
             ordered = sorted(ordered, key=lambda r: (r.prompt_len, r.max_output_tokens, r.id))
         self._pending = deque(ordered)
-        self._planned = self._plan_waves(ordered) if self.strategy in (
-            Strategy.STATIC,
-            Strategy.BUCKETED,
-        ) else None
+        self._planned = (
+            self._plan_waves(ordered)
+            if self.strategy
+            in (
+                Strategy.STATIC,
+                Strategy.BUCKETED,
+            )
+            else None
+        )
         self.waves: list[tuple[Request, ...]] = []
 
     def _plan_waves(self, ordered: list[Request]) -> deque:
@@ -119,7 +123,7 @@ class Scheduler:
         if self.done:
             return None
         if self._planned is not None:
-            return max(now, max(r.arrival_s for r in self._planned[0]))
+            return max(now, *(r.arrival_s for r in self._planned[0]))
         first = self._pending[0].arrival_s
         if self.strategy is Strategy.DYNAMIC and first <= now:
             return max(now, first + self.max_wait_s)

@@ -37,12 +37,24 @@ def main() -> None:
 
     profile = BUILTIN[args.profile]
     llm = LLM(model=str(hf_model_dir(shape(profile.model.split(":", 1)[1]))), **profile.options)
-    spec = WorkloadSpec(num_requests=args.requests, prompt=fixed(args.prompt),
-                        output=fixed(args.output), seed=0, name="overhead")
-    prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_tokens))
-               for r in build(spec, llm.llm_engine.vllm_config.model_config.get_vocab_size()).requests]
-    params = SamplingParams(max_tokens=args.output, min_tokens=args.output, ignore_eos=True,
-                            temperature=0.0, detokenize=False)
+    spec = WorkloadSpec(
+        num_requests=args.requests,
+        prompt=fixed(args.prompt),
+        output=fixed(args.output),
+        seed=0,
+        name="overhead",
+    )
+    prompts = [
+        TokensPrompt(prompt_token_ids=list(r.prompt_tokens))
+        for r in build(spec, llm.llm_engine.vllm_config.model_config.get_vocab_size()).requests
+    ]
+    params = SamplingParams(
+        max_tokens=args.output,
+        min_tokens=args.output,
+        ignore_eos=True,
+        temperature=0.0,
+        detokenize=False,
+    )
     llm.generate(prompts, params, use_tqdm=False)  # warm-up
     rates = []
     for _ in range(args.reps):
@@ -53,8 +65,13 @@ def main() -> None:
         tokens = sum(len(o.outputs[0].token_ids) for o in outs)
         assert tokens == args.requests * args.output, tokens
         rates.append(tokens / elapsed)
-        print(f"bare LLM.generate: {tokens} tokens in {elapsed:.3f}s = {rates[-1]:,.0f} tok/s", flush=True)
-    print(json.dumps({"bare_output_tok_s": rates, "median": statistics.median(rates), **vars(args)}))
+        print(
+            f"bare LLM.generate: {tokens} tokens in {elapsed:.3f}s = {rates[-1]:,.0f} tok/s",
+            flush=True,
+        )
+    print(
+        json.dumps({"bare_output_tok_s": rates, "median": statistics.median(rates), **vars(args)})
+    )
 
 
 if __name__ == "__main__":

@@ -12,23 +12,27 @@ out=/tmp/out; mkdir -p "$out"
 profile=vllm-synthetic-8b
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv > "$out/gpu.csv"
 stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
-# 0. the vLLM adapter on the tiny model first (while the 8b model is still being written)
+# Engines of an earlier stage that was stopped from outside may still hold GPU memory, and
+# every later engine start would fail: our own leftovers go before each stage.
+clear_gpu() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 2; }
+# 0. the vLLM adapter on the tiny model first (while the 8b model is still being written);
+#    the slowdown tests start two engines each, so they run last, in a stage of their own
 stamp gpu-tests
-python3 -m pytest tests/engines/test_vllm_engine.py -m gpu -p no:cacheprovider -q -x \
-    > "$out/gpu-tests.log" 2>&1
+python3 -m pytest tests/engines/test_vllm_engine.py -m gpu -k "not slowdown" -p no:cacheprovider \
+    -q -x > "$out/gpu-tests.log" 2>&1
 wait_for_model
-stamp save
+clear_gpu; stamp save
 python3 -m pytest suites -p no:cacheprovider --batchperf-profile "$profile" \
     --batchperf-save --batchperf-runs 3 --batchperf-rounds 3 --batchperf-baseline-dir "$out/baselines" \
     --batchperf-report "$out/save" > "$out/save.log" 2>&1
 touch "$out/save.DONE"
-stamp gate-quality
+clear_gpu; stamp gate-quality
 python3 -m pytest_batchperf.cli gate-quality --profile "$profile" --suite suites/test_batch_sweep.py \
     --baseline-dir "$out/baselines" --aa "${AA:-6}" --per-slowdown "${PER:-3}" --slowdowns 0.05,0.10 \
     --out "$out/gq" -- -k "B32-continuous or B128-continuous" \
     --batchperf-rounds 3 --batchperf-set slowdown_on=gpu > "$out/gq.log" 2>&1
 touch "$out/gq.DONE"
-stamp ab
+clear_gpu; stamp ab
 python3 -m pytest suites/test_batch_sweep.py -p no:cacheprovider \
     --batchperf-profile "$profile" -k "B32-continuous" --batchperf-rounds 3 --batchperf-pairs 2 \
     --batchperf-set enforce_eager=true --batchperf-reference enforce_eager=false \

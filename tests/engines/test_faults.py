@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -40,7 +39,9 @@ WL = WorkloadSpec(num_requests=4, prompt=fixed(8), output=fixed(8), seed=1)
 
 # A case of many short rounds: a fault injected 0.5 s in lands mid-case however fast the CPU
 # (300 rounds of this tiny workload took under 0.5 s on a quiet runner: the kill missed).
-FAULTED = HEADER + """
+FAULTED = (
+    HEADER
+    + """
 def _inject(engine, sig):
     pid = engine.pids()[0]
     threading.Timer(0.5, os.kill, (pid, sig)).start()
@@ -56,6 +57,7 @@ def test_a_faulted(batchperf, batchperf_engine):
 def test_b_next(batchperf, batchperf_engine):
     batchperf.run(WL, "continuous", 2)
 """
+)
 
 
 def output(result) -> str:
@@ -67,13 +69,17 @@ def results_json(root: Path) -> dict:
 
 
 def test_oom_batch_size_is_skipped_and_the_sweep_goes_on(pytester):
-    pytester.makepyfile(test_sweep=HEADER + """
+    pytester.makepyfile(
+        test_sweep=HEADER
+        + """
 @pytest.mark.batchperf(rounds=2, warmup=0)
 def test_sweep(batchperf, batch_size):
     batchperf.run(WL, "continuous", batch_size)
-""")
-    result = pytester.runpytest(*ARGS, "-rs", "--batchperf-set", "n_seq_max=4",
-                                "--batchperf-batch-sizes", "8,2")
+"""
+    )
+    result = pytester.runpytest(
+        *ARGS, "-rs", "--batchperf-set", "n_seq_max=4", "--batchperf-batch-sizes", "8,2"
+    )
     out = output(result)
     result.assert_outcomes(passed=1, skipped=1)
     assert "batch size 8 does not fit: batch size 8 exceeds the profile's n_seq_max=4" in out
@@ -110,8 +116,17 @@ def test_hung_engine_times_out_and_the_next_case_runs(pytester):
 
 def _saved_baseline(root: Path, case_id: str) -> Path:
     path = baseline.baseline_path(root / "baselines", environment.hardware_class("cpu"), "default")
-    run = RunResults("default", environment.hardware_class("cpu"), {}, {case_id: CaseResult(
-        case_id, metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[100.0, 101.0]])})})
+    run = RunResults(
+        "default",
+        environment.hardware_class("cpu"),
+        {},
+        {
+            case_id: CaseResult(
+                case_id,
+                metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[100.0, 101.0]])},
+            )
+        },
+    )
     baseline.save(path, run)
     return path
 
@@ -123,13 +138,20 @@ def _default_sigint() -> None:
 
 
 def _pytest_process(root: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, *args], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=_default_sigint)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", *ARGS, *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
 
 
 def test_ctrl_c_writes_results_so_far_and_leaves_the_baseline_alone(pytester):
-    pytester.makepyfile(test_long=HEADER + """
+    pytester.makepyfile(
+        test_long=HEADER
+        + """
 @pytest.mark.batchperf(rounds=2, warmup=0)
 def test_1_quick(batchperf):
     batchperf.run(WL, "continuous", 2)
@@ -140,7 +162,8 @@ def test_2_endless(batchperf):
     Path("started").touch()
     # A round of a minute or more: Ctrl-C must not wait for it (nor 30 s for the child).
     batchperf.run(WorkloadSpec(num_requests=16, prompt=fixed(8), output=fixed(4000)), "static", 1)
-""")
+"""
+    )
     base = _saved_baseline(pytester.path, "test_long.py::test_1_quick")
     before = base.read_bytes()
     proc = _pytest_process(pytester.path, "--batchperf-save")
@@ -156,27 +179,39 @@ def test_2_endless(batchperf):
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     run = results_json(pytester.path)
     assert run["interrupted"] is True
-    assert run["cases"]["test_long.py::test_1_quick"]["metrics"]["output_tokens"]["rounds"] == [[32, 32]]
+    assert run["cases"]["test_long.py::test_1_quick"]["metrics"]["output_tokens"]["rounds"] == [
+        [32, 32]
+    ]
     assert "interrupted: baseline left untouched" in out
     assert base.read_bytes() == before
 
 
 def test_two_runs_saving_one_baseline_at_once_keep_both(pytester):
-    pytester.makepyfile(test_pair=HEADER + """
+    pytester.makepyfile(
+        test_pair=HEADER
+        + """
 @pytest.mark.batchperf(rounds=2, warmup=0)
 @pytest.mark.parametrize("strategy", ["static", "continuous"])
 def test_case(batchperf, strategy):
     batchperf.run(WL, strategy, 2)
-""")
+"""
+    )
     base = _saved_baseline(pytester.path, "test_pair.py::already_there")
-    procs = [_pytest_process(pytester.path, "--batchperf-save", "--batchperf-report", "none",
-                             "-k", strategy) for strategy in ("static", "continuous")]
+    procs = [
+        _pytest_process(
+            pytester.path, "--batchperf-save", "--batchperf-report", "none", "-k", strategy
+        )
+        for strategy in ("static", "continuous")
+    ]
     for p in procs:
         out = p.communicate(timeout=180)[0]
         assert p.returncode == 0, out
     saved = baseline.load(base)
-    assert set(saved.cases) == {"test_pair.py::already_there", "test_pair.py::test_case[static]",
-                                "test_pair.py::test_case[continuous]"}
+    assert set(saved.cases) == {
+        "test_pair.py::already_there",
+        "test_pair.py::test_case[static]",
+        "test_pair.py::test_case[continuous]",
+    }
     assert not [p for p in base.parent.iterdir() if p.suffix == ".tmp"]
 
 
@@ -194,8 +229,7 @@ for i in range(10):
 
 def test_many_processes_saving_at_once_lose_nothing(tmp_path):
     path = tmp_path / "cpu" / "p.json"
-    procs = [subprocess.Popen([sys.executable, "-c", _SAVER, str(path), f"w{k}"])
-             for k in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", _SAVER, str(path), f"w{k}"]) for k in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0] * 4
     saved = baseline.load(path)
     assert set(saved.cases) == {f"w{k}::{i}" for k in range(4) for i in range(10)}
@@ -207,12 +241,22 @@ def _old_baseline(tmp_path) -> tuple[Path, bytes]:
 
 
 def _new_run() -> RunResults:
-    return RunResults("default", "cpu", {}, {"new::case": CaseResult(
-        "new::case", metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[1.0]])})})
+    return RunResults(
+        "default",
+        "cpu",
+        {},
+        {
+            "new::case": CaseResult(
+                "new::case", metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[1.0]])}
+            )
+        },
+    )
 
 
-@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "no space left on device"),
-                                         (errno.EROFS, "read-only file system")])
+@pytest.mark.parametrize(
+    "code, words",
+    [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system")],
+)
 def test_disk_full_or_read_only_at_the_rename_changes_nothing(tmp_path, monkeypatch, code, words):
     path, before = _old_baseline(tmp_path)
 
@@ -230,7 +274,9 @@ def test_disk_full_or_read_only_at_the_rename_changes_nothing(tmp_path, monkeypa
 def test_baseline_directory_that_is_a_file(tmp_path):
     blocker = tmp_path / "baselines"
     blocker.write_text("a file where a directory should be")
-    with pytest.raises(baseline.BaselineError, match="cannot write baseline: .*nothing was changed"):
+    with pytest.raises(
+        baseline.BaselineError, match="cannot write baseline: .*nothing was changed"
+    ):
         baseline.save(blocker / "cpu" / "default.json", _new_run())
 
 
@@ -245,17 +291,23 @@ def pytest_sessionfinish(session):
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
 """)
-    pytester.makepyfile(test_full=HEADER + """
+    pytester.makepyfile(
+        test_full=HEADER
+        + """
 @pytest.mark.batchperf(rounds=2, warmup=0)
 def test_case(batchperf):
     batchperf.run(WL, "continuous", 2)
-""")
+"""
+    )
     base = _saved_baseline(pytester.path, "test_full.py::other")
     before = base.read_bytes()
     proc = _pytest_process(pytester.path, "--batchperf-save")  # a pipe: not limited
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == pytest.ExitCode.TESTS_FAILED, out
-    assert f"batchperf: ERROR: {base}: cannot write baseline: File too large; nothing was changed" in out
+    assert (
+        f"batchperf: ERROR: {base}: cannot write baseline: File too large; nothing was changed"
+        in out
+    )
     assert "batchperf: ERROR: cannot write " in out and "File too large" in out
     assert base.read_bytes() == before
     assert not [p for p in base.parent.iterdir() if p.suffix == ".tmp"]
@@ -264,10 +316,13 @@ def test_case(batchperf):
 
 def test_baseline_dir_under_a_file_is_one_line_before_anything_runs(pytester):
     (pytester.path / "blocker").write_text("not a directory")
-    pytester.makepyfile(test_x=HEADER + """
+    pytester.makepyfile(
+        test_x=HEADER
+        + """
 def test_case(batchperf):
     batchperf.run(WL, "continuous", 2)
-""")
+"""
+    )
     result = pytester.runpytest(*ARGS, "--batchperf-baseline-dir", "blocker/baselines")
     out = output(result)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, out
@@ -275,6 +330,7 @@ def test_case(batchperf):
 
 
 # ------------------------------------------------------------------ noise guards
+
 
 class WarmingUpFakeEngine:
     """A FAKE engine for the warm-up logic only: round k takes ``durations[k]`` seconds
@@ -293,9 +349,16 @@ class WarmingUpFakeEngine:
 
         d = self.durations[min(self.calls, len(self.durations) - 1)]
         self.calls += 1
-        reqs = [RequestTrace(r.id, r.prompt_len, 0.0, 0.0, [d * (i + 1) / r.max_output_tokens
-                                                             for i in range(r.max_output_tokens)])
-                for r in workload.requests]
+        reqs = [
+            RequestTrace(
+                r.id,
+                r.prompt_len,
+                0.0,
+                0.0,
+                [d * (i + 1) / r.max_output_tokens for i in range(r.max_output_tokens)],
+            )
+            for r in workload.requests
+        ]
         return RoundTrace(0.0, d, reqs)
 
 
@@ -304,19 +367,23 @@ def _measure(durations, warmup=1, rounds=3):
     from pytest_batchperf.workload import CaseSpec, Strategy, WorkloadSpec, fixed
 
     engine = WarmingUpFakeEngine(durations)
-    spec = CaseSpec(WorkloadSpec(num_requests=2, prompt=fixed(4), output=fixed(4)),
-                    Strategy.CONTINUOUS, 2)
+    spec = CaseSpec(
+        WorkloadSpec(num_requests=2, prompt=fixed(4), output=fixed(4)), Strategy.CONTINUOUS, 2
+    )
     m = measure_run(engine, spec, Rounds(rounds, warmup))
     return engine.calls - rounds, m
 
 
-@pytest.mark.parametrize("durations, warmup, expected", [
-    ([1.0], 1, 2),                        # settled at once: two rounds to know it
-    ([3.0, 1.0], 1, 3),                   # a cold first round: one more
-    ([3.0, 1.0, 1.0], 2, 3),
-    ([1.0], 3, 3),                        # never fewer than asked
-    ([1.0], 0, 0),                        # warmup=0 means none
-])
+@pytest.mark.parametrize(
+    "durations, warmup, expected",
+    [
+        ([1.0], 1, 2),  # settled at once: two rounds to know it
+        ([3.0, 1.0], 1, 3),  # a cold first round: one more
+        ([3.0, 1.0, 1.0], 2, 3),
+        ([1.0], 3, 3),  # never fewer than asked
+        ([1.0], 0, 0),  # warmup=0 means none
+    ],
+)
 def test_warm_up_runs_until_two_rounds_agree(durations, warmup, expected):
     calls, m = _measure(durations, warmup)
     assert calls == expected and not m.warnings
@@ -333,8 +400,13 @@ def test_noise_warnings_reach_the_terminal_summary_and_results(sim_project):
 
     p = sim_project(noise=0.4)
     result = run_sim(p, "-k", "B2-static", "--batchperf-rounds", "6")
-    result.stdout.fnmatch_lines(["*= batchperf =*", "*WARNING test_suite.py::test_sweep[[]B2-static[]]: "
-                                 "run 1: output_tok_s varies *% round to round (> 10%)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*= batchperf =*",
+            "*WARNING test_suite.py::test_sweep[[]B2-static[]]: "
+            "run 1: output_tok_s varies *% round to round (> 10%)*",
+        ]
+    )
     case = results_json(p.path)["cases"]["test_suite.py::test_sweep[B2-static]"]
     assert any("round to round" in w for w in case["warnings"])
     assert "warning: run 1: output_tok_s varies" in (p.path / "reports" / "summary.md").read_text()

@@ -56,8 +56,9 @@ def test_synthetic_gguf_is_deterministic_and_cached():
 
 @pytest.mark.parametrize("strategy", list(Strategy))
 def test_every_request_generates_exactly_its_tokens(engine, strategy):
-    wl = build(WorkloadSpec(num_requests=6, prompt=fixed(12), output=fixed(5), seed=4),
-               engine.vocab_size)
+    wl = build(
+        WorkloadSpec(num_requests=6, prompt=fixed(12), output=fixed(5), seed=4), engine.vocab_size
+    )
     trace = engine.run_round(wl, strategy, 3)
     assert sorted(r.output_tokens for r in trace.requests) == [5] * 6
     for r in trace.requests:
@@ -132,16 +133,27 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     (docs/gate-quality.md, 30 fresh processes), so a 10 % gate between two processes is a
     coin toss there; this checks the mechanism, not the machine."""
     pytester.makepyfile(test_e2e=SUITE)
-    common = ("-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-rounds", "5",
-              "--batchperf-tolerance", "*=60")
-    pytester.runpytest_subprocess(*common, "--batchperf-save", "--batchperf-runs", "3"
-                                  ).assert_outcomes(passed=1)
+    common = (
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-rounds",
+        "5",
+        "--batchperf-tolerance",
+        "*=60",
+    )
+    pytester.runpytest_subprocess(
+        *common, "--batchperf-save", "--batchperf-runs", "3"
+    ).assert_outcomes(passed=1)
     [path] = (pytester.path / "baselines").rglob("default.json")
     saved = json.loads(path.read_text())
     env = saved["environment"]
     assert env["engine"]["engine"] == "llama-cpp" and env["engine"]["model_hash"].startswith(
-        "synthetic-tiny-gguf-")
-    assert len(saved["cases"]["test_e2e.py::test_continuous"]["metrics"]["output_tok_s"]["runs"]) == 3
+        "synthetic-tiny-gguf-"
+    )
+    assert (
+        len(saved["cases"]["test_e2e.py::test_continuous"]["metrics"]["output_tok_s"]["runs"]) == 3
+    )
 
     aa = pytester.runpytest_subprocess(*common)
     aa.assert_outcomes(passed=1)
@@ -149,8 +161,12 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
 
     slow = pytester.runpytest_subprocess(*common, "--batchperf-set", "slowdown=3")
     slow.assert_outcomes(failed=1)
-    slow.stdout.fnmatch_lines(["*REGRESSED test_e2e.py::test_continuous*",
-                               "*output_tok_s: * -> * 1/s (-*%*3 vs 1 runs; tolerance 60%*"])
+    slow.stdout.fnmatch_lines(
+        [
+            "*REGRESSED test_e2e.py::test_continuous*",
+            "*output_tok_s: * -> * 1/s (-*%*3 vs 1 runs; tolerance 60%*",
+        ]
+    )
     results = json.loads((pytester.path / "reports" / "results.json").read_text())
     comp = {c["metric"]: c for c in results["cases"]["test_e2e.py::test_continuous"]["comparisons"]}
     assert comp["output_tok_s"]["change"] < -0.6

@@ -36,8 +36,9 @@ def server():
 
 
 def test_every_request_gets_exactly_its_tokens(server):
-    wl = build(WorkloadSpec(num_requests=8, prompt=fixed(32), output=fixed(24), seed=3),
-               server.vocab_size)
+    wl = build(
+        WorkloadSpec(num_requests=8, prompt=fixed(32), output=fixed(24), seed=3), server.vocab_size
+    )
     trace = server.run_round(wl, Strategy.CONTINUOUS, 4)
     assert [r.output_tokens for r in trace.requests] == [24] * 8
     assert all(r.prompt_tokens == 32 for r in trace.requests)  # token-id prompts, as sent
@@ -52,9 +53,18 @@ def test_the_suites_run_unchanged_against_it(pytester):
     for name in ("conftest.py", "workloads.py", "test_batch_sweep.py", "test_variable_length.py"):
         shutil.copy(ROOT / "suites" / name, pytester.path / name)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-profile",
-        "llama-server-cpu", "--batchperf-batch-sizes", "1,8", "--batchperf-rounds", "2",
-        "-k", "sequential or B8")
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-profile",
+        "llama-server-cpu",
+        "--batchperf-batch-sizes",
+        "1,8",
+        "--batchperf-rounds",
+        "2",
+        "-k",
+        "sequential or B8",
+    )
     result.assert_outcomes(passed=7)
     data = json.loads((pytester.path / "reports" / "results.json").read_text())
     assert data["environment"]["engine"]["server"] == "command"

@@ -28,6 +28,8 @@ MISBEHAVING = HERE.parent / "helpers" / "misbehaving_server.py"
 
 def load(profile: Profile):
     return load_spec(profile.engine_spec())
+
+
 FAIL_ON = 7  # MisbehavingServer fails requests asking for this many tokens
 
 
@@ -37,14 +39,20 @@ def needs_llama_server():
 
 def misbehaving_profile(*args, **options) -> Profile:
     command = ["{python}", str(MISBEHAVING), "--port", "{port}", "--fail-on", str(FAIL_ON), *args]
-    return Profile("misbehaving", "openai-http", "synthetic:tiny", "cpu",
-                   {"command": command, "startup_timeout_s": 20, **options})
+    return Profile(
+        "misbehaving",
+        "openai-http",
+        "synthetic:tiny",
+        "cpu",
+        {"command": command, "startup_timeout_s": 20, **options},
+    )
 
 
 def workload(n=6, out=8, prompt=12, rate=0.0, seed=0):
     arrival = Arrival("poisson", rate=rate) if rate else Arrival()
-    spec = WorkloadSpec(num_requests=n, prompt=fixed(prompt), output=fixed(out), arrival=arrival,
-                        seed=seed)
+    spec = WorkloadSpec(
+        num_requests=n, prompt=fixed(prompt), output=fixed(out), arrival=arrival, seed=seed
+    )
     return build(spec, 4096)
 
 
@@ -117,9 +125,20 @@ def test_load_suite_on_llama_server(pytester):
     for name in ("conftest.py", "workloads.py", "test_latency_under_load.py"):
         shutil.copy(ROOT / "suites" / name, pytester.path / name)
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-profile",
-        "llama-server-tiny", "--batchperf-warmup", "0", "--batchperf-rounds", "1",
-        "-k", "saturation or 0.25x or 4x", "-W", "ignore")
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-profile",
+        "llama-server-tiny",
+        "--batchperf-warmup",
+        "0",
+        "--batchperf-rounds",
+        "1",
+        "-k",
+        "saturation or 0.25x or 4x",
+        "-W",
+        "ignore",
+    )
     result.assert_outcomes(passed=3)
     cases = json.loads((pytester.path / "reports" / "results.json").read_text())["cases"]
 
@@ -137,8 +156,7 @@ def test_load_suite_on_llama_server(pytester):
 
 def test_api_key_is_sent_but_never_described(monkeypatch):
     monkeypatch.setenv("BATCHPERF_TEST_KEY", "sekrit-123")
-    engine = load(misbehaving_profile("--api-key", "sekrit-123",
-                                      api_key_env="BATCHPERF_TEST_KEY"))
+    engine = load(misbehaving_profile("--api-key", "sekrit-123", api_key_env="BATCHPERF_TEST_KEY"))
     try:
         engine.warmup()
         trace = engine.run_round(workload(n=2), Strategy.CONTINUOUS, 2)
@@ -156,7 +174,13 @@ def test_missing_api_key_is_a_clear_error(monkeypatch):
 
 def test_redacts_secret_flags():
     assert _redact_argv(["srv", "--api-key", "k1", "--api_key=k2", "--port", "80"]) == [
-        "srv", "--api-key", "***", "--api_key=***", "--port", "80"]
+        "srv",
+        "--api-key",
+        "***",
+        "--api_key=***",
+        "--port",
+        "80",
+    ]
 
 
 def test_text_prompts_keep_shared_prefixes():
@@ -180,8 +204,11 @@ def test_server_that_never_answers():
 
 
 def test_url_nobody_listens_on():
-    profile = Profile("dead", "openai-http", knobs={"url": f"http://127.0.0.1:{free_port()}/v1",
-                                                    "startup_timeout_s": 1})
+    profile = Profile(
+        "dead",
+        "openai-http",
+        knobs={"url": f"http://127.0.0.1:{free_port()}/v1", "startup_timeout_s": 1},
+    )
     with pytest.raises(EngineError, match=r"does not answer GET /v1/models"):
         load(profile)
 
@@ -201,12 +228,15 @@ def _started(profile):
     return engine
 
 
-@pytest.mark.parametrize("how, expected", [
-    ("500", r"HTTP 500 from the server: .*internal error on purpose"),
-    ("error-event", r"error mid-stream after 2 tokens: KV cache exhausted on purpose"),
-    ("cut", r"RemoteProtocolError|cut short \(connection closed\) after 2 of 7"),
-    ("done-early", r"cut short with \[DONE\] after 2 of 7 tokens"),
-])
+@pytest.mark.parametrize(
+    "how, expected",
+    [
+        ("500", r"HTTP 500 from the server: .*internal error on purpose"),
+        ("error-event", r"error mid-stream after 2 tokens: KV cache exhausted on purpose"),
+        ("cut", r"RemoteProtocolError|cut short \(connection closed\) after 2 of 7"),
+        ("done-early", r"cut short with \[DONE\] after 2 of 7 tokens"),
+    ],
+)
 def test_a_failing_request_errors_the_round_with_the_server_log(broken_servers, how, expected):
     engine = broken_servers(how)
     wl = build(WorkloadSpec(num_requests=4, prompt=fixed(8), output=fixed(FAIL_ON), seed=1), 4096)
@@ -242,8 +272,11 @@ def test_a_killed_engine_process_takes_its_server_down():
     engine = start(misbehaving_profile().engine_spec(), timeout_s=60)
     try:
         child = psutil.Process(engine.pids()[0])
-        (server,) = [p for p in child.children(recursive=True)
-                     if "misbehaving_server.py" in " ".join(p.cmdline())]
+        (server,) = [
+            p
+            for p in child.children(recursive=True)
+            if "misbehaving_server.py" in " ".join(p.cmdline())
+        ]
         os.kill(child.pid, signal.SIGKILL)
         gone, _ = psutil.wait_procs([server], timeout=10)
         assert gone, "the server outlived the engine process"
@@ -269,18 +302,39 @@ def test_c_ok_again(batchperf):
 
 
 def test_session_goes_on_after_a_server_crash(pytester):
-    command = json.dumps([sys.executable, str(MISBEHAVING), "--port", "{port}",
-                          "--fail-on", str(FAIL_ON), "--how", "exit"])
-    pytester.makefile(".toml", pyproject=f"""
+    command = json.dumps(
+        [
+            sys.executable,
+            str(MISBEHAVING),
+            "--port",
+            "{port}",
+            "--fail-on",
+            str(FAIL_ON),
+            "--how",
+            "exit",
+        ]
+    )
+    pytester.makefile(
+        ".toml",
+        pyproject=f"""
 [tool.batchperf.profiles.mis]
 engine = "openai-http"
 command = {command}
 startup_timeout_s = 20
-""")
+""",
+    )
     pytester.makepyfile(test_suite=SESSION_SUITE.format(fail_on=FAIL_ON))
-    result = pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable",
-                                "--batchperf-profile", "mis", "--batchperf-rounds", "1",
-                                "--batchperf-warmup", "0")
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-profile",
+        "mis",
+        "--batchperf-rounds",
+        "1",
+        "--batchperf-warmup",
+        "0",
+    )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*test_b_server_crashes*engine error*exit code 7*"])
     assert "openai_http.py" not in result.stdout.str()  # no traceback through the engine
@@ -303,19 +357,33 @@ def test_b(batchperf):
 
 
 def _fault_session(pytester, knobs: str):
-    pytester.makefile(".toml", pyproject=f"""
+    pytester.makefile(
+        ".toml",
+        pyproject=f"""
 [tool.batchperf.profiles.faulty]
 engine = "openai-http"
 {knobs}
-""")
+""",
+    )
     pytester.makepyfile(test_suite=FAULT_SUITE)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable",
-                                "--batchperf-profile", "faulty", "--batchperf-rounds", "1",
-                                "--batchperf-warmup", "0")
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-profile",
+        "faulty",
+        "--batchperf-rounds",
+        "1",
+        "--batchperf-warmup",
+        "0",
+    )
     out = result.stdout.str()
     result.assert_outcomes(failed=2)  # both cases ran, each failed with its own line
     for case in ("test_a", "test_b"):
-        assert f"test_suite.py::{case}: engine error: engine of profile 'faulty' failed to start: " in out
+        assert (
+            f"test_suite.py::{case}: engine error: engine of profile 'faulty' failed to start: "
+            in out
+        )
     assert "Traceback" not in out and "openai_http.py" not in out
     assert os.path.exists(pytester.path / "reports" / "results.json")
     return out
@@ -324,14 +392,27 @@ engine = "openai-http"
 def _no_stray(marker: str) -> None:
     import psutil
 
-    stray = [p.pid for p in psutil.process_iter(["cmdline"])
-             if marker in " ".join(p.info["cmdline"] or [])]
+    stray = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if marker in " ".join(p.info["cmdline"] or [])
+    ]
     assert not stray, f"processes left behind: {stray}"
 
 
 def test_session_with_a_server_that_never_becomes_ready(pytester):
-    command = json.dumps([sys.executable, str(MISBEHAVING), "--port", "{port}", "--how", "hang",
-                          "--tag", "never-ready-fault"])
+    command = json.dumps(
+        [
+            sys.executable,
+            str(MISBEHAVING),
+            "--port",
+            "{port}",
+            "--how",
+            "hang",
+            "--tag",
+            "never-ready-fault",
+        ]
+    )
     out = _fault_session(pytester, f"command = {command}\nstartup_timeout_s = 2")
     assert "did not answer within 2s (startup_timeout_s); it was stopped" in out
     _no_stray("never-ready-fault")
@@ -350,8 +431,9 @@ def test_session_with_the_port_already_in_use(pytester):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = json.dumps([sys.executable, str(MISBEHAVING), "--port", "{port}",
-                              "--tag", "port-fault"])
+        command = json.dumps(
+            [sys.executable, str(MISBEHAVING), "--port", "{port}", "--tag", "port-fault"]
+        )
         out = _fault_session(pytester, f"command = {command}\nport = {port}")
     assert f"port {port} on 127.0.0.1 is already in use" in out
     _no_stray("port-fault")

@@ -15,11 +15,13 @@ from pytest_batchperf.workload import Strategy, WorkloadSpec, build, uniform
 def load(profile: Profile):
     return load_spec(profile.engine_spec())
 
+
 # find_spec, not importorskip: torch must first be imported by the engine module, which
 # sets its OpenMP wait policy before the import.
 if find_spec("torch") is None or find_spec("transformers") is None:
-    pytest.skip("torch and transformers are not installed (extra 'transformers')",
-                allow_module_level=True)
+    pytest.skip(
+        "torch and transformers are not installed (extra 'transformers')", allow_module_level=True
+    )
 
 MIXED = WorkloadSpec(num_requests=8, prompt=uniform(4, 40), output=uniform(3, 12), seed=7)
 
@@ -40,8 +42,12 @@ class GenerateSpy:
         real = engine.model.generate
 
         def spy(**kw):
-            self.calls.append({k: kw[k] for k in ("input_ids", "attention_mask", "max_new_tokens",
-                                                  "min_new_tokens")})
+            self.calls.append(
+                {
+                    k: kw[k]
+                    for k in ("input_ids", "attention_mask", "max_new_tokens", "min_new_tokens")
+                }
+            )
             return real(**kw)
 
         monkeypatch.setattr(engine.model, "generate", spy)
@@ -55,7 +61,11 @@ def test_static_waves_are_left_padded_and_decode_every_token(engine, monkeypatch
     for wave, call in zip(trace.waves, spy.calls):
         ids, mask = call["input_ids"], call["attention_mask"]
         assert ids.shape[1] == max(r.prompt_len for r in wave)
-        assert call["min_new_tokens"] == call["max_new_tokens"] == max(r.max_output_tokens for r in wave)
+        assert (
+            call["min_new_tokens"]
+            == call["max_new_tokens"]
+            == max(r.max_output_tokens for r in wave)
+        )
         for row, r in enumerate(wave):
             pad = ids.shape[1] - r.prompt_len
             assert mask[row, :pad].sum() == 0 and mask[row, pad:].all()
@@ -75,8 +85,10 @@ def test_a_wave_starts_after_the_previous_one_ends(engine):
 
 def test_bucketing_pads_less_than_static(engine):
     wl = build(MIXED, engine.vocab_size)
-    waste = {s: round_metrics(engine.run_round(wl, s, 4), waves=True)["padding_waste_pct"]
-             for s in (Strategy.STATIC, Strategy.BUCKETED)}
+    waste = {
+        s: round_metrics(engine.run_round(wl, s, 4), waves=True)["padding_waste_pct"]
+        for s in (Strategy.STATIC, Strategy.BUCKETED)
+    }
     assert waste[Strategy.BUCKETED] < waste[Strategy.STATIC]
 
 
@@ -118,9 +130,19 @@ def test_sweep(batchperf, strategy):
 
 def test_continuous_cases_skip_in_a_session(pytester):
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable",
-                                "--batchperf-profile", "transformers-tiny",
-                                "--batchperf-set", "isolate=false",
-                                "--batchperf-rounds", "1", "--batchperf-warmup", "0", "-rs")
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-profile",
+        "transformers-tiny",
+        "--batchperf-set",
+        "isolate=false",
+        "--batchperf-rounds",
+        "1",
+        "--batchperf-warmup",
+        "0",
+        "-rs",
+    )
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*continuous batching is not supported*"])

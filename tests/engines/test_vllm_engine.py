@@ -13,8 +13,15 @@ import pytest
 from pytest_batchperf.engines import EngineCrashed, EngineError, EngineUnavailable, OutOfMemory
 from pytest_batchperf.engines import load as load_spec
 from pytest_batchperf.engines.config import KnobError, VLLMKnobs
-from pytest_batchperf.engines.vllm_engine import (PREEMPTIONS, _classify, _Live, counter, fits,
-                                                  kv_cache_tokens, record_output)
+from pytest_batchperf.engines.vllm_engine import (
+    PREEMPTIONS,
+    _classify,
+    _Live,
+    counter,
+    fits,
+    kv_cache_tokens,
+    record_output,
+)
 from pytest_batchperf.measure.metrics import round_metrics
 from pytest_batchperf.measure.trace import RequestTrace, RoundTrace
 from pytest_batchperf.models.resolve import ModelError, resolve
@@ -32,9 +39,16 @@ def llm_kwargs(knobs):
 
 def stats(scheduled, first, last, n):
     """A RequestStateStats as vLLM 0.26 fills it (engine-core monotonic timestamps)."""
-    return NS(num_generation_tokens=n, arrival_time=1.7e9, queued_ts=scheduled - 0.001,
-              scheduled_ts=scheduled, first_token_ts=first, last_token_ts=last,
-              first_token_latency=first - scheduled + 0.001, is_corrupted=False)
+    return NS(
+        num_generation_tokens=n,
+        arrival_time=1.7e9,
+        queued_ts=scheduled - 0.001,
+        scheduled_ts=scheduled,
+        first_token_ts=first,
+        last_token_ts=last,
+        first_token_latency=first - scheduled + 0.001,
+        is_corrupted=False,
+    )
 
 
 def delta(rid, tokens, st, finished=False):
@@ -42,10 +56,23 @@ def delta(rid, tokens, st, finished=False):
 
 
 def test_knobs_pass_through_and_stats_are_on():
-    kw = llm_kwargs({"gpu_memory_utilization": 0.5, "max_num_seqs": 64, "dtype": "bfloat16",
-                     "enable_prefix_caching": False, "slowdown": 0.1, "multiprocessing": False})
-    assert kw == {"gpu_memory_utilization": 0.5, "max_num_seqs": 64, "dtype": "bfloat16",
-                  "enable_prefix_caching": False, "disable_log_stats": False}
+    kw = llm_kwargs(
+        {
+            "gpu_memory_utilization": 0.5,
+            "max_num_seqs": 64,
+            "dtype": "bfloat16",
+            "enable_prefix_caching": False,
+            "slowdown": 0.1,
+            "multiprocessing": False,
+        }
+    )
+    assert kw == {
+        "gpu_memory_utilization": 0.5,
+        "max_num_seqs": 64,
+        "dtype": "bfloat16",
+        "enable_prefix_caching": False,
+        "disable_log_stats": False,
+    }
 
 
 def test_unknown_knob_is_refused_in_one_line():
@@ -101,9 +128,11 @@ def test_multi_token_delta_and_missing_stats():
 
 
 def test_counters_sum_over_engines():
-    metrics = [NS(name=PREEMPTIONS, labels={"engine": "0"}, value=3),
-               NS(name=PREEMPTIONS, labels={"engine": "1"}, value=2),
-               NS(name="vllm:kv_cache_usage_perc", labels={}, value=0.4)]
+    metrics = [
+        NS(name=PREEMPTIONS, labels={"engine": "0"}, value=3),
+        NS(name=PREEMPTIONS, labels={"engine": "1"}, value=2),
+        NS(name="vllm:kv_cache_usage_perc", labels={}, value=0.4),
+    ]
     assert counter(metrics, PREEMPTIONS) == 5
     assert counter(metrics, "vllm:absent") == 0
 
@@ -130,9 +159,11 @@ def test_vllm_failures_map_to_plugin_errors():
 
 
 def test_bad_api_and_slowdown_are_refused_before_vllm_loads():
-    for knobs, message in (({"api": "rest"}, "api must be"),
-                           ({"slowdown": -0.1}, "slowdown must be >= 0"),
-                           ({"slowdown_on": "cpu"}, "slowdown_on must be host or gpu")):
+    for knobs, message in (
+        ({"api": "rest"}, "api must be"),
+        ({"slowdown": -0.1}, "slowdown must be >= 0"),
+        ({"slowdown_on": "cpu"}, "slowdown_on must be host or gpu"),
+    ):
         with pytest.raises(ProfileError, match=message):
             Profile("v", "vllm", "synthetic:tiny", "cuda", knobs, isolate=False).typed_knobs()
 
@@ -158,8 +189,9 @@ def test_gpu_slowdown_spins_the_fraction_of_the_engines_own_step_time():
     from pytest_batchperf.engines.vllm_slowdown import gpu_slowed
 
     now, spins = [0.0], []
-    step = gpu_slowed(lambda: "outputs", 0.25, spin=spins.append,
-                      cycles_per_s=lambda: 1e9, clock=lambda: now[0])
+    step = gpu_slowed(
+        lambda: "outputs", 0.25, spin=spins.append, cycles_per_s=lambda: 1e9, clock=lambda: now[0]
+    )
 
     def gap_then_step(seconds):
         now[0] += seconds
@@ -231,14 +263,25 @@ gpu = pytest.mark.skipif(
 )
 
 
-TINY_KNOBS = {"gpu_memory_utilization": 0.2, "max_model_len": 512, "max_num_seqs": 16,
-              "enforce_eager": True, "dtype": "bfloat16"}
+TINY_KNOBS = {
+    "gpu_memory_utilization": 0.2,
+    "max_model_len": 512,
+    "max_num_seqs": 16,
+    "enforce_eager": True,
+    "dtype": "bfloat16",
+}
 
 
 @pytest.fixture(scope="module", params=["offline", "async"])
 def tiny_engine(request):
-    profile = Profile("vllm-tiny", "vllm", "synthetic:tiny", "cuda",
-                      {**TINY_KNOBS, "api": request.param}, isolate=False)
+    profile = Profile(
+        "vllm-tiny",
+        "vllm",
+        "synthetic:tiny",
+        "cuda",
+        {**TINY_KNOBS, "api": request.param},
+        isolate=False,
+    )
     engine = load(profile)
     engine.warmup()
     yield engine
@@ -249,11 +292,12 @@ def tiny_engine(request):
 @pytest.mark.gpu
 @pytest.mark.parametrize("strategy", ["sequential", "static", "continuous"])
 def test_real_round_on_the_gpu(tiny_engine, strategy):
-    from pytest_batchperf.workload import Strategy
-    from pytest_batchperf.workload import WorkloadSpec, build, fixed, uniform
+    from pytest_batchperf.workload import Strategy, WorkloadSpec, build, fixed, uniform
 
-    wl = build(WorkloadSpec(num_requests=12, prompt=uniform(8, 40), output=fixed(9), seed=1),
-               tiny_engine.vocab_size)
+    wl = build(
+        WorkloadSpec(num_requests=12, prompt=uniform(8, 40), output=fixed(9), seed=1),
+        tiny_engine.vocab_size,
+    )
     trace = tiny_engine.run_round(wl, Strategy(strategy), 4)
     assert all(r.output_tokens == 9 and r.error is None for r in trace.requests)
     for r in trace.requests:
@@ -270,11 +314,18 @@ def test_real_round_on_the_gpu(tiny_engine, strategy):
 @gpu
 @pytest.mark.gpu
 def test_poisson_arrivals_are_admitted_when_due(tiny_engine):
-    from pytest_batchperf.workload import Strategy
-    from pytest_batchperf.workload import Arrival, WorkloadSpec, build, fixed
+    from pytest_batchperf.workload import Arrival, Strategy, WorkloadSpec, build, fixed
 
-    wl = build(WorkloadSpec(num_requests=10, prompt=fixed(16), output=fixed(6), seed=2,
-                            arrival=Arrival("poisson", rate=50.0)), tiny_engine.vocab_size)
+    wl = build(
+        WorkloadSpec(
+            num_requests=10,
+            prompt=fixed(16),
+            output=fixed(6),
+            seed=2,
+            arrival=Arrival("poisson", rate=50.0),
+        ),
+        tiny_engine.vocab_size,
+    )
     trace = tiny_engine.run_round(wl, Strategy.CONTINUOUS, 4)
     for r in trace.requests:
         assert r.scheduled >= r.arrival and r.output_tokens == 6
@@ -283,27 +334,38 @@ def test_poisson_arrivals_are_admitted_when_due(tiny_engine):
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("api,place,fraction", [("offline", "host", 1.0), ("async", "host", 1.0),
-                                                ("offline", "gpu", 50.0)])
+@pytest.mark.parametrize(
+    "api,place,fraction",
+    [("offline", "host", 1.0), ("async", "host", 1.0), ("offline", "gpu", 50.0)],
+)
 def test_slowdown_reaches_the_engine_core_process(api, place, fraction):
     """The knob must slow the engine core in its own process (vLLM's default), not only
     the front end: a 100 % host slowdown at least halves throughput on a real engine. The
     tiny model is host-bound, so a GPU spin of a fraction of its step hides behind the
     host's work, as slower kernels would; a spin of 50 steps shows that it lands on the
     stream the model runs on (proportionality on a GPU-bound model: docs/results/)."""
-    from pytest_batchperf.workload import Strategy
-    from pytest_batchperf.workload import WorkloadSpec, build, fixed
+    from pytest_batchperf.workload import Strategy, WorkloadSpec, build, fixed
 
     def tok_s(slowdown):
-        engine = load(Profile("vllm-tiny", "vllm", "synthetic:tiny", "cuda",
-                              {**TINY_KNOBS, "api": api, "slowdown": slowdown,
-                               "slowdown_on": place}))
+        engine = load(
+            Profile(
+                "vllm-tiny",
+                "vllm",
+                "synthetic:tiny",
+                "cuda",
+                {**TINY_KNOBS, "api": api, "slowdown": slowdown, "slowdown_on": place},
+            )
+        )
         try:
-            wl = build(WorkloadSpec(num_requests=16, prompt=fixed(16), output=fixed(64), seed=1),
-                       engine.vocab_size)
+            wl = build(
+                WorkloadSpec(num_requests=16, prompt=fixed(16), output=fixed(64), seed=1),
+                engine.vocab_size,
+            )
             engine.run_round(wl, Strategy.CONTINUOUS, 4)
-            return max(round_metrics(engine.run_round(wl, Strategy.CONTINUOUS, 4))["output_tok_s"]
-                       for _ in range(2))
+            return max(
+                round_metrics(engine.run_round(wl, Strategy.CONTINUOUS, 4))["output_tok_s"]
+                for _ in range(2)
+            )
         finally:
             engine.close()
 
@@ -313,8 +375,7 @@ def test_slowdown_reaches_the_engine_core_process(api, place, fraction):
 @gpu
 @pytest.mark.gpu
 def test_batch_beyond_max_num_seqs_does_not_fit(tiny_engine):
-    from pytest_batchperf.workload import Strategy
-    from pytest_batchperf.workload import WorkloadSpec, build
+    from pytest_batchperf.workload import Strategy, WorkloadSpec, build
 
     wl = build(WorkloadSpec(num_requests=4), tiny_engine.vocab_size)
     with pytest.raises(OutOfMemory, match="max_num_seqs=16"):
@@ -344,18 +405,35 @@ def test_sweep_records_max_batch_size_past_an_oom(sim_project, sizing):
 
     p = sim_project(noise=0.0)
     p.makepyfile(limited_engine=LIMITED_ENGINE)
-    p.makefile(".toml", pyproject='[tool.batchperf.profiles.lim]\nengine = '
-               '"limited_engine:LimitedEngine"\nisolate = false\nnoise = 0.0\n' + sizing)
-    result = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "lim",
-                         "--batchperf-batch-sizes", "2,8,16,32", "--benchmark-disable", "-rs",
-                         "--batchperf-report", str(p.path / "out"))
+    p.makefile(
+        ".toml",
+        pyproject="[tool.batchperf.profiles.lim]\nengine = "
+        '"limited_engine:LimitedEngine"\nisolate = false\nnoise = 0.0\n' + sizing,
+    )
+    result = p.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--batchperf-profile",
+        "lim",
+        "--batchperf-batch-sizes",
+        "2,8,16,32",
+        "--benchmark-disable",
+        "-rs",
+        "--batchperf-report",
+        str(p.path / "out"),
+    )
     result.assert_outcomes(passed=4, skipped=4)
     result.stdout.fnmatch_lines(["*Max batch size: 8 (the next*", "*batch size 16 does not fit*"])
     cases = json.loads((p.path / "out" / "results.json").read_text())["cases"]
-    limits = {cid: c["metrics"]["max_batch_size"]["rounds"] for cid, c in cases.items()
-              if "max_batch_size" in c["metrics"]}
-    assert sorted(limits) == ["test_suite.py::test_sweep[B8-continuous]",
-                              "test_suite.py::test_sweep[B8-static]"]
+    limits = {
+        cid: c["metrics"]["max_batch_size"]["rounds"]
+        for cid, c in cases.items()
+        if "max_batch_size" in c["metrics"]
+    }
+    assert sorted(limits) == [
+        "test_suite.py::test_sweep[B8-continuous]",
+        "test_suite.py::test_sweep[B8-static]",
+    ]
     assert all(v == [[8]] for v in limits.values())
     assert "| 8 |" in (p.path / "out" / "summary.md").read_text()
     sizes = {c["params"]["workload"]["num_requests"] for c in cases.values() if c["metrics"]}
@@ -373,10 +451,12 @@ def test_gpu_noise_warnings_from_nvml_readings(monkeypatch):
     others: list[int] = []
     monkeypatch.setattr(nvml, "available", lambda: True)
     monkeypatch.setattr(nvml, "other_processes", lambda pids, gpus: others)
-    for sm, expected in ((1980, []), (1890, ["GPU clocks throttled (sw_power_cap): SM at "
-                                              "1890 of 1980 MHz"])):
+    for sm, expected in (
+        (1980, []),
+        (1890, ["GPU clocks throttled (sw_power_cap): SM at 1890 of 1980 MHz"]),
+    ):
         state = nvml.ClockState(sm, 1980, ("sw_power_cap",))
-        monkeypatch.setattr(nvml, "clock_state", lambda index: state)
+        monkeypatch.setattr(nvml, "clock_state", lambda index, state=state: state)
         assert gpu_warnings(engine, (0,)) == expected
     others.append(99)
     assert gpu_warnings(engine, (0,))[-1] == "other processes use the GPU (pids 99)"

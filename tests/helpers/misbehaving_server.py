@@ -100,10 +100,17 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"0\r\n\r\n")
                     return
             time.sleep(self.args.token_delay)
-            self._chunk(json.dumps({"choices": [{"index": 0, "text": f" w{i}", "finish_reason": None}]}))
-        self._chunk(json.dumps({"choices": [{"index": 0, "text": "", "finish_reason": "length"}],
-                                "usage": {"prompt_tokens": len(body["prompt"]),
-                                          "completion_tokens": n}}))
+            self._chunk(
+                json.dumps({"choices": [{"index": 0, "text": f" w{i}", "finish_reason": None}]})
+            )
+        self._chunk(
+            json.dumps(
+                {
+                    "choices": [{"index": 0, "text": "", "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": n},
+                }
+            )
+        )
         self._chunk("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
 
@@ -121,8 +128,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--fail-on", type=int, default=-1)
-    p.add_argument("--how", default="500",
-                   choices=["500", "error-event", "cut", "done-early", "exit", "hang"])
+    p.add_argument(
+        "--how", default="500", choices=["500", "error-event", "cut", "done-early", "exit", "hang"]
+    )
     p.add_argument("--exit-at-start", action="store_true")
     p.add_argument("--api-key", default="")
     p.add_argument("--token-delay", type=float, default=0.002)

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "reports" / "examples" / "results.json"
 HOSTILE = "<script>alert(1)</script>"
 # Runs only if escaping failed; the browser test checks the title is untouched.
-TITLE_PAYLOAD = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
+TITLE_PAYLOAD = (
+    "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
+)
 
 
 def example() -> RunResults:
@@ -37,10 +39,12 @@ def several_runs(run: RunResults, n: int = 5) -> RunResults:
             spec = lookup(name)
             timed = spec is not None and spec.judged and spec.kind is Kind.TIMED
             rounds = m.rounds
-            metrics[name] = replace(m, runs=tuple(
-                tuple(x * (f if timed else 1.0) for x in rounds) for f in factors))
-        cases[case_id] = replace(case, metrics=metrics,
-                                 runs=tuple(RunInfo(slot=j + 1) for j in range(n)))
+            metrics[name] = replace(
+                m, runs=tuple(tuple(x * (f if timed else 1.0) for x in rounds) for f in factors)
+            )
+        cases[case_id] = replace(
+            case, metrics=metrics, runs=tuple(RunInfo(slot=j + 1) for j in range(n))
+        )
     return replace(run, cases=cases)
 
 
@@ -70,11 +74,20 @@ def hostile(run: RunResults) -> RunResults:
     first_id = sorted(run.cases)[0]
     case = run.cases[first_id]
     bad_id = f"suites/test_x.py::test_{HOSTILE}[B1]"
-    bad_case = replace(case, case_id=bad_id, suite=f"test_x::test_{HOSTILE}",
-                       warnings=(TITLE_PAYLOAD,))
+    bad_case = replace(
+        case, case_id=bad_id, suite=f"test_x::test_{HOSTILE}", warnings=(TITLE_PAYLOAD,)
+    )
     crashed_id = f"suites/test_x.py::test_crash[{HOSTILE}]"
-    crashed = CaseResult(crashed_id, "test_x::test_crash", case.spec,
-                         error=f"engine crashed: {TITLE_PAYLOAD}")
-    env = {**run.environment, "engine": {**run.environment.get("engine", {}), "model": TITLE_PAYLOAD}}
-    return replace(run, cases={**run.cases, bad_id: bad_case, crashed_id: crashed}, environment=env,
-                   profile=f"default{HOSTILE}")
+    crashed = CaseResult(
+        crashed_id, "test_x::test_crash", case.spec, error=f"engine crashed: {TITLE_PAYLOAD}"
+    )
+    env = {
+        **run.environment,
+        "engine": {**run.environment.get("engine", {}), "model": TITLE_PAYLOAD},
+    }
+    return replace(
+        run,
+        cases={**run.cases, bad_id: bad_case, crashed_id: crashed},
+        environment=env,
+        profile=f"default{HOSTILE}",
+    )

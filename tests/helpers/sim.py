@@ -8,8 +8,15 @@ from typing import Any
 
 def run_sim(pytester: Any, *args: str) -> Any:
     return pytester.runpytest(
-        "-p", "no:cacheprovider", "--batchperf-profile", "sim", "--batchperf-batch-sizes", "2,8",
-        "--benchmark-disable", *args)
+        "-p",
+        "no:cacheprovider",
+        "--batchperf-profile",
+        "sim",
+        "--batchperf-batch-sizes",
+        "2,8",
+        "--benchmark-disable",
+        *args,
+    )
 
 
 def results(pytester: Any) -> dict:

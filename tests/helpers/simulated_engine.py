@@ -43,7 +43,9 @@ class SimulatedEngine(Engine):
         self.factors = itertools.cycle([float(f) for f in o.get("factors", [1.0])])
         seed = o.get("seed")
         # Each instance (a fresh "process") draws its own noise, reproducibly given a seed.
-        self._rng = np.random.default_rng([seed if seed is not None else os.getpid(), self.instance])
+        self._rng = np.random.default_rng(
+            [seed if seed is not None else os.getpid(), self.instance]
+        )
         self.offset = float(self._rng.lognormal(0, float(o.get("process_noise", 0.0))))
         self._t = 0.0
 
@@ -61,15 +63,21 @@ class SimulatedEngine(Engine):
 
     def run_round(self, workload, strategy, batch_size):
         if self.oom_above is not None and batch_size > self.oom_above:
-            raise OutOfMemory(f"batch size {batch_size} is above the simulated limit {self.oom_above}")
+            raise OutOfMemory(
+                f"batch size {batch_size} is above the simulated limit {self.oom_above}"
+            )
         if self.log:
             with open(self.log, "a") as f:
                 f.write(f"{self.instance} {strategy.value} {batch_size}\n")
-        factor = ((1 + self.slowdown) * self.offset * next(self.factors)
-                  * self._rng.lognormal(0, self.noise))
+        factor = (
+            (1 + self.slowdown)
+            * self.offset
+            * next(self.factors)
+            * self._rng.lognormal(0, self.noise)
+        )
         # Each round's virtual clock starts at 0: arrival offsets then compare exactly.
         self._t = 0.0
-        clock = lambda: self._t  # noqa: E731 - the virtual clock
+        clock = lambda: self._t
         rnd = Round(workload, strategy, batch_size, clock)
         active: dict[int, list] = {}  # id -> [request, prompt left, generated]
 

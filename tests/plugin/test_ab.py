@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers.sim import baseline_files, results, run_sim
 
 AB = ("--batchperf-reference", "slowdown=0.0", "--batchperf-pairs", "3")
@@ -21,15 +20,28 @@ def test_a_a_passes_and_both_sides_are_reported(sim_project, interleave, engines
     CPU profile), every run of every case has its own: 4 cases x 6 runs."""
     p = sim_project(noise=0.01)
     log = p.path / "order.log"
-    result = run_sim(p, *AB, "--batchperf-set", "process_noise=0.02", "--batchperf-interleave",
-                     interleave, "--batchperf-set", f"log={json.dumps(str(log))}")
+    result = run_sim(
+        p,
+        *AB,
+        "--batchperf-set",
+        "process_noise=0.02",
+        "--batchperf-interleave",
+        interleave,
+        "--batchperf-set",
+        f"log={json.dumps(str(log))}",
+    )
     result.assert_outcomes(passed=4)
     data = results(p)
     assert data["mode"] == "ab" and "regressed" not in data["verdict_counts"]
     case = data["cases"][B8]
     assert [(r["slot"], r["side"]) for r in case["runs"]] == [
-        (1, "reference"), (4, "reference"), (5, "reference"),
-        (2, "candidate"), (3, "candidate"), (6, "candidate")]  # ABBA: R C C R R C
+        (1, "reference"),
+        (4, "reference"),
+        (5, "reference"),
+        (2, "candidate"),
+        (3, "candidate"),
+        (6, "candidate"),
+    ]  # ABBA: R C C R R C
     assert len(case["reference"]["output_tok_s"]["rounds"]) == 3
     assert len(case["metrics"]["output_tok_s"]["rounds"]) == 3
     comp = next(c for c in case["comparisons"] if c["metric"] == "output_tok_s")
@@ -45,8 +57,9 @@ def test_a_slowed_candidate_fails(sim_project):
     p = sim_project(noise=0.01)
     result = run_sim(p, *AB, "--batchperf-set", "slowdown=0.15")
     result.assert_outcomes(failed=4)
-    result.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-1?.?%, interval*3 vs 3 runs; "
-                                 "tolerance 5%*"])  # A/B's own, tighter tolerance
+    result.stdout.fnmatch_lines(
+        ["*output_tok_s: * -> * 1/s (-1?.?%, interval*3 vs 3 runs; tolerance 5%*"]
+    )  # A/B's own, tighter tolerance
     md = (p.path / "reports" / "summary.md").read_text()
     assert "A/B in one job" in md and "| pairs |" in md
 
@@ -69,8 +82,10 @@ def test_save_in_ab_mode_stores_the_candidate(sim_project):
 def test_reference_profile(sim_project):
     p = sim_project(noise=0.01)
     with open(p.path / "pyproject.toml", "a") as f:
-        f.write('\n[tool.batchperf.profiles.sim-old]\nengine = "simulated_engine:SimulatedEngine"\n'
-                'isolate = false\nnoise = 0.01\nslowdown = 0.3\n')
+        f.write(
+            '\n[tool.batchperf.profiles.sim-old]\nengine = "simulated_engine:SimulatedEngine"\n'
+            "isolate = false\nnoise = 0.01\nslowdown = 0.3\n"
+        )
     run_sim(p, "--batchperf-reference-profile", "sim-old").assert_outcomes(passed=4)
     assert results(p)["verdict_counts"] == {"improved": 4}
 
@@ -107,13 +122,17 @@ def test_unknown_reference_profile(pytester):
 
 def test_a_python_that_does_not_exist(pytester):
     out = _bad(pytester, "--batchperf-reference", "python=/nowhere/bin/python")
-    assert "profile 'default': python /nowhere/bin/python does not exist or is not executable" in out
+    assert (
+        "profile 'default': python /nowhere/bin/python does not exist or is not executable" in out
+    )
 
 
 def test_a_reference_venv_without_the_engine(pytester, tmp_path):
     venv = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    out = _bad(pytester, "--batchperf-reference", f"python={json.dumps(str(venv / 'bin' / 'python'))}")
+    out = _bad(
+        pytester, "--batchperf-reference", f"python={json.dumps(str(venv / 'bin' / 'python'))}"
+    )
     assert f"python {venv}/bin/python cannot import 'llama_cpp': install the engine" in out
 
 
@@ -127,8 +146,22 @@ def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
     for name in ("conftest.py", "workloads.py", "test_batch_sweep.py"):
         shutil.copy(suites / name, pytester.path / name)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-batch-sizes", "2",
-        "-k", "B2-continuous", "--batchperf-rounds", "2", "--batchperf-warmup", "0",
-        "--batchperf-set", "n_threads=1", "--batchperf-reference", "n_ctx=4096",
-        "--batchperf-pairs", "2")
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-batch-sizes",
+        "2",
+        "-k",
+        "B2-continuous",
+        "--batchperf-rounds",
+        "2",
+        "--batchperf-warmup",
+        "0",
+        "--batchperf-set",
+        "n_threads=1",
+        "--batchperf-reference",
+        "n_ctx=4096",
+        "--batchperf-pairs",
+        "2",
+    )
     result.assert_outcomes(passed=1)

@@ -27,8 +27,9 @@ def test_case(batchperf, batch_size):
 
 def run(pytester, *args, suite=SUITE):
     pytester.makepyfile(test_suite=suite)
-    return pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable",
-                              "--batchperf-batch-sizes", "2", *args)
+    return pytester.runpytest(
+        "-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-batch-sizes", "2", *args
+    )
 
 
 def assert_clear(result, message: str, exit_codes=(1, 4)) -> None:
@@ -73,14 +74,17 @@ def test_bad_batch_sizes_option(pytester, sizes):
 
 @pytest.mark.parametrize("size", [0, -1])
 def test_bad_batch_size_in_marker(pytester, size):
-    suite = SUITE.replace("@pytest.mark.batchperf(rounds=1, warmup=0)",
-                          f"@pytest.mark.batchperf(rounds=1, warmup=0, batch_sizes=[{size}])")
+    suite = SUITE.replace(
+        "@pytest.mark.batchperf(rounds=1, warmup=0)",
+        f"@pytest.mark.batchperf(rounds=1, warmup=0, batch_sizes=[{size}])",
+    )
     assert_clear(run(pytester, suite=suite), f"batch size must be a positive integer, got {size}")
 
 
-@pytest.mark.parametrize("option, value", [("--batchperf-rounds", "0"),
-                                           ("--batchperf-alpha", "1.5"),
-                                           ("--batchperf-timeout", "soon")])
+@pytest.mark.parametrize(
+    "option, value",
+    [("--batchperf-rounds", "0"), ("--batchperf-alpha", "1.5"), ("--batchperf-timeout", "soon")],
+)
 def test_bad_numbers(pytester, option, value):
     assert_clear(run(pytester, f"{option}={value}"), option)
 
@@ -105,8 +109,15 @@ def _write_baseline(pytester, data) -> None:
 
 
 def test_baseline_from_newer_schema(pytester):
-    _write_baseline(pytester, {"schema_version": SCHEMA_VERSION + 1, "profile": "default",
-                               "hardware_class": "x", "cases": {}})
+    _write_baseline(
+        pytester,
+        {
+            "schema_version": SCHEMA_VERSION + 1,
+            "profile": "default",
+            "hardware_class": "x",
+            "cases": {},
+        },
+    )
     assert_clear(run(pytester), "written by a newer pytest-batchperf")
 
 
@@ -116,6 +127,8 @@ def test_corrupt_baseline(pytester):
 
 
 def test_bad_marker_tolerance(pytester):
-    suite = SUITE.replace("@pytest.mark.batchperf(rounds=1, warmup=0)",
-                          "@pytest.mark.batchperf(rounds=1, warmup=0, tolerance={'nope': 5})")
+    suite = SUITE.replace(
+        "@pytest.mark.batchperf(rounds=1, warmup=0)",
+        "@pytest.mark.batchperf(rounds=1, warmup=0, tolerance={'nope': 5})",
+    )
     assert_clear(run(pytester, suite=suite), "unknown metric 'nope'")

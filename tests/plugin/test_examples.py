@@ -26,7 +26,7 @@ def test_the_readme_shows_the_example_file_as_it_is():
 def test_the_readme_shows_the_profile_pyproject_declares():
     readme = (ROOT / "README.md").read_text()
     pyproject = (ROOT / "pyproject.toml").read_text()
-    block = pyproject[pyproject.index("[tool.batchperf.profiles.chat-cpu]"):].split("\n\n")[0]
+    block = pyproject[pyproject.index("[tool.batchperf.profiles.chat-cpu]") :].split("\n\n")[0]
     assert block.strip() in readme
 
 
@@ -56,7 +56,7 @@ def test_the_ci_workflow_uses_flags_and_commands_that_exist():
     flags = {opt.flag for opt in OPTIONS}
     used = {arg.split("=")[0] for cmd in commands for arg in cmd if arg.startswith("--batchperf")}
     assert used and used <= flags, used - flags
-    subcommands = set(parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    subcommands = set(parser()._subparsers._group_actions[0].choices)
     for cmd in commands:
         if cmd[0].endswith("batchperf"):
             assert cmd[1] in subcommands, cmd

@@ -2,6 +2,7 @@
 measuring and judging pipeline, not a figure): every repetition a fresh pytest process;
 a quiet engine gives no A/A false alarm and a 50 % slowdown is caught."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -16,15 +17,39 @@ BATCHPERF = [sys.executable, "-m", "pytest_batchperf.cli"]
 
 def _gate_quality(pytester, *args):
     env = {**os.environ, "PYTHONPATH": str(pytester.path)}
-    return subprocess.run([*BATCHPERF, "gate-quality", "--suite", "test_suite.py", "--profile",
-                           "sim", "--aa", "2", "--per-slowdown", "1", "--slowdowns", "0.5",
-                           "--out", "gq", *args, "--", "--batchperf-batch-sizes", "2",
-                           "--benchmark-disable"], cwd=pytester.path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            *BATCHPERF,
+            "gate-quality",
+            "--suite",
+            "test_suite.py",
+            "--profile",
+            "sim",
+            "--aa",
+            "2",
+            "--per-slowdown",
+            "1",
+            "--slowdowns",
+            "0.5",
+            "--out",
+            "gq",
+            *args,
+            "--",
+            "--batchperf-batch-sizes",
+            "2",
+            "--benchmark-disable",
+        ],
+        cwd=pytester.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-@pytest.mark.parametrize("mode", [("--save-runs", "2"), ("--ab", "--pairs", "2")],
-                         ids=["baseline", "ab"])
+@pytest.mark.parametrize(
+    "mode", [("--save-runs", "2"), ("--ab", "--pairs", "2")], ids=["baseline", "ab"]
+)
 def test_gate_quality_measures_false_alarms_and_detection(sim_project, mode):
     p = sim_project(noise=0.0)
     done = _gate_quality(p, *mode)
@@ -33,11 +58,15 @@ def test_gate_quality_measures_false_alarms_and_detection(sim_project, mode):
     reps = data["repetitions"]
     assert [r["slowdown"] for r in reps] == schedule(2, 1, [0.5])
     assert [any(v == "regressed" for v in r["verdicts"].values()) for r in reps] == [
-        r["slowdown"] > 0 for r in reps]
+        r["slowdown"] > 0 for r in reps
+    ]
     table = (p.path / "gq" / "gate-quality.md").read_text()
     assert "| **whole run** | 0/2 (0%) | 1/1 (100%) |" in table
-    again = subprocess.run([*BATCHPERF, "gate-quality", "--analyse", str(p.path / "gq" /
-                            "gate-quality.json")], capture_output=True, text=True)
+    again = subprocess.run(
+        [*BATCHPERF, "gate-quality", "--analyse", str(p.path / "gq" / "gate-quality.json")],
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0 and "whole run" in again.stdout
 
 
@@ -45,4 +74,4 @@ def test_schedule_spreads_slowdowns_among_a_a():
     order = schedule(6, 2, [0.1, 0.25])
     assert sorted(order) == [0.0] * 6 + [0.1, 0.1, 0.25, 0.25]
     slowed = [i for i, s in enumerate(order) if s]
-    assert min(b - a for a, b in zip(slowed, slowed[1:])) >= 2
+    assert min(b - a for a, b in itertools.pairwise(slowed)) >= 2

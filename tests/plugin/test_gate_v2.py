@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import SIM_PROFILE
 from helpers.sim import baseline_files, results, run_sim
 
@@ -21,8 +20,14 @@ def _order(p) -> list[tuple[int, str]]:
 
 def test_runs_are_fresh_engines_in_passes_and_the_baseline_keeps_them(sim_project):
     p = sim_project()
-    result = run_sim(p, "--batchperf-save", "--batchperf-runs", "3",
-                     "--batchperf-set", f"log={json.dumps(str(p.path / 'order.log'))}")
+    result = run_sim(
+        p,
+        "--batchperf-save",
+        "--batchperf-runs",
+        "3",
+        "--batchperf-set",
+        f"log={json.dumps(str(p.path / 'order.log'))}",
+    )
     result.assert_outcomes(passed=4)  # each case reported once, with its final outcome
     order = _order(p)
     engines = list(dict.fromkeys(i for i, _ in order))
@@ -55,9 +60,12 @@ def test_a_lost_batch_size_is_a_capacity_regression(sim_project):
     run_sim(p, "--batchperf-save", "--batchperf-runs", "2").assert_outcomes(passed=4)
     result = run_sim(p, "--batchperf-set", "oom_above=4")
     result.assert_outcomes(passed=2, failed=2)
-    result.stdout.fnmatch_lines([
-        "*capacity regressed (max_batch_size): batch size 8 fitted in the baseline and no "
-        "longer fits: batch size 8 is above the simulated limit 4*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*capacity regressed (max_batch_size): batch size 8 fitted in the baseline and no "
+            "longer fits: batch size 8 is above the simulated limit 4*"
+        ]
+    )
     assert result.ret == 1
     case = results(p)["cases"][B8]
     assert case["verdict"] == "regressed"
@@ -92,15 +100,19 @@ def test_under_ci_a_class_without_a_baseline_fails(sim_project, monkeypatch):
     monkeypatch.setenv("CI", "true")
     result = run_sim(p)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "ERROR: no baseline of profile 'sim' for hardware class 'cpu-*' in *baselines "
-        "(required under CI or --batchperf-require-baseline); baselines exist for: "
-        "cpu-some-other-machine-64c. Save one on this machine class with --batchperf-save"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: no baseline of profile 'sim' for hardware class 'cpu-*' in *baselines "
+            "(required under CI or --batchperf-require-baseline); baselines exist for: "
+            "cpu-some-other-machine-64c. Save one on this machine class with --batchperf-save"
+        ]
+    )
     # locally it is new; a save under CI creates it
     monkeypatch.delenv("CI")
     run_sim(p).assert_outcomes(passed=4)
-    run_sim(p, "--batchperf-require-baseline", "--batchperf-save",
-            "--batchperf-runs", "2").assert_outcomes(passed=4)
+    run_sim(
+        p, "--batchperf-require-baseline", "--batchperf-save", "--batchperf-runs", "2"
+    ).assert_outcomes(passed=4)
 
 
 def test_a_one_run_baseline_still_gates_and_asks_to_be_saved_again(sim_project):
@@ -117,8 +129,12 @@ def test_a_one_run_baseline_still_gates_and_asks_to_be_saved_again(sim_project):
     path.write_text(json.dumps(doc))
     result = run_sim(p)
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*NOTICE*holds one run per case: it is judged conservatively; "
-                                 "re-save it with --batchperf-save (--batchperf-runs 5)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*NOTICE*holds one run per case: it is judged conservatively; "
+            "re-save it with --batchperf-save (--batchperf-runs 5)*"
+        ]
+    )
     slow = run_sim(p, "--batchperf-set", "slowdown=0.5")  # beyond twice the tolerance
     slow.assert_outcomes(failed=4)
     slow.stdout.fnmatch_lines(["*one run a side: judged on its rounds at 2x the tolerance*"])
@@ -128,8 +144,9 @@ def test_an_error_while_summarising_errors_one_case_and_reports_are_written(sim_
     p = sim_project()
     result = run_sim(p, "--batchperf-set", "empty_at=8")
     result.assert_outcomes(passed=2, failed=2)
-    result.stdout.fnmatch_lines(["*test_sweep[[]B8-continuous[]]: TraceError: the round "
-                                 "produced no tokens*"])
+    result.stdout.fnmatch_lines(
+        ["*test_sweep[[]B8-continuous[]]: TraceError: the round produced no tokens*"]
+    )
     assert "Traceback" not in result.stdout.str()
     data = results(p)
     assert data["cases"][B8]["verdict"] == "error"
@@ -151,8 +168,9 @@ def test_default(batchperf):
     batchperf.run(WL, "continuous", 4)
 """
     p = sim_project(suite=suite)
-    p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim",
-                "--benchmark-disable").assert_outcomes(passed=2)
+    p.runpytest(
+        "-p", "no:cacheprovider", "--batchperf-profile", "sim", "--benchmark-disable"
+    ).assert_outcomes(passed=2)
     cases = results(p)["cases"]
     assert len(cases["test_suite.py::test_more"]["runs"]) == 3
     assert len(cases["test_suite.py::test_default"]["runs"]) == 1

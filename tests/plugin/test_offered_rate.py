@@ -8,9 +8,10 @@ the SimulatedEngine."""
 import json
 import shutil
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
-from dataclasses import replace
+from helpers.sim import run_sim
 
 from pytest_batchperf.judge import baseline as baselines
 from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
@@ -18,10 +19,10 @@ from pytest_batchperf.options import Options
 from pytest_batchperf.session import BatchperfSession
 from pytest_batchperf.workload import SLO, Arrival, CaseSpec, Strategy, WorkloadSpec
 
-from helpers.sim import run_sim
-
 SUITES = Path(__file__).parents[2] / "suites"
-LOAD_CASES = [f"test_suite.py::test_latency_under_load[{f}]" for f in ("0.25x", "0.5x", "0.8x", "4x")]
+LOAD_CASES = [
+    f"test_suite.py::test_latency_under_load[{f}]" for f in ("0.25x", "0.5x", "0.8x", "4x")
+]
 
 
 def _load_project(sim_project):
@@ -31,8 +32,11 @@ def _load_project(sim_project):
 
 
 def _rates(data):
-    return {cid: data["cases"][cid]["params"]["workload"]["arrival"]["rate"]
-            for cid in LOAD_CASES if cid in data["cases"]}
+    return {
+        cid: data["cases"][cid]["params"]["workload"]["arrival"]["rate"]
+        for cid in LOAD_CASES
+        if cid in data["cases"]
+    }
 
 
 def _slos(data):
@@ -59,15 +63,17 @@ def _run(p, *args):
 def test_rerun_offers_the_baselines_rate_on_a_slower_engine(sim_project):
     p = _load_project(sim_project)
     # The baseline lacks the 4x case, which must then fall back to the calibrated rate.
-    result, saved, saved_slos, sources = _run(p, "--batchperf-save", "--batchperf-runs", "1",
-                                              "-k", "not 4x")
+    result, saved, saved_slos, sources = _run(
+        p, "--batchperf-save", "--batchperf-runs", "1", "-k", "not 4x"
+    )
     result.assert_outcomes(passed=4, deselected=1)
     assert len(saved) == 3 and all(r > 0 for r in saved.values())
     assert set(sources.values()) == {"calibrated"}
 
     # 30 % slower: calibrating now gives other rates (the control, with no baseline) ...
-    _, fresh, fresh_slos, sources = _run(p, "--batchperf-set", "slowdown=0.3",
-                                         "--batchperf-baseline-dir", "elsewhere")
+    _, fresh, fresh_slos, sources = _run(
+        p, "--batchperf-set", "slowdown=0.3", "--batchperf-baseline-dir", "elsewhere"
+    )
     assert set(sources.values()) == {"calibrated"}
     assert all(fresh[cid] != rate for cid, rate in saved.items()), (fresh, saved)
     assert all(fresh_slos[cid] != slo for cid, slo in saved_slos.items())
@@ -89,7 +95,8 @@ def test_rerun_offers_the_baselines_rate_on_a_slower_engine(sim_project):
 def test_every_run_of_a_save_offers_the_same_load(sim_project):
     p = _load_project(sim_project)
     run_sim(p, "--batchperf-save", "--batchperf-runs", "3", "-k", "0.5x").assert_outcomes(
-        passed=1, deselected=4)
+        passed=1, deselected=4
+    )
     [path] = (p.path / "baselines").rglob("sim.json")
     case = json.loads(path.read_text())["cases"][LOAD_CASES[1]]
     assert len(case["metrics"]["output_tok_s"]["runs"]) == 3  # three runs of one workload
@@ -99,12 +106,20 @@ def test_session_reference_spec(tmp_path):
     session = BatchperfSession(Options(), tmp_path)
     assert session.reference_spec("t.py::test_a") is None  # no baseline at all
 
-    spec = CaseSpec(WorkloadSpec(12, arrival=Arrival("poisson", 3.4)), Strategy.CONTINUOUS, 8,
-                    SLO(100.0, 20.0))
+    spec = CaseSpec(
+        WorkloadSpec(12, arrival=Arrival("poisson", 3.4)), Strategy.CONTINUOUS, 8, SLO(100.0, 20.0)
+    )
     path = tmp_path / "base.json"
     measured = {"output_tok_s": MetricRuns.build("output_tok_s", [[100.0, 101.0]])}
-    baselines.save(path, RunResults("sim", "cpu-x", {}, {"t.py::test_a": CaseResult(
-        "t.py::test_a", "t::test_a", spec, measured)}))
+    baselines.save(
+        path,
+        RunResults(
+            "sim",
+            "cpu-x",
+            {},
+            {"t.py::test_a": CaseResult("t.py::test_a", "t::test_a", spec, measured)},
+        ),
+    )
     session.baseline = baselines.load(path)
     got = session.reference_spec("t.py::test_a")
     assert got == spec and got.workload.arrival.rate == 3.4 and got.slo.ttft_ms == 100.0

@@ -5,7 +5,6 @@ real llama.cpp engine are in test_llama_cpp.py."""
 import json
 
 import pytest
-
 from conftest import SIM_PROFILE
 from helpers.sim import baseline_files as _baseline_files
 from helpers.sim import results as _results
@@ -16,8 +15,9 @@ def test_first_run_is_new_passes_and_writes_reports(sim_project):
     p = sim_project()
     result = run_sim(p)
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*batchperf*", "*profile sim on cpu-*: 4 new*",
-                                 "*Optimal batch size: *"])
+    result.stdout.fnmatch_lines(
+        ["*batchperf*", "*profile sim on cpu-*: 4 new*", "*Optimal batch size: *"]
+    )
     data = _results(p)
     assert data["schema_version"] == 2 and data["profile"] == "sim"
     assert {c["verdict"] for c in data["cases"].values()} == {"new"}
@@ -49,15 +49,19 @@ def test_forty_percent_slowdown_fails_with_readable_lines(sim_project):
     run_sim(p, "--batchperf-save").assert_outcomes(passed=4)
     result = run_sim(p, "--batchperf-set", "slowdown=0.4")
     result.assert_outcomes(failed=4)
-    result.stdout.fnmatch_lines([
-        "*metric(s) regressed against its reference*",
-        "*output_tok_s: * -> * 1/s (-2?.?%, interval [[]*], p=*, 5 vs 1 runs; tolerance 10%, "
-        "detectable *%, higher is better)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*metric(s) regressed against its reference*",
+            "*output_tok_s: * -> * 1/s (-2?.?%, interval [[]*], p=*, 5 vs 1 runs; tolerance 10%, "
+            "detectable *%, higher is better)*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
     data = _results(p)
     assert data["verdict_counts"] == {"regressed": 4}
-    comp = {c["metric"]: c for c in data["cases"]["test_suite.py::test_sweep[B2-static]"]["comparisons"]}
+    comp = {
+        c["metric"]: c for c in data["cases"]["test_suite.py::test_sweep[B2-static]"]["comparisons"]
+    }
     assert comp["output_tok_s"]["verdict"] == "regressed"
     assert comp["e2e_ms_p50"]["verdict"] == "regressed"  # latency cases fail too
 
@@ -65,8 +69,9 @@ def test_forty_percent_slowdown_fails_with_readable_lines(sim_project):
 def test_save_does_not_fail_and_merges_subsets(sim_project):
     p = sim_project()
     run_sim(p, "--batchperf-save", "-k", "static").assert_outcomes(passed=2, deselected=2)
-    run_sim(p, "--batchperf-save", "-k", "continuous", "--batchperf-set", "slowdown=0.5"
-            ).assert_outcomes(passed=2, deselected=2)
+    run_sim(
+        p, "--batchperf-save", "-k", "continuous", "--batchperf-set", "slowdown=0.5"
+    ).assert_outcomes(passed=2, deselected=2)
     [path] = _baseline_files(p)
     assert len(json.loads(path.read_text())["cases"]) == 4
 
@@ -74,8 +79,11 @@ def test_save_does_not_fail_and_merges_subsets(sim_project):
 def test_missing_cases_are_listed(sim_project):
     p = sim_project()
     run_sim(p, "--batchperf-save").assert_outcomes(passed=4)
-    p.makepyfile(test_suite=(p.path / "test_suite.py").read_text().replace(
-        '"static", "continuous"', '"continuous"'))
+    p.makepyfile(
+        test_suite=(p.path / "test_suite.py")
+        .read_text()
+        .replace('"static", "continuous"', '"continuous"')
+    )
     result = run_sim(p)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*MISSING test_suite.py::test_sweep[B2-static]*"])
@@ -113,8 +121,14 @@ def test_inconclusive_warns_adds_runs_and_fails_only_when_strict(sim_project):
     tolerance, no evidence. The case adds runs (--batchperf-extend, 2 by default), stays
     inconclusive, warns, and fails only under --batchperf-strict."""
     p = sim_project(noise=0.0)
-    common = ("-k", "B2-static", "--batchperf-set", "process_noise=0.3", "--batchperf-set",
-              "seed=1")
+    common = (
+        "-k",
+        "B2-static",
+        "--batchperf-set",
+        "process_noise=0.3",
+        "--batchperf-set",
+        "seed=1",
+    )
     run_sim(p, "--batchperf-save", *common).assert_outcomes(passed=1)
     args = (*common, "--batchperf-set", "slowdown=0.3")
     result = run_sim(p, *args)
@@ -122,8 +136,12 @@ def test_inconclusive_warns_adds_runs_and_fails_only_when_strict(sim_project):
     assert case["verdict"] == "inconclusive"
     assert [r["extension"] for r in case["runs"]] == [False, True, True]
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*InconclusiveWarning*inconclusive against its reference*",
-                                 "*beyond tolerance but within the noise*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*InconclusiveWarning*inconclusive against its reference*",
+            "*beyond tolerance but within the noise*",
+        ]
+    )
     run_sim(p, *args, "--batchperf-strict").assert_outcomes(failed=1)
 
 
@@ -142,16 +160,33 @@ def test_default(batchperf, batch_size):
 """
     ini = '\n[tool.pytest.ini_options]\nbatchperf_rounds = "3"\nbatchperf_batch_sizes = "2"\n'
     p = sim_project(suite=suite, ini=ini)
-    res = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim",
-                      "--benchmark-disable", "--batchperf-save")
+    res = p.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--batchperf-profile",
+        "sim",
+        "--benchmark-disable",
+        "--batchperf-save",
+    )
     res.assert_outcomes(passed=2)
     cases = _results(p)["cases"]
-    rounds = {cid: [len(r) for r in c["metrics"]["output_tok_s"]["rounds"]] for cid, c in cases.items()}
-    assert rounds == {"test_suite.py::test_default[B2]": [3] * 5,  # 5 runs (a save) of 3 rounds
-                      "test_suite.py::test_loose[B4]": [4] * 5}
+    rounds = {
+        cid: [len(r) for r in c["metrics"]["output_tok_s"]["rounds"]] for cid, c in cases.items()
+    }
+    assert rounds == {
+        "test_suite.py::test_default[B2]": [3] * 5,  # 5 runs (a save) of 3 rounds
+        "test_suite.py::test_loose[B4]": [4] * 5,
+    }
     # 50 % slower: beyond the 10 % default, inside the marker's 80 %.
-    res = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim",
-                      "--benchmark-disable", "--batchperf-set", "slowdown=0.5")
+    res = p.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--batchperf-profile",
+        "sim",
+        "--benchmark-disable",
+        "--batchperf-set",
+        "slowdown=0.5",
+    )
     res.assert_outcomes(passed=1, failed=1)
     res.stdout.fnmatch_lines(["FAILED test_suite.py::test_default[[]B2[]]*"])
 
@@ -159,9 +194,17 @@ def test_default(batchperf, batch_size):
 def test_pytest_benchmark_json_keeps_working(sim_project, tmp_path):
     p = sim_project()
     out = tmp_path / "bench.json"
-    res = p.runpytest("-p", "no:cacheprovider", "--batchperf-profile", "sim",
-                      "--batchperf-batch-sizes", "2", "-k", "continuous",
-                      f"--benchmark-json={out}")
+    res = p.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--batchperf-profile",
+        "sim",
+        "--batchperf-batch-sizes",
+        "2",
+        "-k",
+        "continuous",
+        f"--benchmark-json={out}",
+    )
     res.assert_outcomes(passed=1, deselected=1)
     [bench] = json.loads(out.read_text())["benchmarks"]
     assert bench["stats"]["rounds"] == 5
@@ -189,18 +232,19 @@ def test_xdist_workers_results_are_merged(sim_project):
 def test_profile_sizes_rounds_sets_sweep_and_tolerances(sim_project):
     """A GPU-style profile: min_waves grows each round to waves of B, batch_sizes is its
     sweep, and its tolerance sits under the user's flag."""
-    ini = ('min_waves = 4\nbatch_sizes = [2, 8]\n'
-           'tolerance = { output_tok_s = 80, "*" = 80 }\n')
+    ini = 'min_waves = 4\nbatch_sizes = [2, 8]\ntolerance = { output_tok_s = 80, "*" = 80 }\n'
     p = sim_project(noise=0.0, ini="")
     p.makefile(".toml", pyproject=SIM_PROFILE.format(noise=0.0) + ini)
     common = ("-p", "no:cacheprovider", "--batchperf-profile", "sim", "--benchmark-disable")
     p.runpytest(*common, "--batchperf-save").assert_outcomes(passed=4)
     cases = _results(p)["cases"]
     sizes = {cid: c["params"]["workload"]["num_requests"] for cid, c in cases.items()}
-    assert sizes == {"test_suite.py::test_sweep[B2-static]": 16,  # the suite's 16 > 4 x 2
-                     "test_suite.py::test_sweep[B2-continuous]": 16,
-                     "test_suite.py::test_sweep[B8-static]": 32,  # 4 waves of 8
-                     "test_suite.py::test_sweep[B8-continuous]": 32}
+    assert sizes == {
+        "test_suite.py::test_sweep[B2-static]": 16,  # the suite's 16 > 4 x 2
+        "test_suite.py::test_sweep[B2-continuous]": 16,
+        "test_suite.py::test_sweep[B8-static]": 32,  # 4 waves of 8
+        "test_suite.py::test_sweep[B8-continuous]": 32,
+    }
     assert _results(p)["gate"]["profile_tolerances"]["output_tok_s"] == 0.8
     # 50 % slower: inside the profile's 80 % ...
     p.runpytest(*common, "--batchperf-set", "slowdown=0.5").assert_outcomes(passed=4)

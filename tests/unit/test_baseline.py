@@ -15,12 +15,23 @@ SPEC = CaseSpec(WorkloadSpec(num_requests=16, seed=3), Strategy.STATIC, 8)
 def _run(cases=None, **kw):
     cases = cases or {
         "suites/a.py::t[B8]": CaseResult(
-            "suites/a.py::t[B8]", "a::t", SPEC,
-            {"output_tok_s": MetricRuns.build(
-                "output_tok_s", [[101.0, 99.5, 100.25], [98.0, 97.0, 99.0], [102.123456789]])}),
+            "suites/a.py::t[B8]",
+            "a::t",
+            SPEC,
+            {
+                "output_tok_s": MetricRuns.build(
+                    "output_tok_s", [[101.0, 99.5, 100.25], [98.0, 97.0, 99.0], [102.123456789]]
+                )
+            },
+        ),
     }
-    return RunResults(profile="default", hardware_class="cpu-x-2c",
-                      environment={"python": "3.11"}, cases=cases, **kw)
+    return RunResults(
+        profile="default",
+        hardware_class="cpu-x-2c",
+        environment={"python": "3.11"},
+        cases=cases,
+        **kw,
+    )
 
 
 def test_path_is_hardware_class_then_profile(tmp_path):
@@ -55,11 +66,27 @@ def test_round_trip_and_stable_text(tmp_path):
 def test_schema_1_files_load_as_one_run(tmp_path):
     """A baseline written before runs (its rounds as "samples") is one run per case."""
     path = tmp_path / "b.json"
-    path.write_text(json.dumps({
-        "schema_version": 1, "profile": "default", "hardware_class": "cpu", "cases": {"c": {
-            "params": {"batch_size": 8},
-            "metrics": {"output_tok_s": {"unit": "1/s", "direction": "up",
-                                         "samples": [101.0, 99.5, None, 100.25]}}}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "profile": "default",
+                "hardware_class": "cpu",
+                "cases": {
+                    "c": {
+                        "params": {"batch_size": 8},
+                        "metrics": {
+                            "output_tok_s": {
+                                "unit": "1/s",
+                                "direction": "up",
+                                "samples": [101.0, 99.5, None, 100.25],
+                            }
+                        },
+                    }
+                },
+            }
+        )
+    )
     m = baseline.load(path).cases["c"].metrics["output_tok_s"]
     assert len(m.runs) == 1 and m.rounds[:2] == (101.0, 99.5) and m.median == 100.25
     assert baseline.load(path).cases["c"].params == {"batch_size": 8}
@@ -73,11 +100,27 @@ def test_schema_1_files_load_as_one_run(tmp_path):
 
 def test_schema_2_files_load_their_runs(tmp_path):
     path = tmp_path / "b.json"
-    path.write_text(json.dumps({
-        "schema_version": 2, "profile": "default", "hardware_class": "cpu", "cases": {"c": {
-            "params": SPEC.to_dict(),
-            "metrics": {"output_tok_s": {"unit": "1/s", "direction": "up",
-                                         "runs": [101.0, 99.5, None]}}}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 2,
+                "profile": "default",
+                "hardware_class": "cpu",
+                "cases": {
+                    "c": {
+                        "params": SPEC.to_dict(),
+                        "metrics": {
+                            "output_tok_s": {
+                                "unit": "1/s",
+                                "direction": "up",
+                                "runs": [101.0, 99.5, None],
+                            }
+                        },
+                    }
+                },
+            }
+        )
+    )
     case = baseline.load(path).cases["c"]
     assert case.spec == SPEC
     assert case.metrics["output_tok_s"].summaries[:2] == (101.0, 99.5)
@@ -91,36 +134,55 @@ def test_a_results_file_keeps_every_round_and_loads_as_a_run(tmp_path):
     loaded = baseline.load(path)
     assert loaded.kind == "run"
     assert loaded.cases["suites/a.py::t[B8]"].metrics["output_tok_s"].runs == (
-        (101.0, 99.5, 100.25), (98.0, 97.0, 99.0), (102.123,))
+        (101.0, 99.5, 100.25),
+        (98.0, 97.0, 99.0),
+        (102.123,),
+    )
 
 
 def test_save_merges_and_skips_errored_cases(tmp_path):
     path = tmp_path / "b.json"
     baseline.save(path, _run())
     other = {
-        "suites/a.py::t[B16]": CaseResult("suites/a.py::t[B16]", metrics={
-            "output_tok_s": MetricRuns.build("output_tok_s", [[1.0, 2.0]])}),
+        "suites/a.py::t[B16]": CaseResult(
+            "suites/a.py::t[B16]",
+            metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[1.0, 2.0]])},
+        ),
         "suites/a.py::t[B32]": CaseResult("suites/a.py::t[B32]", error="engine crashed"),
     }
     baseline.save(path, _run(cases=other))
     assert set(baseline.load(path).cases) == {"suites/a.py::t[B8]", "suites/a.py::t[B16]"}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{", "corrupt baseline (invalid JSON at line 1"),
-    ("[]", "top level is not an object"),
-    ('{"schema_version": "1"}', "no integer schema_version"),
-    ('{"schema_version": 1, "profile": "p", "hardware_class": "h", "cases": {"c": {}}}',
-     "case 'c' has no metrics object"),
-    ('{"schema_version": 1, "profile": "p", "hardware_class": "h", '
-     '"cases": {"c": {"metrics": {"m": {"samples": ["x"]}}}}}', "has no runs of numeric values"),
-    ('{"schema_version": 2, "profile": "p", "hardware_class": "h", '
-     '"cases": {"c": {"metrics": {"m": {"runs": [1.0, "x"]}}}}}', "has no runs of numeric values"),
-    ('{"schema_version": 2, "profile": "p", "hardware_class": "h", '
-     '"cases": {"c": {"metrics": {"m": {"rounds": [1.0]}}}}}', "has no runs of numeric values"),
-    ('{"schema_version": 0, "profile": "p", "hardware_class": "h", "cases": {}}', "re-save"),
-    ('{"schema_version": 3, "profile": "p", "hardware_class": "h", "cases": {}}', "newer"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{", "corrupt baseline (invalid JSON at line 1"),
+        ("[]", "top level is not an object"),
+        ('{"schema_version": "1"}', "no integer schema_version"),
+        (
+            '{"schema_version": 1, "profile": "p", "hardware_class": "h", "cases": {"c": {}}}',
+            "case 'c' has no metrics object",
+        ),
+        (
+            '{"schema_version": 1, "profile": "p", "hardware_class": "h", '
+            '"cases": {"c": {"metrics": {"m": {"samples": ["x"]}}}}}',
+            "has no runs of numeric values",
+        ),
+        (
+            '{"schema_version": 2, "profile": "p", "hardware_class": "h", '
+            '"cases": {"c": {"metrics": {"m": {"runs": [1.0, "x"]}}}}}',
+            "has no runs of numeric values",
+        ),
+        (
+            '{"schema_version": 2, "profile": "p", "hardware_class": "h", '
+            '"cases": {"c": {"metrics": {"m": {"rounds": [1.0]}}}}}',
+            "has no runs of numeric values",
+        ),
+        ('{"schema_version": 0, "profile": "p", "hardware_class": "h", "cases": {}}', "re-save"),
+        ('{"schema_version": 3, "profile": "p", "hardware_class": "h", "cases": {}}', "newer"),
+    ],
+)
 def test_bad_files_name_the_file(tmp_path, text, message):
     path = tmp_path / "b.json"
     path.write_text(text)

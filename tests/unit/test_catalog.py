@@ -25,8 +25,14 @@ def test_every_emitted_metric_is_in_the_catalog():
         pass
     emitted |= set(sampler.metrics(10.0))
     # the sampler's GPU readings, the roofline and the capacity metric the session adds
-    emitted |= {"peak_gpu_mem_mib", "gpu_util_pct", "sm_clock_mhz", "energy_j_per_tok",
-                "roofline_pct", "max_batch_size"}
+    emitted |= {
+        "peak_gpu_mem_mib",
+        "gpu_util_pct",
+        "sm_clock_mhz",
+        "energy_j_per_tok",
+        "roofline_pct",
+        "max_batch_size",
+    }
     missing = sorted(name for name in emitted if lookup(name) is None)
     assert not missing, f"metrics emitted but not in the catalog: {missing}"
 
@@ -39,7 +45,8 @@ def test_priority_metrics_are_judged_per_class():
 
 def test_throughput_metrics_are_one_family():
     assert {METRICS[n].family for n in ("throughput_req_s", "output_tok_s", "total_tok_s")} == {
-        "throughput"}
+        "throughput"
+    }
     assert METRICS["ttft_ms_p50"].family != METRICS["e2e_ms_p50"].family
 
 

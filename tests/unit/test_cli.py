@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from helpers.report_data import as_baseline, example, several_runs, slowed
+
 from pytest_batchperf import SCHEMA_VERSION
 from pytest_batchperf.cli import main
 from pytest_batchperf.judge import baseline
@@ -29,7 +29,12 @@ def _write(path: Path, run) -> str:
 
 def _files(tmp_path, run):
     tmp_path.mkdir(exist_ok=True)
-    return tmp_path, run, _write(tmp_path / "base.json", as_baseline(run)), _write(tmp_path / "run.json", run)
+    return (
+        tmp_path,
+        run,
+        _write(tmp_path / "base.json", as_baseline(run)),
+        _write(tmp_path / "run.json", run),
+    )
 
 
 @pytest.fixture
@@ -55,7 +60,8 @@ def test_compare_run_with_its_own_baseline_passes(either, capsys):
     out, err = capsys.readouterr()
     assert f"{len(run.cases)} pass" in out and "REGRESSED" not in out and err == ""
     assert json.loads((tmp / "out" / "results.json").read_text())["verdict_counts"] == {
-        "pass": len(run.cases)}
+        "pass": len(run.cases)
+    }
     assert (tmp / "out" / "index.html").exists()
 
 
@@ -107,8 +113,22 @@ def test_compare_uses_the_gate_the_run_recorded(multi, capsys):
     gate = json.loads((tmp / "out" / "results.json").read_text())["gate"]
     assert gate["alpha"] == 0.2 and gate["tolerances"] == {"*": 0.8}
     assert gate["cases"] == len(run.cases)
-    assert main(["compare", base, cur, "--tolerance", "*=10", "--alpha", "0.05",
-                 "-o", str(tmp / "out2")]) == 1
+    assert (
+        main(
+            [
+                "compare",
+                base,
+                cur,
+                "--tolerance",
+                "*=10",
+                "--alpha",
+                "0.05",
+                "-o",
+                str(tmp / "out2"),
+            ]
+        )
+        == 1
+    )
     gate = json.loads((tmp / "out2" / "results.json").read_text())["gate"]
     assert gate["alpha"] == 0.05 and gate["tolerances"] == {"*": 0.1}
     capsys.readouterr()
@@ -117,16 +137,27 @@ def test_compare_uses_the_gate_the_run_recorded(multi, capsys):
     assert json.loads((tmp / "out3" / "results.json").read_text())["gate"]["alpha"] == 0.01
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    ("{not json", "invalid JSON at line 1"),
-    ('{"schema_version": 999, "profile": "p", "hardware_class": "h", "cases": {}}', "newer pytest-batchperf"),
-    ("[1, 2]", "top level is not an object"),
-    ('{"schema_version": %d, "profile": "p", "hardware_class": "h", "cases": {"c": {"metrics": {"m": {"samples": "x"}}}}}'
-     % SCHEMA_VERSION, "has no runs of numeric values"),
-])
-@pytest.mark.parametrize("command", [["report"], ["compare", "OK"], ["merge"], ["baseline", "show"],
-                                     ["baseline", "promote"]])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ("{not json", "invalid JSON at line 1"),
+        (
+            '{"schema_version": 999, "profile": "p", "hardware_class": "h", "cases": {}}',
+            "newer pytest-batchperf",
+        ),
+        ("[1, 2]", "top level is not an object"),
+        (
+            f'{{"schema_version": {SCHEMA_VERSION}, "profile": "p", "hardware_class": "h", '
+            '"cases": {"c": {"metrics": {"m": {"samples": "x"}}}}}',
+            "has no runs of numeric values",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [["report"], ["compare", "OK"], ["merge"], ["baseline", "show"], ["baseline", "promote"]],
+)
 def test_bad_input_is_one_line_exit_2(files, capsys, content, message, command):
     tmp, _, base, _ = files
     bad = tmp / "bad.json"
@@ -143,11 +174,17 @@ def test_console_script_is_installed_and_clean_on_errors(tmp_path):
     exe = Path(sys.executable).with_name("batchperf")
     if not exe.exists():
         pytest.skip(f"no console script next to {sys.executable} (package not installed)")
-    r = subprocess.run([str(exe), "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(exe), "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and all(c in r.stdout for c in ("report", "compare", "merge", "baseline"))
+    assert r.returncode == 0 and all(
+        c in r.stdout for c in ("report", "compare", "merge", "baseline")
+    )
 
 
 def test_a_reader_that_stops_early_gets_no_traceback_and_no_clean_exit(files):
@@ -159,8 +196,13 @@ def test_a_reader_that_stops_early_gets_no_traceback_and_no_clean_exit(files):
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line
     try:
-        r = subprocess.run([sys.executable, "-m", "pytest_batchperf.cli", "compare", base, cur],
-                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest_batchperf.cli", "compare", base, cur],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.close(write)
     assert r.returncode == 141 and "Traceback" not in r.stderr and "Exception" not in r.stderr
@@ -178,7 +220,9 @@ def test_report_rebuilds_the_reports(files, capsys):
 def _shards(run):
     ids = sorted(run.cases)
     half = len(ids) // 2
-    return [replace(run, cases={k: run.cases[k] for k in part}) for part in (ids[:half], ids[half:])]
+    return [
+        replace(run, cases={k: run.cases[k] for k in part}) for part in (ids[:half], ids[half:])
+    ]
 
 
 def test_merge_shards_of_one_hardware_class(files, capsys):
@@ -195,8 +239,11 @@ def test_merge_shards_of_one_hardware_class(files, capsys):
 
 def test_merge_hardware_classes_keeps_both(files):
     _, run, _, _ = files
-    gpu = replace(run, hardware_class="nvidia-h100-80gb-hbm3",
-                  environment={**run.environment, "gpu": "NVIDIA H100 80GB HBM3"})
+    gpu = replace(
+        run,
+        hardware_class="nvidia-h100-80gb-hbm3",
+        environment={**run.environment, "gpu": "NVIDIA H100 80GB HBM3"},
+    )
     merged = merge([run, gpu])
     assert len(merged.cases) == 2 * len(run.cases)
     assert merged.hardware_class == f"{run.hardware_class}, nvidia-h100-80gb-hbm3"
@@ -210,7 +257,9 @@ def test_merge_hardware_classes_keeps_both(files):
 def test_baseline_promote_then_show(files, capsys):
     tmp, run, _, cur = files
     bad = next(iter(sorted(run.cases)))
-    errored = replace(run, cases={**run.cases, bad: replace(run.cases[bad], error="engine crashed")})
+    errored = replace(
+        run, cases={**run.cases, bad: replace(run.cases[bad], error="engine crashed")}
+    )
     cur = _write(tmp / "errored.json", errored)
     assert main(["baseline", "promote", cur, "--baseline-dir", str(tmp / "bl")]) == 0
     path = baseline.baseline_path(tmp / "bl", run.hardware_class, run.profile)
@@ -247,13 +296,25 @@ def test_end_to_end_llama_cpp_run_then_compare(pytester):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     pytester.makepyfile(test_e2e=E2E_SUITE)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--benchmark-disable", "--batchperf-rounds", "2",
-        "--batchperf-warmup", "0", "--batchperf-save", timeout=300)
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-rounds",
+        "2",
+        "--batchperf-warmup",
+        "0",
+        "--batchperf-save",
+        timeout=300,
+    )
     result.assert_outcomes(passed=1)
     [base] = (pytester.path / "baselines").rglob("default.json")
     results = pytester.path / "reports" / "results.json"
     assert (pytester.path / "reports" / "index.html").exists()
-    r = subprocess.run([sys.executable, "-m", "pytest_batchperf.cli", "compare", str(base),
-                        str(results)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest_batchperf.cli", "compare", str(base), str(results)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 pass" in r.stdout

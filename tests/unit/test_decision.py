@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from pytest_batchperf.judge.catalog import METRICS, UnknownMetricError, parse_tolerances
-from pytest_batchperf.judge.decision import (ONE_RUN_FACTOR, Verdict, compare, log_ratios,
-                                             run_summaries, summaries, worst)
+from pytest_batchperf.judge.decision import (
+    ONE_RUN_FACTOR,
+    Verdict,
+    compare,
+    log_ratios,
+    run_summaries,
+    summaries,
+    worst,
+)
 from pytest_batchperf.judge.gate import GatePolicy, judge_case
 from pytest_batchperf.judge.results import CaseResult, MetricRuns
 from pytest_batchperf.judge.stats import Prior
@@ -180,8 +187,10 @@ def test_the_false_alarm_budget_is_shared_by_cases_families_and_looks():
 
 def test_a_metric_family_is_tested_once():
     """Request, output and total throughput are one measurement: one share of alpha."""
-    ref = {n: MetricRuns.build(n, _runs(1000, seed=1)) for n in
-           ("throughput_req_s", "output_tok_s", "total_tok_s", "ttft_ms_p50")}
+    ref = {
+        n: MetricRuns.build(n, _runs(1000, seed=1))
+        for n in ("throughput_req_s", "output_tok_s", "total_tok_s", "ttft_ms_p50")
+    }
     case = CaseResult("c", metrics={n: MetricRuns.build(n, _runs(1000, seed=2)) for n in ref})
     judged = judge_case(case, ref, GatePolicy(alpha=0.01, cases=2))
     assert [c.alpha for c in judged.comparisons] == pytest.approx([0.01 / 2 / 2] * 4)

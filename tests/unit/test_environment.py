@@ -22,8 +22,9 @@ def test_cpu_class_counts_the_machines_cores_not_this_jobs(monkeypatch):
 def test_taskset_keeps_the_hardware_class():
     code = "from pytest_batchperf.measure import environment as e; print(e.hardware_class('cpu'))"
     plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
-    pinned = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code],
-                            capture_output=True, text=True).stdout
+    pinned = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True
+    ).stdout
     assert plain and pinned == plain
 
 
@@ -50,7 +51,8 @@ def test_cgroup_quota_caps_usable_cores(monkeypatch, tmp_path):
     quota.write_text("150000 100000\n")
     real = interference.Path
 
-    monkeypatch.setattr(interference, "Path", lambda p: quota if p == "/sys/fs/cgroup/cpu.max"
-                        else real(p))
+    monkeypatch.setattr(
+        interference, "Path", lambda p: quota if p == "/sys/fs/cgroup/cpu.max" else real(p)
+    )
     monkeypatch.setattr(interference.os, "sched_getaffinity", lambda pid: {0, 1})
     assert interference.usable_cores() == 1.5

@@ -17,8 +17,15 @@ METRICS = ("output_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "itl_ms_p
 CASES = 30
 
 
-def job(rng, runs: int, shift: float, machine_sd: float, process_sd: float,
-        round_sd: float = 0.02, rounds: int = 5) -> dict[str, dict[str, MetricRuns]]:
+def job(
+    rng,
+    runs: int,
+    shift: float,
+    machine_sd: float,
+    process_sd: float,
+    round_sd: float = 0.02,
+    rounds: int = 5,
+) -> dict[str, dict[str, MetricRuns]]:
     """One CI job: ``runs`` fresh engine processes measuring every case; a slowdown of
     ``shift`` makes every case that much slower."""
     machine = rng.normal(0, machine_sd)
@@ -29,30 +36,45 @@ def job(rng, runs: int, shift: float, machine_sd: float, process_sd: float,
         for name in METRICS:
             sign = 1 if name == "output_tok_s" else -1  # slower: fewer tok/s, more ms
             level = math.log(50 + 7 * c)
-            per_run = [level + sign * (machine + process[k] + rng.normal(0, process_sd / 3)
-                                       + math.log1p(-shift)) for k in range(runs)]
+            per_run = [
+                level
+                + sign * (machine + process[k] + rng.normal(0, process_sd / 3) + math.log1p(-shift))
+                for k in range(runs)
+            ]
             metrics[name] = MetricRuns.build(
-                name, [tuple(np.exp(v + rng.normal(0, round_sd, rounds))) for v in per_run])
+                name, [tuple(np.exp(v + rng.normal(0, round_sd, rounds))) for v in per_run]
+            )
         out[f"case{c}"] = metrics
     return out
 
 
-def judged(rng, alpha: float, baseline_runs: int, runs: int, shift: float,
-           machine_sd: float = 0.02, process_sd: float = 0.04) -> list[Verdict]:
+def judged(
+    rng,
+    alpha: float,
+    baseline_runs: int,
+    runs: int,
+    shift: float,
+    machine_sd: float = 0.02,
+    process_sd: float = 0.04,
+) -> list[Verdict]:
     base = job(rng, baseline_runs, 0.0, machine_sd, process_sd)
     cand = job(rng, runs, shift, machine_sd, process_sd)
     fitted = gate.priors(base.values())
     policy = gate.GatePolicy(alpha=alpha, cases=CASES)
-    return [gate.judge_case(CaseResult(cid, metrics=cand[cid]), base[cid], policy, fitted).verdict
-            for cid in cand]
+    return [
+        gate.judge_case(CaseResult(cid, metrics=cand[cid]), base[cid], policy, fitted).verdict
+        for cid in cand
+    ]
 
 
 @pytest.mark.parametrize("baseline_runs, runs", [(5, 1), (3, 1), (5, 3)])
 def test_a_a_false_alarms_per_run_stay_at_the_nominal_level(baseline_runs, runs):
     rng = np.random.default_rng(7)
     alpha, n = 0.05, 200
-    failed = sum(any(v is Verdict.REGRESSED for v in judged(rng, alpha, baseline_runs, runs, 0.0))
-                 for _ in range(n))
+    failed = sum(
+        any(v is Verdict.REGRESSED for v in judged(rng, alpha, baseline_runs, runs, 0.0))
+        for _ in range(n)
+    )
     # Bonferroni and the tolerance make the rule conservative; 3 binomial SDs of slack.
     assert failed / n <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / n)
 
@@ -88,8 +110,10 @@ def test_paired_a_b_on_drifting_machine():
         cand = [(float(np.exp(5 + d + math.log(0.9) + rng.normal(0, 0.02))),) for d in drift]
         r = {"output_tok_s": MetricRuns.build("output_tok_s", ref)}
         c = {"output_tok_s": MetricRuns.build("output_tok_s", cand)}
-        caught += gate.judge_case(CaseResult("x", metrics=c), r, policy, paired=True).verdict \
+        caught += (
+            gate.judge_case(CaseResult("x", metrics=c), r, policy, paired=True).verdict
             is Verdict.REGRESSED
+        )
     assert caught >= 36
 
 
@@ -119,7 +143,9 @@ def test_the_prior_only_ever_widens():
 
 
 def test_detectable_change_shrinks_with_runs():
-    prior = stats.Prior(s2=0.04 ** 2, df=100)
-    mdc = [stats.detectable(stats.two_sample([0.0] * k, [0.0] * m, prior), 1e-4, 0.8)
-           for k, m in ((3, 1), (5, 1), (5, 3), (10, 5))]
+    prior = stats.Prior(s2=0.04**2, df=100)
+    mdc = [
+        stats.detectable(stats.two_sample([0.0] * k, [0.0] * m, prior), 1e-4, 0.8)
+        for k, m in ((3, 1), (5, 1), (5, 3), (10, 5))
+    ]
     assert mdc == sorted(mdc, reverse=True)

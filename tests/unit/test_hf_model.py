@@ -14,8 +14,13 @@ pytest.importorskip("safetensors", reason="the HF model writer needs safetensors
 pytest.importorskip("tokenizers", reason="the HF model writer needs tokenizers")
 
 TINY = shape("tiny")
-FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-         "generation_config.json"}
+FILES = {
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +30,7 @@ def tiny_dir():
 
 
 def test_writes_every_file_once_and_caches(tiny_dir):
-    assert FILES <= {p.name for p in tiny_dir.iterdir()}
+    assert {p.name for p in tiny_dir.iterdir()} >= FILES
     mtime = (tiny_dir / "model.safetensors").stat().st_mtime_ns
     assert hf_model_dir(TINY) == tiny_dir
     assert (tiny_dir / "model.safetensors").stat().st_mtime_ns == mtime
@@ -34,9 +39,14 @@ def test_writes_every_file_once_and_caches(tiny_dir):
 def test_config_matches_shape(tiny_dir):
     cfg = json.loads((tiny_dir / "config.json").read_text())
     assert cfg["model_type"] == "llama"
-    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"],
-            cfg["num_key_value_heads"], cfg["intermediate_size"], cfg["vocab_size"]) == (
-        TINY.hidden, TINY.layers, TINY.heads, TINY.kv_heads, TINY.ffn, TINY.vocab)
+    assert (
+        cfg["hidden_size"],
+        cfg["num_hidden_layers"],
+        cfg["num_attention_heads"],
+        cfg["num_key_value_heads"],
+        cfg["intermediate_size"],
+        cfg["vocab_size"],
+    ) == (TINY.hidden, TINY.layers, TINY.heads, TINY.kv_heads, TINY.ffn, TINY.vocab)
 
 
 def test_tensor_shapes_and_parameter_count(tiny_dir):

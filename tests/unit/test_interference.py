@@ -17,13 +17,18 @@ pytestmark = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads L
 BUSY = "import time\nend = time.time() + 4\nwhile time.time() < end: pass\n"
 # Started through a short-lived middle process, so that the neighbour is not our child:
 # our own children are ours, not foreign.
-DETACHED = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
-            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)")
+DETACHED = (
+    "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)"
+)
 
 
 def test_a_busy_neighbour_shows_as_foreign_cpu_time():
-    pid = int(subprocess.run([sys.executable, "-c", DETACHED, BUSY], capture_output=True,
-                             text=True, check=True).stdout)
+    pid = int(
+        subprocess.run(
+            [sys.executable, "-c", DETACHED, BUSY], capture_output=True, text=True, check=True
+        ).stdout
+    )
     try:
         time.sleep(0.3)
         with InterferenceProbe() as probe:

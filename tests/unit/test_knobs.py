@@ -2,7 +2,13 @@
 
 import pytest
 
-from pytest_batchperf.engines.config import KNOBS, KnobError, LlamaCppKnobs, OpenAIHTTPKnobs, VLLMKnobs
+from pytest_batchperf.engines.config import (
+    KNOBS,
+    KnobError,
+    LlamaCppKnobs,
+    OpenAIHTTPKnobs,
+    VLLMKnobs,
+)
 from pytest_batchperf.profiles import BUILTIN, ProfileError
 
 
@@ -25,8 +31,11 @@ def test_wrong_types_are_refused():
 
 def test_values_pass_through_and_describe_shows_what_differs():
     k = VLLMKnobs.parse({"gpu_memory_utilization": 0.85, "tensor_parallel_size": 2}, "p")
-    assert k.llm_kwargs() == {"gpu_memory_utilization": 0.85, "tensor_parallel_size": 2,
-                              "disable_log_stats": False}
+    assert k.llm_kwargs() == {
+        "gpu_memory_utilization": 0.85,
+        "tensor_parallel_size": 2,
+        "disable_log_stats": False,
+    }
     assert k.gpus() == 2
     assert LlamaCppKnobs.parse({"n_ctx": 8192}, "p").describe() == {"n_ctx": 8192}
 

@@ -2,6 +2,7 @@
 never carriage returns."""
 
 from helpers.sim import run_sim
+
 from pytest_batchperf.plan import Side, Slot
 from pytest_batchperf.progress import Progress
 
@@ -32,7 +33,10 @@ def test_quiet_for_short_cases_then_rate_limited_for_long_ones():
     _drive(p, clock, 10, 20.0)  # 200 s in rounds of 20 s: a line per 30 s at most
     p.finish()
     assert 4 <= len(lines) <= 7
-    assert lines[0] == "batchperf [1/3 cases done] t.py::long[B64]: batch size 64, continuous, round 2/10"
+    assert (
+        lines[0]
+        == "batchperf [1/3 cases done] t.py::long[B64]: batch size 64, continuous, round 2/10"
+    )
     assert not any("\r" in line for line in lines)
 
 
@@ -43,8 +47,10 @@ def test_verbose_prints_each_case_start():
         p.start(f"t.py::c[B{i}]", i + 1, "static", 3)
         _drive(p, clock, 3, 0.1)
         p.finish()
-    assert lines == ["batchperf [0/2 cases done] t.py::c[B0]: batch size 1, static, 3 rounds after warm-up",
-                     "batchperf [1/2 cases done] t.py::c[B1]: batch size 2, static, 3 rounds after warm-up"]
+    assert lines == [
+        "batchperf [0/2 cases done] t.py::c[B0]: batch size 1, static, 3 rounds after warm-up",
+        "batchperf [1/2 cases done] t.py::c[B1]: batch size 2, static, 3 rounds after warm-up",
+    ]
 
 
 def test_wraps_pytest_benchmark_driver():
@@ -71,16 +77,19 @@ def test_names_the_run_of_a_case_with_several():
     assert [line.split(": ", 1)[1] for line in lines] == [
         "batch size 8, static, 3 rounds after warm-up",
         "batch size 8, static, run 2, 3 rounds after warm-up",
-        "batch size 8, static, run 1 (reference), 3 rounds after warm-up"]
+        "batch size 8, static, run 1 (reference), 3 rounds after warm-up",
+    ]
 
 
 def test_progress_reaches_the_terminal_through_capture(sim_project):
     p = sim_project()
     result = run_sim(p, "-v")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([
-        "batchperf [[]0/4 cases done] test_suite.py::test_sweep[[]B2-static]: batch size 2, static, 5 rounds*",
-        "batchperf [[]3/4 cases done] test_suite.py::test_sweep[[]B8-continuous]*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "batchperf [[]0/4 cases done] test_suite.py::test_sweep[[]B2-static]: batch size 2, static, 5 rounds*",
+            "batchperf [[]3/4 cases done] test_suite.py::test_sweep[[]B8-continuous]*",
+        ]
+    )
     quiet = run_sim(p)
     assert "cases done" not in quiet.stdout.str()

@@ -17,19 +17,21 @@ from pytest_batchperf.judge.catalog import METRICS, Direction, Kind
 from pytest_batchperf.judge.decision import Comparison, Verdict, compare
 from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
 from pytest_batchperf.judge.stats import Prior
-from pytest_batchperf.workload import CaseSpec, SLO, Strategy, WorkloadSpec
+from pytest_batchperf.workload import SLO, CaseSpec, Strategy, WorkloadSpec
 
-TIMED = sorted(n for n, m in METRICS.items() if m.kind is Kind.TIMED and m.direction is not Direction.INFO)
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+TIMED = sorted(
+    n for n, m in METRICS.items() if m.kind is Kind.TIMED and m.direction is not Direction.INFO
+)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False)
 # A side of a comparison: 1-4 runs of 1-6 rounds each (one run of one round included).
 run_lists = st.lists(st.lists(positive, min_size=1, max_size=6), min_size=1, max_size=4)
 metric = st.sampled_from(TIMED).map(METRICS.get)
 any_float = st.floats(allow_nan=True, allow_infinity=True) | st.just(0.0)
-priors = st.none() | st.builds(Prior, st.floats(min_value=1e-12, max_value=10.0),
-                               st.floats(min_value=0.5, max_value=1000.0))
+priors = st.none() | st.builds(
+    Prior, st.floats(min_value=1e-12, max_value=10.0), st.floats(min_value=0.5, max_value=1000.0)
+)
 
 
 def adverse(spec, k: float) -> float:
@@ -46,8 +48,11 @@ def on_an_edge(c: Comparison) -> bool:
     to rounding error: there the verdict may flip with the last bit."""
     edges = [k * c.tolerance for k in (1, 2)]
     near_edge = any(abs(abs(c.change) - e) < 1e-9 for e in edges)
-    near_alpha = c.p_value is not None and c.alpha is not None and any(
-        abs(c.p_value - a) < 1e-9 for a in (c.alpha, 1 - c.alpha))
+    near_alpha = (
+        c.p_value is not None
+        and c.alpha is not None
+        and any(abs(c.p_value - a) < 1e-9 for a in (c.alpha, 1 - c.alpha))
+    )
     return near_edge or near_alpha
 
 
@@ -70,20 +75,30 @@ def test_units_do_not_matter(spec, base, cur, power, paired):
     """Scaling both sides by the same power of two (exact in floating point) is a change
     of units: the verdict stays, unless the change sits on a tolerance edge or the p-value
     on alpha to rounding error."""
-    c = 2.0 ** power
+    c = 2.0**power
     a = compare(spec, base, cur, paired=paired)
     b = compare(spec, scaled(base, c), scaled(cur, c), paired=paired)
     assume(not on_an_edge(a) and not on_an_edge(b))
     assert a.verdict is b.verdict
 
 
-spread = st.lists(st.lists(st.floats(min_value=-0.2, max_value=0.2), min_size=1, max_size=6),
-                  min_size=1, max_size=4)
+spread = st.lists(
+    st.lists(st.floats(min_value=-0.2, max_value=0.2), min_size=1, max_size=6),
+    min_size=1,
+    max_size=4,
+)
 
 
 @SETTINGS
-@given(metric, positive, spread, spread, st.floats(0.0, 2.0), st.floats(min_value=0.0, max_value=3.0),
-       priors)
+@given(
+    metric,
+    positive,
+    spread,
+    spread,
+    st.floats(0.0, 2.0),
+    st.floats(min_value=0.0, max_value=3.0),
+    priors,
+)
 def test_making_a_regression_worse_keeps_it_a_regression(spec, centre, eb, ec, shift, k, prior):
     base = [[centre * (1 + e) for e in run] for run in eb]
     cur = [[centre * adverse(spec, shift) * (1 + e) for e in run] for run in ec]
@@ -105,14 +120,20 @@ alphas = st.sampled_from([0.05, 0.01, 1e-4, 1e-6])
 
 
 @SETTINGS
-@given(st.sampled_from(sorted(METRICS)).map(METRICS.get),
-       st.lists(st.lists(any_float, max_size=6), max_size=4),
-       st.lists(st.lists(any_float, max_size=6), max_size=4), st.floats(min_value=0, max_value=5),
-       priors, st.booleans(), alphas)
+@given(
+    st.sampled_from(sorted(METRICS)).map(METRICS.get),
+    st.lists(st.lists(any_float, max_size=6), max_size=4),
+    st.lists(st.lists(any_float, max_size=6), max_size=4),
+    st.floats(min_value=0, max_value=5),
+    priors,
+    st.booleans(),
+    alphas,
+)
 # Two runs against one, 10 % apart, at a suite's per-test alpha: a wide interval (df = 1).
 @example(METRICS["output_tok_s"], [[1000.0], [1100.0]], [[1000.0]], 0.1, None, False, 1e-6)
-def test_any_samples_give_a_verdict_not_an_exception(spec, base, cur, tolerance, prior, paired,
-                                                     alpha):
+def test_any_samples_give_a_verdict_not_an_exception(
+    spec, base, cur, tolerance, prior, paired, alpha
+):
     c = compare(spec, base, cur, tolerance, alpha=alpha, prior=prior, paired=paired)
     assert isinstance(c.verdict, Verdict)
     assert c.line()  # the failure message can always be written
@@ -121,30 +142,55 @@ def test_any_samples_give_a_verdict_not_an_exception(spec, base, cur, tolerance,
 
 # ------------------------------------------------------------------ baselines
 
-case_ids = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30)
-metric_rounds = st.lists(st.floats(min_value=1e-6, max_value=1e9) | st.none(), min_size=1, max_size=6)
+case_ids = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30
+)
+metric_rounds = st.lists(
+    st.floats(min_value=1e-6, max_value=1e9) | st.none(), min_size=1, max_size=6
+)
 metric_runs = st.lists(metric_rounds, min_size=1, max_size=4)
 case_specs = st.builds(
-    CaseSpec, st.builds(WorkloadSpec, num_requests=st.integers(1, 64), seed=st.integers(0, 99),
-                        name=st.text(max_size=8)),
-    st.sampled_from(Strategy), st.integers(1, 512),
-    st.just(SLO()) | st.builds(SLO, st.floats(1, 1e4), st.none() | st.floats(1, 1e3)))
+    CaseSpec,
+    st.builds(
+        WorkloadSpec,
+        num_requests=st.integers(1, 64),
+        seed=st.integers(0, 99),
+        name=st.text(max_size=8),
+    ),
+    st.sampled_from(Strategy),
+    st.integers(1, 512),
+    st.just(SLO()) | st.builds(SLO, st.floats(1, 1e4), st.none() | st.floats(1, 1e3)),
+)
 
 
 @st.composite
 def runs(draw) -> RunResults:
     cases = {}
     for cid in draw(st.lists(case_ids, min_size=1, max_size=5, unique=True)):
-        names = draw(st.lists(st.sampled_from(sorted(METRICS)), min_size=1, max_size=5, unique=True))
-        metrics = {n: MetricRuns.build(n, [[math.nan if x is None else x for x in r]
-                                           for r in draw(metric_runs)]) for n in names}
+        names = draw(
+            st.lists(st.sampled_from(sorted(METRICS)), min_size=1, max_size=5, unique=True)
+        )
+        metrics = {
+            n: MetricRuns.build(
+                n, [[math.nan if x is None else x for x in r] for r in draw(metric_runs)]
+            )
+            for n in names
+        }
         if draw(st.booleans()):
             cases[cid] = CaseResult(cid, suite="s", spec=draw(case_specs), metrics=metrics)
         else:  # a custom test's parameters, not a case spec
-            cases[cid] = CaseResult(cid, suite="s", metrics=metrics,
-                                    raw_params={"batch_size": draw(st.integers(1, 512))})
-    return RunResults(profile=draw(st.sampled_from(["default", "my profile/x"])),
-                      hardware_class="cpu-test", environment={"python": "3.12"}, cases=cases)
+            cases[cid] = CaseResult(
+                cid,
+                suite="s",
+                metrics=metrics,
+                raw_params={"batch_size": draw(st.integers(1, 512))},
+            )
+    return RunResults(
+        profile=draw(st.sampled_from(["default", "my profile/x"])),
+        hardware_class="cpu-test",
+        environment={"python": "3.12"},
+        cases=cases,
+    )
 
 
 def _saved(run: RunResults, directory: str) -> Path:
@@ -187,7 +233,7 @@ def test_random_byte_corruption_is_a_baseline_error_or_a_valid_load(run, data):
             i = data.draw(st.integers(0, len(raw) - 1))
             raw[i] = data.draw(st.integers(0, 255))
         if data.draw(st.booleans()):
-            del raw[data.draw(st.integers(0, len(raw) - 1)):]  # truncated, as by a crash
+            del raw[data.draw(st.integers(0, len(raw) - 1)) :]  # truncated, as by a crash
         path.write_bytes(bytes(raw))
         try:
             loaded = baseline.load(path)
@@ -199,15 +245,20 @@ def test_random_byte_corruption_is_a_baseline_error_or_a_valid_load(run, data):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6)
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def _mutate(doc, data):
     """Replace one value somewhere in the JSON tree, or delete one key."""
     node, path = doc, []
     while isinstance(node, (dict, list)) and node and data.draw(st.booleans()):
-        key = data.draw(st.sampled_from(sorted(node) if isinstance(node, dict) else range(len(node))))
+        key = data.draw(
+            st.sampled_from(sorted(node) if isinstance(node, dict) else range(len(node)))
+        )
         path.append((node, key))
         node = node[key]
     if not path:
@@ -240,7 +291,8 @@ def test_a_file_that_fails_validation_is_never_half_read(run, data):
             got = loaded.cases[cid].metrics[name]
             if "runs" in m:  # a baseline: one summary per run
                 assert got.summaries == pytest.approx(
-                    [math.nan if x is None else x for x in m["runs"]], nan_ok=True)
+                    [math.nan if x is None else x for x in m["runs"]], nan_ok=True
+                )
             elif "rounds" in m:
                 assert len(got.runs) == len(m["rounds"])
             else:  # schema 1: one run, its rounds
@@ -257,9 +309,24 @@ def test_degenerate_files(tmp_path, junk):
 
 def test_saving_sorts_and_rounds(tmp_path):
     """The saved text is stable: the same run saved twice is the same bytes."""
-    run = RunResults("p", "cpu", {}, {"b": CaseResult("b", metrics={"output_tok_s": MetricRuns.build(
-        "output_tok_s", [np.array([1.23456789]), np.array([2.0, 3.0])])}), "a": CaseResult("a", metrics={
-            "output_tok_s": MetricRuns.build("output_tok_s", [[3.0]])})})
+    run = RunResults(
+        "p",
+        "cpu",
+        {},
+        {
+            "b": CaseResult(
+                "b",
+                metrics={
+                    "output_tok_s": MetricRuns.build(
+                        "output_tok_s", [np.array([1.23456789]), np.array([2.0, 3.0])]
+                    )
+                },
+            ),
+            "a": CaseResult(
+                "a", metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[3.0]])}
+            ),
+        },
+    )
     first = _saved(run, str(tmp_path)).read_text()
     second = _saved(run, str(tmp_path)).read_text()
     strip = [line for line in first.splitlines() if '"created"' not in line]
@@ -288,14 +355,29 @@ def test_every_field_with_a_wrong_type(tmp_path):
     """Each key of a valid file, top level, per case, in its parameters and per metric,
     replaced by each wrong type."""
     spec = CaseSpec(WorkloadSpec(num_requests=8), Strategy.CONTINUOUS, 8, SLO(ttft_ms=500.0))
-    run = RunResults("p", "cpu", {"python": "3.12"}, {"a": CaseResult(
-        "a", suite="s", spec=spec,
-        metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[1.0, 2.0], [3.0]])})})
+    run = RunResults(
+        "p",
+        "cpu",
+        {"python": "3.12"},
+        {
+            "a": CaseResult(
+                "a",
+                suite="s",
+                spec=spec,
+                metrics={"output_tok_s": MetricRuns.build("output_tok_s", [[1.0, 2.0], [3.0]])},
+            )
+        },
+    )
     path = _saved(run, str(tmp_path))
     doc = json.loads(path.read_text())
     case = doc["cases"]["a"]
-    for where in (doc, case, case["params"], case["params"]["workload"],
-                  case["metrics"]["output_tok_s"]):
+    for where in (
+        doc,
+        case,
+        case["params"],
+        case["params"]["workload"],
+        case["metrics"]["output_tok_s"],
+    ):
         for key in list(where):
             for value in WRONG_TYPES:
                 original = where[key]

@@ -10,10 +10,10 @@ import shutil
 import subprocess
 
 import pytest
+from helpers.report_data import HOSTILE, ROOT, as_baseline, example, hostile, judged, slowed
 
 from pytest_batchperf.report.charts import KINDS, families
 from pytest_batchperf.report.html import write_html
-from helpers.report_data import HOSTILE, ROOT, as_baseline, example, hostile, judged, slowed
 
 SCREENSHOT = ROOT / "reports" / "browser-report.png"
 
@@ -31,10 +31,21 @@ def chromium():
 
 def load(chromium, page, tmp_path, screenshot=None):
     """Open ``page`` from disk; returns (DOM after scripts ran, console messages)."""
-    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
-            "--v=0", "--window-size=1280,2400", "--dump-dom"]
+    args = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1280,2400",
+        "--dump-dom",
+    ]
     if screenshot:
         args.append(f"--screenshot={screenshot}")
     r = subprocess.run(args + [page.as_uri()], capture_output=True, text=True, timeout=120)
@@ -55,8 +66,11 @@ def test_console_errors_are_seen(chromium, tmp_path):
 def test_report_in_chromium(chromium, tmp_path):
     base = example()
     victim = sorted(base.cases)[0]
-    run = judged(hostile(slowed(base, victim, 1.5)), as_baseline(base),
-                 baseline_environment={**base.environment, "python": "3.10.0"})
+    run = judged(
+        hostile(slowed(base, victim, 1.5)),
+        as_baseline(base),
+        baseline_environment={**base.environment, "python": "3.10.0"},
+    )
     page = write_html(run, tmp_path / "index.html")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     dom, console = load(chromium, page, tmp_path, SCREENSHOT)
@@ -76,7 +90,9 @@ def test_report_in_chromium(chromium, tmp_path):
     assert "engine crashed: &lt;script&gt;" in table
     fams = families(run)
     expected = sum(len(KINDS) - (len(f.sweeps) < 2) for f in fams)
-    charts = re.findall(r'<figure class="chart" id="[^"]+" data-kind="([a-z]+)">.*?</figure>', dom, re.S)
+    charts = re.findall(
+        r'<figure class="chart" id="[^"]+" data-kind="([a-z]+)">.*?</figure>', dom, re.S
+    )
     assert len(charts) == expected > 0
     assert all("<svg" in c for c in re.findall(r'<figure class="chart".*?</figure>', dom, re.S))
     env = dom.split('id="environment"', 1)[1].split("</table>", 1)[0]

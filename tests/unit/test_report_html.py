@@ -8,10 +8,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 
 import pytest
-
-from helpers.report_data import (HOSTILE, TITLE_PAYLOAD, as_baseline, example, hostile, judged,
-                                 several_runs, slowed)
+from helpers.report_data import (
+    HOSTILE,
+    TITLE_PAYLOAD,
+    as_baseline,
+    example,
+    hostile,
+    judged,
+    several_runs,
+    slowed,
+)
 from helpers.sim import run_sim
+
 from pytest_batchperf import report
 from pytest_batchperf.judge.results import MetricRuns
 from pytest_batchperf.report.charts import KINDS, families
@@ -29,8 +37,11 @@ def base():
 def regressed_run(base):
     """One case 60% slower than the example, and a driver upgrade 550 -> 580."""
     slow_id = sorted(base.cases)[-1]
-    run = judged(slowed(base, slow_id, 1.6), as_baseline(base),
-                 baseline_environment={**base.environment, "driver": "550.54"})
+    run = judged(
+        slowed(base, slow_id, 1.6),
+        as_baseline(base),
+        baseline_environment={**base.environment, "driver": "550.54"},
+    )
     return slow_id, replace(run, environment={**run.environment, "driver": "580.65"})
 
 
@@ -59,8 +70,21 @@ def test_verdict_table_lists_every_case_regressions_first(page, regressed_run):
     assert all(v != "regressed" for v, _ in rows[1:])
     table = page.split('id="verdict-table"', 1)[1]
     head = re.findall(r"<th[^>]*>([^<]+)</th>", table.split("</thead>", 1)[0])
-    assert head == ["verdict", "suite", "case", "strategy", "batch size", "metric", "baseline",
-                    "now", "change", "interval", "runs", "tolerance", "detectable"]
+    assert head == [
+        "verdict",
+        "suite",
+        "case",
+        "strategy",
+        "batch size",
+        "metric",
+        "baseline",
+        "now",
+        "change",
+        "interval",
+        "runs",
+        "tolerance",
+        "detectable",
+    ]
     first = table.split("</tr>", 2)[1]
     # The deciding metric with its change, interval, runs, tolerance and detectable change.
     assert re.search(r"[-+]\d+\.\d%", first) and re.search(r"\[[-+]\d+\.\d%, [-+]\d+\.\d%\]", first)
@@ -85,8 +109,11 @@ def test_environment_diff_highlights_changed_rows(page):
 
 
 def _figures(page):
-    return re.findall(r'<figure class="chart" id="([^"]+)" data-kind="([a-z]+)">\s*'
-                      r"<figcaption>[^<]+</figcaption>\s*<svg", page)
+    return re.findall(
+        r'<figure class="chart" id="([^"]+)" data-kind="([a-z]+)">\s*'
+        r"<figcaption>[^<]+</figcaption>\s*<svg",
+        page,
+    )
 
 
 def _has_roofline(family):
@@ -113,16 +140,24 @@ def test_a_measured_roofline_gets_its_chart(base):
     case_id = sorted(base.cases)[0]
     case = base.cases[case_id]
     roofline = MetricRuns.build("roofline_pct", [[40.0, 41.0]] * 3)
-    run = replace(base, cases={**base.cases, case_id: replace(
-        case, metrics={**case.metrics, "roofline_pct": roofline})})
+    run = replace(
+        base,
+        cases={
+            **base.cases,
+            case_id: replace(case, metrics={**case.metrics, "roofline_pct": roofline}),
+        },
+    )
     kinds = [k for _, k in _figures(render(run))]
     assert kinds.count("roofline") == 1 and len(kinds) == len(_figures(render(base))) + 1
 
 
 def test_case_details_show_runs_and_statistics(page, regressed_run):
     slow_id, run = regressed_run
-    detail = page.split(f"<summary><span class=\"chip v-regressed\">regressed</span> "
-                        f"{html.escape(slow_id)}</summary>", 1)[1].split('<details class="case"', 1)[0]
+    detail = page.split(
+        f'<summary><span class="chip v-regressed">regressed</span> '
+        f"{html.escape(slow_id)}</summary>",
+        1,
+    )[1].split('<details class="case"', 1)[0]
     case = run.cases[slow_id]
     assert case.params["strategy"] in detail and str(case.params["batch_size"]) in detail
     assert "workload" in detail and '"num_requests"' in html.unescape(detail)
@@ -172,8 +207,12 @@ def test_summary_md_is_markdown_escaped_as_markdown(base, regressed_run, tmp_pat
     outside = re.sub(r"`[^`]*`", "", text)
     assert not re.search(r"(?<!\\)<", outside) and "\\<script>" in outside
     # A pipe in a name would end the table cell: escaped too, in and out of code spans.
-    piped = judged(replace(run, cases={
-        "a|b": replace(run.cases[slow_id], case_id="a|b", warnings=("x | y",))}), as_baseline(base))
+    piped = judged(
+        replace(
+            run, cases={"a|b": replace(run.cases[slow_id], case_id="a|b", warnings=("x | y",))}
+        ),
+        as_baseline(base),
+    )
     assert "`a\\|b`" in markdown(piped) and "x \\| y" in markdown(piped)
 
 

@@ -20,7 +20,8 @@ def test_8b_at_batch_1_moves_about_15_gb_per_step():
 def test_kv_cache_reads_grow_with_batch_and_context():
     r = Roofline(shape("8b"), H200_GBS)
     assert r.bytes_per_step(128, 1000) - r.bytes_per_step(1, 1000) == pytest.approx(
-        127 * 1000 * r.kv_per_token())
+        127 * 1000 * r.kv_per_token()
+    )
     assert r.step_s(128, 64) > r.step_s(1, 64)
 
 

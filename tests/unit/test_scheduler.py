@@ -12,7 +12,8 @@ EPS = 1e-9
 
 requests = st.lists(
     st.tuples(st.integers(1, 40), st.integers(1, 20), st.floats(0, 2, allow_nan=False)),
-    min_size=1, max_size=30,
+    min_size=1,
+    max_size=30,
 ).map(lambda rows: [Request(i, tuple(range(p)), o, a) for i, (p, o, a) in enumerate(rows)])
 
 
@@ -69,7 +70,9 @@ def test_a_static_wave_waits_for_all_its_members(reqs, strategy, batch):
 @settings(max_examples=200, deadline=None)
 @given(requests, st.integers(2, 8), st.sampled_from([10.0, 50.0]))
 def test_dynamic_batching_dispatches_at_max_wait(reqs, batch, max_wait_ms):
-    sched, admitted, _, started, ended = simulate(reqs, Strategy.DYNAMIC, batch, max_wait_ms=max_wait_ms)
+    sched, admitted, _, started, ended = simulate(
+        reqs, Strategy.DYNAMIC, batch, max_wait_ms=max_wait_ms
+    )
     wait = max_wait_ms / 1e3
     free_at = 0.0  # when the engine finished the previous wave
     for wave in sched.waves:
@@ -79,8 +82,7 @@ def test_dynamic_batching_dispatches_at_max_wait(reqs, batch, max_wait_ms):
         # max_wait (or no more requests can come): never later, never earlier.
         deadline = max(oldest + wait, free_at)
         assert start <= deadline + EPS
-        if not full and any(r.id not in {w.id for w in wave} and r.arrival_s > start
-                            for r in reqs):
+        if not full and any(r.id not in {w.id for w in wave} and r.arrival_s > start for r in reqs):
             assert start >= oldest + wait - EPS
         free_at = max(ended[r.id] for r in wave)
 
