@@ -106,8 +106,10 @@ def _source(root: Path, log: Path) -> Path:
                 members = [m for m in tar if m.name.split("/", 1)[-1].startswith(VENDOR + "/")]
                 if not members:
                     raise BuildError(f"{tarball} holds no {VENDOR}")
-                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(tmp, members=members, **extra)
+                if hasattr(tarfile, "data_filter"):  # refuses links and paths out of tmp
+                    tar.extractall(tmp, members=members, filter="data")
+                else:
+                    tar.extractall(tmp, members=members)
         except (tarfile.TarError, OSError) as exc:
             raise BuildError(f"cannot extract {VENDOR} from {tarball}: {exc}") from None
         top = members[0].name.split("/", 1)[0]

@@ -44,7 +44,7 @@ def run_passes(session: pytest.Session, plans: dict[Any, tuple[Slot, ...]], bp: 
     for k, (item, slot) in enumerate(schedule):
         if item in ended:
             continue
-        nextitem = next((i for i, _ in schedule[k + 1 :] if i not in ended), None)
+        nextitem: Any = next((i for i, _ in schedule[k + 1 :] if i not in ended), None)
         if nextitem is item:  # its own next run: tear the item down, keep its module's set-up
             nextitem = item.parent
         bp.current_slot = slot

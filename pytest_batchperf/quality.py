@@ -43,6 +43,9 @@ class Repetition:
     verdicts: dict[str, str] = field(default_factory=dict)
     changes: dict[str, float | None] = field(default_factory=dict)  # output_tok_s change
     runs: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)  # rounds per run
+    ref_runs: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)  # A/B
+    # smallest adverse change the gate could detect, per case and key metric
+    detectable: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -57,6 +60,8 @@ class Repetition:
             "verdicts": self.verdicts,
             "changes": self.changes,
             "runs": self.runs,
+            "ref_runs": self.ref_runs,
+            "detectable": self.detectable,
         }
 
 
@@ -81,6 +86,10 @@ def _pytest(args: list[str], env: dict[str, str], log: Path) -> tuple[int, float
     return code, time.monotonic() - started
 
 
+def _rounds(metrics: dict) -> dict[str, list[list[float]]]:
+    return {m: metrics[m]["rounds"] for m in KEY_METRICS if "rounds" in metrics.get(m, {})}
+
+
 def _read(index: int, slowdown: float, code: int, wall: float, results: Path) -> Repetition:
     rep = Repetition(index, slowdown, code, wall)
     try:
@@ -89,11 +98,12 @@ def _read(index: int, slowdown: float, code: int, wall: float, results: Path) ->
         return rep
     for cid, case in data.get("cases", {}).items():
         rep.verdicts[cid] = case.get("verdict", "")
-        comp = next((c for c in case.get("comparisons", ()) if c["metric"] == "output_tok_s"), None)
-        rep.changes[cid] = comp.get("change") if comp else None
-        rep.runs[cid] = {
-            m: case["metrics"][m]["rounds"] for m in KEY_METRICS if m in case.get("metrics", {})
-        }
+        comps = {c["metric"]: c for c in case.get("comparisons", ())}
+        rep.changes[cid] = comps.get("output_tok_s", {}).get("change")
+        rep.detectable[cid] = {m: comps[m].get("detectable") for m in KEY_METRICS if m in comps}
+        rep.runs[cid] = _rounds(case.get("metrics", {}))
+        if case.get("reference"):
+            rep.ref_runs[cid] = _rounds(case["reference"])
     return rep
 
 
@@ -143,6 +153,8 @@ def measure(
         )
         if code not in (0, 1):
             raise RuntimeError(f"the save failed (exit {code}): see {out / 'save.log'}")
+    # the save is a job of save_runs processes: the variance split's process level
+    saved = _read(0, 0.0, 0, 0.0, out / "save" / "results.json").runs if not ab else {}
     reps = []
     for i, slowdown in enumerate(schedule(aa, per_slowdown, slowdowns), 1):
         args = [*common, "--batchperf-report", str(out / f"rep-{i}")]
@@ -170,6 +182,7 @@ def measure(
                     "save_runs": save_runs,
                     "runs": runs,
                     "pairs": pairs,
+                    "save": saved,
                     "repetitions": [r.to_dict() for r in reps],
                 },
                 separators=(",", ":"),
@@ -185,12 +198,18 @@ def _rate(n: int, d: int) -> str:
 
 def analyse(data: dict) -> list[str]:
     """Markdown tables: false alarms and detection per case and per run; variance parts."""
-    reps = [Repetition(**{**r, "runs": r.get("runs", {})}) for r in data["repetitions"]]
+    reps = [Repetition(**r) for r in data["repetitions"]]
     aa = [r for r in reps if not r.slowdown]
     slowdowns = sorted({r.slowdown for r in reps if r.slowdown})
     cases = sorted({c for r in reps for c in r.verdicts})
     head = "| case | A/A false alarms |" + "".join(f" {s:.0%} caught |" for s in slowdowns)
-    lines = [head, "|---" * (2 + len(slowdowns)) + "|"]
+    head += " detectable: tok/s | TPOT p50 |"
+    lines = [head, "|---" * (4 + len(slowdowns)) + "|"]
+
+    def detectable(cid: str, metric: str) -> str:
+        found = [r.detectable.get(cid, {}).get(metric) for r in aa]
+        values = [x for x in found if x is not None and math.isfinite(x)]
+        return f"{statistics.median(values):.1%}" if values else "-"
 
     def caught(rs: list[Repetition], cid: str) -> str:
         return _rate(
@@ -200,12 +219,13 @@ def analyse(data: dict) -> list[str]:
     for cid in cases:
         row = f"| `{cid}` | {caught(aa, cid)} |"
         row += "".join(f" {caught([r for r in reps if r.slowdown == s], cid)} |" for s in slowdowns)
+        row += f" {detectable(cid, 'output_tok_s')} | {detectable(cid, 'tpot_ms_p50')} |"
         lines.append(row)
     whole = f"| **whole run** | {_rate(sum(r.failed for r in aa), len(aa))} |"
     for s in slowdowns:
         rs = [r for r in reps if r.slowdown == s]
         whole += f" {_rate(sum(r.failed for r in rs), len(rs))} |"
-    lines.append(whole)
+    lines.append(whole + " | |")
     walls = [r.wall_s for r in reps]
     if walls:
         lines += [
@@ -213,7 +233,7 @@ def analyse(data: dict) -> list[str]:
             f"Wall time per repetition: median {statistics.median(walls):.0f} s "
             f"(min {min(walls):.0f}, max {max(walls):.0f}).",
         ]
-    parts = variance_parts(reps)
+    parts = variance_parts(reps, data.get("save") or {})
     if parts:
         lines += [
             "",
@@ -224,24 +244,33 @@ def analyse(data: dict) -> list[str]:
         lines += [
             "",
             "Coefficients of variation (median over cases) of each level of a nested "
-            "model: jobs (pytest processes of the A/A repetitions), engine processes "
-            "within a job, rounds within a process.",
+            "model: jobs (the pytest processes of the save and of the A/A repetitions), "
+            "engine processes within a job (both sides of an A/A job; the save's runs), "
+            "rounds within a process. The detectable change is the median over A/A "
+            "repetitions, at the gate's alpha share and 80 % power.",
         ]
     return lines
 
 
-def variance_parts(reps: Sequence[Repetition]) -> dict[str, tuple[float, float, float]]:
+def variance_parts(
+    reps: Sequence[Repetition], saved: dict[str, dict[str, list[list[float]]]] | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Per key metric, the median over cases of the job, process and round components of
-    the log variance (a balanced nested random-effects ANOVA), as CVs."""
+    the log variance (a nested random-effects ANOVA, method of moments), as CVs. A job's
+    processes: an A/A repetition's runs of both sides; ``saved`` is one more job."""
+    both = [(r.ref_runs, r.runs) for r in reps if not r.slowdown]
     out = {}
     for metric in KEY_METRICS:
         per_case: list[tuple[float, float, float]] = []
-        cases = {c for r in reps if not r.slowdown for c in r.runs}
+        cases = {c for r in reps if not r.slowdown for c in r.runs} | set(saved or {})
         for cid in sorted(cases):
             jobs = [
-                [[math.log(x) for x in rnd if x and x > 0] for rnd in r.runs[cid].get(metric, [])]
-                for r in reps
-                if not r.slowdown and cid in r.runs
+                [
+                    [math.log(x) for x in rnd if x and x > 0]
+                    for side in sides
+                    for rnd in side.get(cid, {}).get(metric, [])
+                ]
+                for sides in [*both, ({}, saved or {})]
             ]
             jobs = [[p for p in j if len(p) > 1] for j in jobs]
             jobs = [j for j in jobs if j]

@@ -235,8 +235,9 @@ class OpenAIHTTPEngine(Engine):
             "llama_server": "{llama_server}",
         }
         if any("{llama_server}" in a for a in self.server_template):
-            values["llama_server"] = _llama_server()
-            self.server_version = _version(values["llama_server"])
+            server = _llama_server()
+            values["llama_server"] = server
+            self.server_version = _version(server)
         try:
             return [a.format(**values) for a in self.server_template]
         except (KeyError, IndexError, ValueError) as exc:

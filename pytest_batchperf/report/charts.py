@@ -282,7 +282,7 @@ _TITLES = {
 
 def render_svg(draw, size: tuple[float, float], salt: str) -> str:
     """``draw(fig)`` onto a new figure; its SVG as an element to inline in HTML."""
-    rc: dict[str, Any] = {**_RC, "svg.hashsalt": salt}
+    rc: Any = {**_RC, "svg.hashsalt": salt}
     with matplotlib.rc_context(rc):
         # Fixed margins rather than constrained layout: it measures every text twice
         # and made a report take several seconds per chart.

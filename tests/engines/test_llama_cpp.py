@@ -130,7 +130,7 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     less throughput): caught, with readable lines, and the baseline untouched.
 
     Tolerance 60 %: on a shared 2-core VM whole processes run 30-45 % slower now and then
-    (docs/gate-quality.md, 30 fresh processes), so a 10 % gate between two processes is a
+    (docs/results/cpu-gate.md), so a 10 % gate between two processes is a
     coin toss there; this checks the mechanism, not the machine."""
     pytester.makepyfile(test_e2e=SUITE)
     common = (
