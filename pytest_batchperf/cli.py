@@ -266,6 +266,11 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--pairs", type=int, default=5, help="A/B pairs per case (default 5)")
     q.add_argument("--analyse", metavar="FILE.json", help="only analyse earlier data")
     q.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="with --analyse: judge the recorded runs again with this version's gate",
+    )
+    q.add_argument(
         "pytest_args",
         nargs=argparse.REMAINDER,
         help="after --: more pytest arguments for every repetition",
@@ -311,6 +316,8 @@ def cmd_gate_quality(args: Any) -> int:
     args.suites = args.suites or ["suites"]
     if args.analyse and not Path(args.analyse).is_file():
         raise CliError(f"{args.analyse}: no such file")
+    if args.rejudge and not args.analyse:
+        raise CliError("--rejudge re-judges recorded data: give it with --analyse FILE.json")
     try:
         return quality.main(args)
     except (RuntimeError, ValueError, KeyError) as exc:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,11 @@ def _read(index: int, slowdown: float, code: int, wall: float, results: Path) ->
         data = json.loads(results.read_text())
     except (OSError, ValueError):
         return rep
+    return _fill(rep, data)
+
+
+def _fill(rep: Repetition, data: dict) -> Repetition:
+    """``rep`` with the verdicts, changes and runs of a results.json's data."""
     for cid, case in data.get("cases", {}).items():
         rep.verdicts[cid] = case.get("verdict", "")
         comps = {c["metric"]: c for c in case.get("comparisons", ())}
@@ -190,6 +195,39 @@ def measure(
             + "\n",
         )
     return reps
+
+
+def rejudge(data: dict, where: Path) -> dict:
+    """``data`` with every repetition judged again by this version's gate, from the
+    results.json each repetition left in ``where`` (and, for committed-baseline data, the
+    baseline saved there): the runs stay, the verdicts are today's."""
+    from .judge import baseline as baselines
+    from .judge.gate import GatePolicy, compare_runs, judge_case, paired_priors
+    from .judge.results import RunResults
+
+    saved = sorted(where.glob(f"baselines/*/{data['profile']}.json"))
+    base = baselines.load(saved[0]) if saved else None
+    reps = []
+    for r in data["repetitions"]:
+        rep = Repetition(r["index"], r["slowdown"], r["exit_code"], r["wall_s"])
+        path = where / f"rep-{rep.index}" / "results.json"
+        try:
+            run = RunResults.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot re-judge repetition {rep.index}: {path}: {exc}") from None
+        policy = GatePolicy.from_dict(run.gate)
+        if data["mode"] == "ab":
+            policy = replace(policy, cases=len(run.cases))
+            fitted = paired_priors((c.reference, c.metrics) for c in run.cases.values())
+            cases = {
+                cid: judge_case(c, c.reference, policy, fitted, paired=True)
+                for cid, c in run.cases.items()
+            }
+            run = replace(run, cases=cases)
+        else:
+            run = compare_runs(run, base, policy)
+        reps.append(_fill(rep, run.to_dict()).to_dict())
+    return {**data, "repetitions": reps}
 
 
 def _rate(n: int, d: int) -> str:
@@ -304,6 +342,8 @@ def main(args: Any) -> int:
     out = Path(args.out)
     if args.analyse:
         data = json.loads(Path(args.analyse).read_text())
+        if args.rejudge:
+            data = rejudge(data, Path(args.analyse).parent)
     else:
         slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
         measure(

@@ -15,7 +15,7 @@ Counts compare exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
@@ -249,7 +249,14 @@ def compare(
             **base,
         )
 
-    est, note, factor = _estimate(reference, candidate, prior, paired, positive)
+    if positive:
+        est, note, factor = _estimate(reference, candidate, prior, paired)
+        to_change: Callable[[float], float] = _expm1  # a log ratio to a relative change
+    else:
+        est, note, factor = _linear_estimate(reference, candidate, mb, paired), "", 1.0
+        to_change = float  # already relative to the reference's mean
+        if est is None:
+            note = "zero values and too few runs to know the noise: the tolerance decides"
     up = spec.direction is Direction.UP
     p = p_better = lo = hi = mdc = None
     if est is not None:
@@ -259,10 +266,10 @@ def compare(
             else (stats.p_above(est), stats.p_below(est))
         )
         low, high = stats.bounds(est, alpha)
-        lo, hi = _expm1(low), _expm1(high)
+        lo, hi = to_change(low), to_change(high)
         shift = stats.detectable(est, alpha, power) * factor
-        mdc = -_expm1(-shift) if up else _expm1(shift)
-    # No test at all (a single round a side, non-positive values): the tolerance decides.
+        mdc = -to_change(-shift) if up else to_change(shift)
+    # No test at all (a single round a side, zero values): the tolerance decides.
     if _worse(spec.direction, ratio, tol * factor) and (p is None or p < alpha):
         verdict = Verdict.REGRESSED
     elif _worse(spec.direction, ratio, tol):
@@ -289,21 +296,40 @@ def compare(
     )
 
 
+def _linear_estimate(
+    reference: Sequence[Sequence[float]],
+    candidate: Sequence[Sequence[float]],
+    reference_mean: float,
+    paired: bool,
+) -> stats.Estimate | None:
+    """The change relative to the reference's mean, tested on the run summaries themselves:
+    for metrics that may be zero (goodput under a tight SLO), where logs do not exist. The
+    runs' own variance only (the cross-case prior is one of log variances)."""
+    if reference_mean <= 0:
+        return None
+    if paired:
+        diffs = [
+            (b - a) / reference_mean
+            for a, b in zip(run_summaries(reference), run_summaries(candidate), strict=False)
+            if math.isfinite(a) and math.isfinite(b)
+        ]
+        return stats.paired(diffs, None)
+    scaled = [[x / reference_mean for x in summaries(runs)] for runs in (reference, candidate)]
+    return stats.prediction(scaled[0], scaled[1], None)
+
+
 def _estimate(
     reference: Sequence[Sequence[float]],
     candidate: Sequence[Sequence[float]],
     prior: stats.Prior | None,
     paired: bool,
-    positive: bool,
 ) -> tuple[stats.Estimate | None, str, float]:
-    """(estimate, note, tolerance factor) for a timed metric."""
-    if not positive:
-        return None, "non-positive values: the tolerance alone decides", 1.0
+    """(estimate of the log ratio, note, tolerance factor) for a timed metric."""
     if paired:
         est = stats.paired(log_ratios(reference, candidate), prior)
     else:
         ref, cur = _logs(reference), _logs(candidate)
-        est = stats.two_sample(ref or [], cur or [], prior)
+        est = stats.prediction(ref or [], cur or [], prior)
     if est is not None:
         return est, "", 1.0
     # One run a side and no prior: rounds are all the evidence, and they understate the

@@ -5,9 +5,13 @@ rounds. Rounds of one process share that process's offset, so they are not indep
 evidence; runs are. Changes are judged on the log of run summaries (a 10 % slowdown is the
 same evidence at 10 tok/s and at 10,000 tok/s):
 
-- against a committed baseline, a two-sample t on the baseline's K runs and the
-  candidate's M runs, the variance pooled from both sides' runs;
-- in A/B mode, a paired t on the per-pair log ratios of interleaved runs.
+- against a committed baseline, a prediction interval: the candidate job's mean against
+  the distribution of the baseline's K runs. The job counts once, however many runs it
+  took: its runs sit minutes apart at most, and a slow phase of the machine lasts that
+  long, so they share it. The baseline's runs, spread over the passes of a save, sample
+  those phases; more candidate runs sharpen its mean, not the interval;
+- in A/B mode, a paired t on the per-pair log ratios of interleaved runs (the pair shares
+  the phase, and the ratio cancels it).
 
 With a handful of runs per case a variance estimate is itself noisy, and a case whose few
 runs happened to agree would look precise. So each case's variance is moderated with a
@@ -113,22 +117,19 @@ def _ss(x: Sequence[float]) -> float:
     return sum((v - m) ** 2 for v in x)
 
 
-def two_sample(
+def prediction(
     reference: Sequence[float], candidate: Sequence[float], prior: Prior | None
 ) -> Estimate | None:
-    """Independent runs on each side (log summaries); variance pooled from both sides."""
+    """The candidate's mean as one new draw from the reference runs' distribution (log
+    summaries): the variance is the reference's between-run variance, moderated."""
     nb, nc = len(reference), len(candidate)
     if not nb or not nc:
         return None
-    own_df = (nb - 1) + (nc - 1)
-    own = (_ss(reference) + _ss(candidate)) / own_df if own_df > 0 else None
-    judged = moderate(own, own_df, prior)
+    judged = moderate(_ss(reference) / (nb - 1) if nb > 1 else None, nb - 1, prior)
     if judged is None:
         return None
     s2, df = judged
-    return Estimate(
-        _mean(candidate) - _mean(reference), math.sqrt(s2 * (1 / nb + 1 / nc)), df, nb, nc
-    )
+    return Estimate(_mean(candidate) - _mean(reference), math.sqrt(s2 * (1 + 1 / nb)), df, nb, nc)
 
 
 def paired(diffs: Sequence[float], prior: Prior | None) -> Estimate | None:

@@ -68,6 +68,19 @@ def test_gate_quality_measures_false_alarms_and_detection(sim_project, mode):
         text=True,
     )
     assert again.returncode == 0 and "whole run" in again.stdout
+    rejudged = subprocess.run(
+        [
+            *BATCHPERF,
+            "gate-quality",
+            "--rejudge",
+            "--analyse",
+            str(p.path / "gq" / "gate-quality.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert rejudged.returncode == 0, rejudged.stderr
+    assert "| **whole run** | 0/2 (0%) | 1/1 (100%) |" in rejudged.stdout
 
 
 def test_schedule_spreads_slowdowns_among_a_a():

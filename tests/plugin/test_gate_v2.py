@@ -50,7 +50,7 @@ def test_a_a_rerun_passes_and_a_real_slowdown_fails_against_runs(sim_project):
     assert "regressed" not in results(p)["verdict_counts"]
     slow = run_sim(p, *noise, "--batchperf-set", "slowdown=0.4")
     slow.assert_outcomes(failed=4)
-    slow.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-3?.?%, interval*5 vs 1 runs*"])
+    slow.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*5 vs * runs*"])
     gate = results(p)["gate"]
     assert gate["cases"] == 4 and gate["alpha"] == 0.01 and gate["looks"] == 3
 

@@ -84,7 +84,7 @@ def test_compare_tolerates_a_small_change(either):
 
 
 def test_compare_says_how_it_judged(files, multi, capsys):
-    """Five runs a side: a two-sample test on the runs. One run a side: no between-run
+    """Five runs a side: the runs judged against the baseline runs. One run a side: no between-run
     noise is known, so the note says the tolerance was doubled."""
     tmp, run, base, _ = multi
     victim = sorted(run.cases)[0]

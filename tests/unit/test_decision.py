@@ -43,8 +43,8 @@ def test_real_slowdown_beyond_tolerance_regresses():
     assert c.change == pytest.approx(-0.4, abs=0.02)
     assert c.p_value < 0.01 and c.ci_high < 0
     assert (c.n_reference, c.n_current) == (5, 5) and c.note == ""
-    assert "output_tok_s: 1,002 -> 598 1/s (-40.3%, interval [-41.6%, -38.9%], p=" in c.line()
-    assert "5 vs 5 runs; tolerance 10%, detectable 3%, higher is better" in c.line()
+    assert "output_tok_s: 1,002 -> 598 1/s (-40.3%, interval [-42.4%, -38.1%], p=" in c.line()
+    assert "5 vs 5 runs; tolerance 10%, detectable 4%, higher is better" in c.line()
 
 
 def test_runs_are_summarised_by_the_median_of_their_rounds():
@@ -77,7 +77,7 @@ def test_beyond_tolerance_but_noisy_is_inconclusive():
 
 def test_alpha_is_the_tests_share_and_decides():
     """The same evidence regresses at a generous alpha and is inconclusive at a tiny one."""
-    ref, cur = [[1000.0], [1100.0], [900.0]], [[800.0], [880.0], [720.0]]
+    ref, cur = [[1000.0], [1100.0], [900.0]], [[600.0], [660.0], [540.0]]
     loose = compare(TOK_S, ref, cur, alpha=0.05)
     tight = compare(TOK_S, ref, cur, alpha=1e-6)
     assert loose.p_value == tight.p_value and 1e-6 < loose.p_value < 0.05
@@ -122,7 +122,7 @@ def test_one_run_a_side_is_judged_on_its_rounds_at_twice_the_tolerance():
 
 
 def test_a_prior_gives_one_run_a_noise_estimate():
-    """With a prior on the between-run variance, one run a side is an ordinary two-sample
+    """With a prior on the between-run variance, one run a side is an ordinary prediction
     test at the plain tolerance."""
     c = compare(TOK_S, [[1000.0]], [[850.0]], prior=Prior(1e-4, 50))
     assert c.verdict is Verdict.REGRESSED and c.p_value < 1e-6 and c.note == ""
@@ -205,3 +205,25 @@ def test_parse_tolerances():
         parse_tolerances(["output_tok_s"])
     with pytest.raises(ValueError, match="not a number"):
         parse_tolerances(["output_tok_s=fast"])
+
+
+GOODPUT = METRICS["goodput_req_s"]  # zero when no request meets the SLO
+
+
+def test_zero_goodput_is_judged_against_the_runs_spread():
+    """Goodput may be zero, where logs do not exist: the runs themselves are tested, so a
+    baseline whose runs already reached zero does not fail a zero, and a steady one does."""
+    spread = compare(GOODPUT, [[148], [149], [0], [0], [0]], [[0]], alpha=0.01)
+    assert spread.verdict is Verdict.INCONCLUSIVE and spread.p_value > 0.01
+    steady = compare(GOODPUT, [[170], [171], [169], [170], [172]], [[40]], alpha=0.01)
+    assert steady.verdict is Verdict.REGRESSED
+    assert steady.ci_high is not None and -0.8 < steady.ci_high < 0
+    same = compare(GOODPUT, [[0], [0], [0]], [[0]])
+    assert same.verdict is Verdict.PASS
+
+
+def test_zero_goodput_pairs_are_judged_on_their_differences():
+    pairs = compare(GOODPUT, [[150], [0], [151], [0]], [[0], [149], [0], [152]], paired=True)
+    assert pairs.verdict is not Verdict.REGRESSED
+    drop = compare(GOODPUT, [[150], [149], [151], [150]], [[90], [91], [89], [90]], paired=True)
+    assert drop.verdict is Verdict.REGRESSED and drop.change == pytest.approx(-0.4, abs=0.01)

@@ -142,10 +142,12 @@ def test_the_prior_only_ever_widens():
     assert stats.moderate(None, 0, None) is None
 
 
-def test_detectable_change_shrinks_with_runs():
+def test_detectable_change_shrinks_with_baseline_runs_not_with_one_jobs_runs():
+    """The candidate job counts once: its runs share the machine's phase."""
     prior = stats.Prior(s2=0.04**2, df=100)
-    mdc = [
-        stats.detectable(stats.two_sample([0.0] * k, [0.0] * m, prior), 1e-4, 0.8)
-        for k, m in ((3, 1), (5, 1), (5, 3), (10, 5))
-    ]
-    assert mdc == sorted(mdc, reverse=True)
+    mdc = {
+        (k, m): stats.detectable(stats.prediction([0.0] * k, [0.0] * m, prior), 1e-4, 0.8)
+        for k, m in ((3, 1), (5, 1), (5, 3), (10, 1))
+    }
+    assert mdc[3, 1] > mdc[5, 1] > mdc[10, 1]
+    assert mdc[5, 3] == mdc[5, 1]
