@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .judge.decision import DEFAULT_ALPHA
+from .options import DEFAULT_PAIRS
 
 if TYPE_CHECKING:
     from .judge.gate import GatePolicy
@@ -263,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
         "--runs", type=int, default=1, help="runs per case in each repetition (default 1)"
     )
     q.add_argument("--ab", action="store_true", help="A/B jobs instead of a committed baseline")
-    q.add_argument("--pairs", type=int, default=5, help="A/B pairs per case (default 5)")
+    q.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="A/B pairs per case")
     q.add_argument("--analyse", metavar="FILE.json", help="only analyse earlier data")
     q.add_argument(
         "--rejudge",

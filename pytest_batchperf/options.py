@@ -14,7 +14,7 @@ from typing import Any
 from .judge.decision import DEFAULT_ALPHA
 
 DEFAULT_SAVE_RUNS = 5  # runs per case when saving a baseline (docs/gate.md says why)
-DEFAULT_PAIRS = 5  # A/B: interleaved reference/candidate pairs per case
+DEFAULT_PAIRS = 3  # A/B: interleaved pairs per case (docs/results/cpu-gate.md says why)
 DEFAULT_EXTEND = 2  # extra runs (pairs) an inconclusive case may add
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 

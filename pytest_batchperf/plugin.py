@@ -218,6 +218,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     run = state.run = s.run_results(interrupted=interrupted)
     tr = config.pluginmanager.get_plugin("terminalreporter")
+    if any(s.policy.fails(c.verdict) for c in run.suite):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # no single case carries it
     if s.options.save and not interrupted:
         try:
             _line(tr, f"batchperf: baseline saved to {s.save_baseline(run)}")

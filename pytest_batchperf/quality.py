@@ -46,10 +46,15 @@ class Repetition:
     ref_runs: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)  # A/B
     # smallest adverse change the gate could detect, per case and key metric
     detectable: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    suite: dict[str, str] = field(default_factory=dict)  # A/B: metric -> suite-wide verdict
+
+    @property
+    def failed_by_case(self) -> bool:
+        return any(v in ("regressed", "error") for v in self.verdicts.values())
 
     @property
     def failed(self) -> bool:
-        return any(v in ("regressed", "error") for v in self.verdicts.values())
+        return self.failed_by_case or "regressed" in self.suite.values()
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +67,7 @@ class Repetition:
             "runs": self.runs,
             "ref_runs": self.ref_runs,
             "detectable": self.detectable,
+            "suite": self.suite,
         }
 
 
@@ -109,6 +115,7 @@ def _fill(rep: Repetition, data: dict) -> Repetition:
         rep.runs[cid] = _rounds(case.get("metrics", {}))
         if case.get("reference"):
             rep.ref_runs[cid] = _rounds(case["reference"])
+    rep.suite = {c["metric"]: c["verdict"] for c in data.get("suite", ())}
     return rep
 
 
@@ -202,7 +209,7 @@ def rejudge(data: dict, where: Path) -> dict:
     results.json each repetition left in ``where`` (and, for committed-baseline data, the
     baseline saved there): the runs stay, the verdicts are today's."""
     from .judge import baseline as baselines
-    from .judge.gate import GatePolicy, compare_runs, judge_case, paired_priors
+    from .judge.gate import GatePolicy, compare_runs, judge_case, paired_priors, suite_effects
     from .judge.results import RunResults
 
     saved = sorted(where.glob(f"baselines/*/{data['profile']}.json"))
@@ -217,13 +224,13 @@ def rejudge(data: dict, where: Path) -> dict:
             raise ValueError(f"cannot re-judge repetition {rep.index}: {path}: {exc}") from None
         policy = GatePolicy.from_dict(run.gate)
         if data["mode"] == "ab":
-            policy = replace(policy, cases=len(run.cases))
+            policy = replace(policy, cases=len(run.cases), paired=True)
             fitted = paired_priors((c.reference, c.metrics) for c in run.cases.values())
             cases = {
                 cid: judge_case(c, c.reference, policy, fitted, paired=True)
                 for cid, c in run.cases.items()
             }
-            run = replace(run, cases=cases)
+            run = replace(run, cases=cases, suite=suite_effects(cases, policy))
         else:
             run = compare_runs(run, base, policy)
         reps.append(_fill(rep, run.to_dict()).to_dict())
@@ -247,7 +254,10 @@ def analyse(data: dict) -> list[str]:
     def detectable(cid: str, metric: str) -> str:
         found = [r.detectable.get(cid, {}).get(metric) for r in aa]
         values = [x for x in found if x is not None and math.isfinite(x)]
-        return f"{statistics.median(values):.1%}" if values else "-"
+        if not values:
+            return "-"
+        mid = statistics.median(values)
+        return f"{mid:.1%}" if mid <= 1 else ">100%"
 
     def caught(rs: list[Repetition], cid: str) -> str:
         return _rate(
@@ -264,6 +274,18 @@ def analyse(data: dict) -> list[str]:
         rs = [r for r in reps if r.slowdown == s]
         whole += f" {_rate(sum(r.failed for r in rs), len(rs))} |"
     lines.append(whole + " | |")
+    if any(r.suite for r in reps):
+        lines += ["", "| jobs failed by | A/A |" + "".join(f" {s:.0%} |" for s in slowdowns)]
+        lines.append("|---" * (2 + len(slowdowns)) + "|")
+        for label, test in (
+            ("a case", lambda r: r.failed_by_case),
+            ("the suite-wide test", lambda r: "regressed" in r.suite.values()),
+        ):
+            row = f"| {label} | {_rate(sum(map(test, aa)), len(aa))} |"
+            for s in slowdowns:
+                rs = [r for r in reps if r.slowdown == s]
+                row += f" {_rate(sum(map(test, rs)), len(rs))} |"
+            lines.append(row)
     walls = [r.wall_s for r in reps]
     if walls:
         lines += [

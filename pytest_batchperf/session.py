@@ -597,6 +597,7 @@ class BatchperfSession:
             baseline_environment=reference_env,
             gate=self.policy.to_dict(),
             notices=self.notices(),
+            suite=gate.suite_effects(cases, self.policy) if self.ab else (),
         )
 
     def save_baseline(self, run: RunResults) -> Path:

@@ -307,15 +307,18 @@ def _linear_estimate(
     runs' own variance only (the cross-case prior is one of log variances)."""
     if reference_mean <= 0:
         return None
-    if paired:
-        diffs = [
-            (b - a) / reference_mean
-            for a, b in zip(run_summaries(reference), run_summaries(candidate), strict=False)
-            if math.isfinite(a) and math.isfinite(b)
-        ]
-        return stats.paired(diffs, None)
-    scaled = [[x / reference_mean for x in summaries(runs)] for runs in (reference, candidate)]
-    return stats.prediction(scaled[0], scaled[1], None)
+    try:  # a reference mean near zero makes relative changes overflow: no estimate
+        if paired:
+            diffs = [
+                (b - a) / reference_mean
+                for a, b in zip(run_summaries(reference), run_summaries(candidate), strict=False)
+                if math.isfinite(a) and math.isfinite(b)
+            ]
+            return stats.paired(diffs, None)
+        scaled = [[x / reference_mean for x in summaries(runs)] for runs in (reference, candidate)]
+        return stats.prediction(scaled[0], scaled[1], None)
+    except OverflowError:
+        return None
 
 
 def _estimate(

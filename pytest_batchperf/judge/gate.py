@@ -4,7 +4,8 @@ The promise is per run of the whole suite: at most ``alpha`` of A/A runs raise a
 alarm. The budget is shared by Bonferroni, which holds whatever the dependence between
 tests: equally among the run's cases, then among each case's metric families (metrics of
 one family are one measurement, ``catalog``), then among the looks a case may take (its
-planned runs, and each run added while it stays inconclusive).
+planned runs, and each run added while it stays inconclusive). In A/B mode half of it goes
+to the suite-wide tests (``suite_effects``).
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ class GatePolicy:
             self.strict and verdict is Verdict.INCONCLUSIVE
         )
 
+    @property
+    def case_alpha(self) -> float:
+        """The cases' part of the run's false-alarm budget (A/B: the suite tests get half)."""
+        return self.alpha / 2 if self.paired else self.alpha
+
     def test_alpha(self, families: int) -> float:
-        """One test's share of the run's false-alarm budget."""
-        return self.alpha / max(1, self.cases) / max(1, families) / max(1, self.looks)
+        """One case test's share of the run's false-alarm budget."""
+        return self.case_alpha / max(1, self.cases) / max(1, families) / max(1, self.looks)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(self).items()}
@@ -203,3 +209,52 @@ def failure_message(case: CaseResult, policy: GatePolicy) -> str:
     bad = [c for c in case.comparisons if policy.fails(c.verdict)]
     head = f"{case.case_id}: {len(bad)} metric(s) {case.verdict.value} against its reference"
     return "\n".join([head] + ["  " + c.line() for c in bad])
+
+
+# A/B: the metrics also judged across the whole suite (one of each family that matters).
+SUITE_METRICS = ("output_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50")
+
+
+def suite_effects(cases: Mapping[str, CaseResult], policy: GatePolicy) -> tuple[Comparison, ...]:
+    """A/B: each suite metric's change across the cases, a one-sample t-test on the cases'
+    mean pair log ratios. An upgrade that costs every case 8 % is plain across 20 cases long
+    before any one case's few pairs show it; pairing cancels the machine's drift, so in an
+    A/A job the cases' effects scatter independently around zero."""
+    alpha = (policy.alpha - policy.case_alpha) / len(SUITE_METRICS)
+    out = []
+    for name in SUITE_METRICS:
+        spec = lookup(name)
+        effects = []
+        for c in cases.values():
+            if c.error is None and c.reference and name in c.reference and name in c.metrics:
+                d = log_ratios(c.reference[name].runs, c.metrics[name].runs)
+                if d:
+                    effects.append(sum(d) / len(d))
+        if spec is None or len(effects) < 3:
+            continue
+        comp = compare(
+            spec,
+            [[1.0]] * len(effects),
+            [[math.exp(e)] for e in effects],
+            policy.tolerance(spec),
+            alpha,
+            policy.power,
+            paired=True,
+        )
+        out.append(replace(comp, reference=math.nan, current=math.nan, note="across cases"))
+    return tuple(out)
+
+
+def suite_line(c: Comparison) -> str:
+    """One readable line for a suite effect (its n counts cases, not runs)."""
+    ci = (
+        f", interval [{c.ci_low:+.1%}, {c.ci_high:+.1%}]"
+        if c.ci_low is not None and c.ci_high is not None
+        else ""
+    )
+    p = f", p={c.p_value:.2g}" if c.p_value is not None else ""
+    return (
+        f"{c.metric} across {c.n_current} cases: {c.change:+.1%}{ci}{p}; "
+        f"tolerance {c.tolerance:.0%}, detectable "
+        + (f"{c.detectable:.0%}" if c.detectable is not None and c.detectable <= 1 else "-")
+    )

@@ -199,6 +199,7 @@ class RunResults:
     mode: str = "baseline"  # or "ab"
     gate: Mapping[str, Any] = field(default_factory=dict)  # the policy the verdicts used
     notices: tuple[str, ...] = ()  # run-level lines: a 1-run baseline, interference ...
+    suite: tuple[Comparison, ...] = ()  # A/B: changes across all cases (gate.suite_effects)
     missing: tuple[str, ...] = ()
     interrupted: bool = False
     schema_version: int = SCHEMA_VERSION
@@ -228,6 +229,7 @@ class RunResults:
                 mode=self.mode,
                 gate=dict(self.gate),
                 notices=list(self.notices),
+                suite=[c.to_dict() for c in self.suite],
                 baseline_path=self.baseline_path,
                 baseline_environment=self.baseline_environment,
                 missing=list(self.missing),
@@ -250,6 +252,7 @@ class RunResults:
             mode=d.get("mode", "baseline"),
             gate=d.get("gate", {}),
             notices=tuple(d.get("notices", ())),
+            suite=tuple(Comparison.from_dict(c) for c in d.get("suite", ())),
             missing=tuple(d.get("missing", ())),
             interrupted=bool(d.get("interrupted", False)),
             schema_version=int(d["schema_version"]),

@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from ..atomic import write_atomic
 from ..judge.decision import SEVERITY, Comparison, _fmt
+from ..judge.gate import suite_line
 from ..judge.results import CaseResult, RunResults
 from ..measure.environment import diff
 from .charts import families, family_charts
@@ -148,6 +149,7 @@ def render(run: RunResults) -> str:
             reference_name="reference" if run.mode == "ab" else "baseline",
             current_name="candidate" if run.mode == "ab" else "now",
             gate_line=gate_line(run),
+            suite=[(c.verdict.value, suite_line(c)) for c in run.suite],
             power_pct=f"{run.gate.get('power', 0.8):.0%}",
         )
     )

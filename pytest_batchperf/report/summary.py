@@ -6,6 +6,7 @@ import math
 import re
 
 from ..judge.decision import SEVERITY, Comparison, Verdict
+from ..judge.gate import suite_line
 from ..judge.results import CaseResult, RunResults
 from ..measure.environment import diff
 from .sweeps import Sweep, sweeps
@@ -18,7 +19,13 @@ _WARNINGS_PER_CASE = 3  # the terminal shows this many; the reports keep all
 def counts_line(run: RunResults) -> str:
     counts = run.verdict_counts()
     parts = [f"{counts[v.value]} {v.value}" for v in SEVERITY if counts.get(v.value)]
+    parts += [f"{c.metric} {c.verdict.value} across the suite" for c in suite_judged(run)]
     return ", ".join(parts) or "no cases"
+
+
+def suite_judged(run: RunResults) -> list[Comparison]:
+    """The suite-wide (A/B) effects whose verdict is not a plain pass."""
+    return [c for c in run.suite if c.verdict in _JUDGED]
 
 
 def _tok_s(case: CaseResult) -> str:
@@ -71,6 +78,7 @@ def terminal_lines(run: RunResults) -> list[str]:
     if run.interrupted:
         lines.append("run was interrupted: results so far are in the reports")
     lines += [f"{'NOTICE':>12} {n}" for n in run.notices]
+    lines += [f"{c.verdict.value.upper():>12} {suite_line(c)}" for c in suite_judged(run)]
     for case in sorted(run.cases.values(), key=lambda c: (_ORDER[c.verdict], c.case_id)):
         if case.verdict in _JUDGED:
             lines.append(f"{case.verdict.value.upper():>12} {case.case_id}")
@@ -156,6 +164,9 @@ def markdown(run: RunResults) -> str:
     if run.interrupted:
         out += ["**The run was interrupted**: these are the results so far.", ""]
     out += [f"> {md(n)}" for n in run.notices] + ([""] if run.notices else [])
+    if run.suite:
+        out += ["| across the suite | verdict |", "| --- | --- |"]
+        out += [f"| {md(suite_line(c))} | {c.verdict.value} |" for c in run.suite] + [""]
     changed = [r for r in diff(run.baseline_environment, run.environment) if r[1] != r[2]]
     if run.baseline_environment and changed:
         side = "reference" if ab else "baseline"

@@ -1,6 +1,5 @@
-"""Runs for report and CLI tests, built from the committed example run: real rounds
-measured by the llama.cpp engine (reports/examples/results.json, a schema-1 run: one run
-per case), judged again here against baselines made from them, scaled where a test needs
+"""Runs for report and CLI tests, built from a recorded run: real rounds measured by the
+llama.cpp engine (tests/data/schema1-results.json, a schema-1 run: one run per case), judged again here against baselines made from them, scaled where a test needs
 a slowdown, and spread over several runs where a test needs the between-run statistics."""
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from pytest_batchperf.judge.gate import GatePolicy, compare_runs
 from pytest_batchperf.judge.results import CaseResult, RunInfo, RunResults
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "reports" / "examples" / "results.json"
+EXAMPLE = ROOT / "tests" / "data" / "schema1-results.json"
 HOSTILE = "<script>alert(1)</script>"
 # Runs only if escaping failed; the browser test checks the title is untouched.
 TITLE_PAYLOAD = (

@@ -60,8 +60,16 @@ def test_a_slowed_candidate_fails(sim_project):
     result.stdout.fnmatch_lines(
         ["*output_tok_s: * -> * 1/s (-1?.?%, interval*3 vs 3 runs; tolerance 5%*"]
     )  # A/B's own, tighter tolerance
+    result.stdout.fnmatch_lines(["*REGRESSED output_tok_s across 4 cases: -1?.?%, interval*"])
     md = (p.path / "reports" / "summary.md").read_text()
     assert "A/B in one job" in md and "| pairs |" in md
+    assert "| across the suite | verdict |" in md
+    suite = {c["metric"]: c["verdict"] for c in results(p)["suite"]}
+    assert suite["output_tok_s"] == suite["tpot_ms_p50"] == "regressed"
+    assert (
+        "across the suite, regressed: output_tok_s"
+        in (p.path / "reports" / "index.html").read_text()
+    )
 
 
 def test_a_slowed_reference_is_an_improvement(sim_project):

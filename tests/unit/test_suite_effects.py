@@ -1,0 +1,74 @@
+"""The A/B suite-wide test (pure, on made-up pairs): a change every case shares is judged
+across the cases, where no one case's few pairs can show it."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from pytest_batchperf.judge.decision import Verdict
+from pytest_batchperf.judge.gate import GatePolicy, judge_case, suite_effects
+from pytest_batchperf.judge.results import CaseResult, MetricRuns
+
+POLICY = GatePolicy(cases=20, looks=3, paired=True)
+
+
+def _case(i: int, factor: float, rng: random.Random, pairs: int = 3, cv: float = 0.06):
+    """A case whose candidate runs are ``factor`` times slower than its reference's, each
+    run off by ``cv`` (process to process, as on a shared 2-core runner)."""
+
+    def runs(scale: float, unit: str) -> tuple[tuple[float, ...], ...]:
+        out = []
+        for _ in range(pairs):
+            x = scale * rng.lognormvariate(0, cv)
+            out.append((1000 / x if unit == "1/s" else 10 * x,))
+        return tuple(out)
+
+    def side(scale: float) -> dict[str, MetricRuns]:
+        return {
+            "output_tok_s": MetricRuns("output_tok_s", "1/s", "up", runs(scale, "1/s")),
+            "tpot_ms_p50": MetricRuns("tpot_ms_p50", "ms", "down", runs(scale, "ms")),
+        }
+
+    cid = f"suites/s.py::t[{i}]"
+    case = CaseResult(cid, metrics=side(factor), reference=side(1.0))
+    return cid, judge_case(case, case.reference, POLICY, paired=True)
+
+
+def _cases(factor: float, seed: int, n: int = 20) -> dict[str, CaseResult]:
+    rng = random.Random(seed)
+    return dict(_case(i, factor, rng) for i in range(n))
+
+
+def test_a_a_suite_passes():
+    for seed in range(20):
+        assert all(c.verdict is Verdict.PASS for c in suite_effects(_cases(1.0, seed), POLICY))
+
+
+def test_a_shared_ten_percent_slowdown_is_caught_across_cases_not_by_one():
+    cases = _cases(1.10, seed=3)
+    assert not any(c.verdict is Verdict.REGRESSED for c in cases.values())
+    effects = {c.metric: c for c in suite_effects(cases, POLICY)}
+    tok, tpot = effects["output_tok_s"], effects["tpot_ms_p50"]
+    assert tok.verdict is tpot.verdict is Verdict.REGRESSED
+    assert tok.change < -0.05 < 0.05 < tpot.change  # beyond the 5 % A/B tolerance
+    assert tok.n_current == 20 and tok.detectable is not None and tok.detectable < 0.05
+
+
+def test_within_tolerance_passes_and_too_few_cases_give_no_suite_verdict():
+    assert all(c.verdict is not Verdict.REGRESSED for c in suite_effects(_cases(1.02, 1), POLICY))
+    assert suite_effects(_cases(1.5, 1, n=2), POLICY) == ()
+
+
+def test_errored_cases_and_cases_without_a_reference_are_left_out():
+    cases = _cases(1.10, seed=3)
+    first = next(iter(cases))
+    cases[first] = replace(cases[first], error="engine crashed")
+    cases["suites/s.py::new"] = CaseResult("suites/s.py::new")
+    assert {c.n_current for c in suite_effects(cases, POLICY)} == {19}
+
+
+def test_the_suite_tests_take_half_of_the_ab_budget():
+    assert POLICY.case_alpha == POLICY.alpha / 2
+    assert replace(POLICY, paired=False).case_alpha == POLICY.alpha
+    assert all(c.alpha == POLICY.alpha / 2 / 4 for c in suite_effects(_cases(1.0, 1), POLICY))
