@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +209,7 @@ def rejudge(data: dict, where: Path) -> dict:
     results.json each repetition left in ``where`` (and, for committed-baseline data, the
     baseline saved there): the runs stay, the verdicts are today's."""
     from .judge import baseline as baselines
-    from .judge.gate import GatePolicy, compare_runs, judge_case, paired_priors, suite_effects
+    from .judge.gate import GatePolicy, compare_runs, rejudge_ab
     from .judge.results import RunResults
 
     saved = sorted(where.glob(f"baselines/*/{data['profile']}.json"))
@@ -224,13 +224,7 @@ def rejudge(data: dict, where: Path) -> dict:
             raise ValueError(f"cannot re-judge repetition {rep.index}: {path}: {exc}") from None
         policy = GatePolicy.from_dict(run.gate)
         if data["mode"] == "ab":
-            policy = replace(policy, cases=len(run.cases), paired=True)
-            fitted = paired_priors((c.reference, c.metrics) for c in run.cases.values())
-            cases = {
-                cid: judge_case(c, c.reference, policy, fitted, paired=True)
-                for cid, c in run.cases.items()
-            }
-            run = replace(run, cases=cases, suite=suite_effects(cases, policy))
+            run = rejudge_ab(run, policy)
         else:
             run = compare_runs(run, base, policy)
         reps.append(_fill(rep, run.to_dict()).to_dict())

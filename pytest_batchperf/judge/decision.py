@@ -186,9 +186,11 @@ def compare(
     power: float = DEFAULT_POWER,
     prior: stats.Prior | None = None,
     paired: bool = False,
+    robust: bool = False,
 ) -> Comparison:
     """Judge the candidate's runs against the reference's (each run: its rounds, or its
-    summary alone). ``paired``: run i of each side was measured as a pair (A/B)."""
+    summary alone). ``paired``: run i of each side was measured as a pair (A/B);
+    ``robust``: with a 20 % trimmed mean of the pairs' log ratios (``stats.trimmed``)."""
     tol = spec.tolerance if tolerance is None else tolerance
     ref, cur = summaries(reference), summaries(candidate)
     base: dict[str, Any] = dict(
@@ -250,7 +252,7 @@ def compare(
         )
 
     if positive:
-        est, note, factor = _estimate(reference, candidate, prior, paired)
+        est, note, factor = _estimate(reference, candidate, prior, paired, robust)
         to_change: Callable[[float], float] = _expm1  # a log ratio to a relative change
     else:
         est, note, factor = _linear_estimate(reference, candidate, mb, paired), "", 1.0
@@ -326,9 +328,12 @@ def _estimate(
     candidate: Sequence[Sequence[float]],
     prior: stats.Prior | None,
     paired: bool,
+    robust: bool = False,
 ) -> tuple[stats.Estimate | None, str, float]:
     """(estimate of the log ratio, note, tolerance factor) for a timed metric."""
-    if paired:
+    if paired and robust:
+        est = stats.trimmed(log_ratios(reference, candidate))
+    elif paired:
         est = stats.paired(log_ratios(reference, candidate), prior)
     else:
         ref, cur = _logs(reference), _logs(candidate)

@@ -145,6 +145,21 @@ def paired(diffs: Sequence[float], prior: Prior | None) -> Estimate | None:
     return Estimate(_mean(diffs), math.sqrt(s2 / n), df, n, n)
 
 
+def trimmed(values: Sequence[float], share: float = 0.2) -> Estimate | None:
+    """Yuen's one-sample test: the mean of ``values`` with ``share`` cut from each end, its
+    standard error from the winsorized variance (Wilcox 2012). A few wild values (a pair a
+    slow phase hit on one side) move it little, where they would swamp a plain mean."""
+    n = len(values)
+    k = math.floor(share * n)
+    if n - 2 * k < 2:
+        return None
+    x = sorted(values)
+    kept = x[k : n - k]
+    winsorized = [x[k]] * k + kept + [x[n - k - 1]] * k
+    se = math.sqrt(_ss(winsorized) / (n - 1)) / ((1 - 2 * k / n) * math.sqrt(n))
+    return Estimate(_mean(kept), se, n - 2 * k - 1, n, n)
+
+
 def variance(values: Sequence[float]) -> tuple[float, int] | None:
     """(sample variance, degrees of freedom) of ``values``; None for fewer than two."""
     return (_ss(values) / (len(values) - 1), len(values) - 1) if len(values) > 1 else None

@@ -60,3 +60,11 @@ def test_the_ci_workflow_uses_flags_and_commands_that_exist():
     for cmd in commands:
         if cmd[0].endswith("batchperf"):
             assert cmd[1] in subcommands, cmd
+
+
+def test_the_readme_lists_every_option_as_flag_and_ini_key():
+    from pytest_batchperf.options import OPTIONS
+
+    readme = (ROOT / "README.md").read_text()
+    for opt in OPTIONS:
+        assert f"| `{opt.flag}` / `{opt.name}` |" in readme, opt.flag
