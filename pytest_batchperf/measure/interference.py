@@ -7,15 +7,11 @@ Over the measured rounds of a run this reads, from /proc (Linux; elsewhere nothi
 - how long our threads (pytest and the engine's process tree) sat runnable but waiting for
   a CPU (``/proc/<pid>/task/<tid>/schedstat``, second field), per second of wall time:
   other work, or more engine threads than free cores;
-- the load average;
-- the machine's speed as a program sees it: a fixed piece of work timed before and after
-  the rounds. A busy host slows a VM without a trace in /proc (no steal, no foreign
-  process); this probe slows with it.
+- the load average.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -42,7 +38,6 @@ class Interference:
     steal_pct: float  # hypervisor steal, % of the usable cores
     runqueue_wait_pct: float  # our threads' wait for a CPU, thread-seconds per 100 s of wall
     load_avg: float  # 1-minute load average at the end
-    probe_ms: float = 0.0  # the speed probe's time, mean of before and after (0: none)
 
     def warnings(self) -> list[str]:
         out = []
@@ -122,20 +117,6 @@ def _ours(procs: list[psutil.Process]) -> tuple[float, dict[tuple[int, int], flo
     return cpu, waits
 
 
-PROBE_LOOPS = 100_000
-
-
-def speed_probe() -> float:
-    """Milliseconds one core takes for a fixed piece of pure-Python work, best of three."""
-    best = math.inf
-    for _ in range(3):
-        start, x = time.perf_counter(), 0
-        for i in range(PROBE_LOOPS):
-            x += i * i
-        best = min(best, time.perf_counter() - start)
-    return 1e3 * best
-
-
 class InterferenceProbe:
     """``with InterferenceProbe() as probe: ...`` then ``probe.result`` (None off Linux)."""
 
@@ -146,7 +127,6 @@ class InterferenceProbe:
 
     def __enter__(self) -> InterferenceProbe:
         if self._on:
-            self._probe0 = speed_probe()  # outside the window it reads
             self._cpus = set(os.sched_getaffinity(0))
             self._t0 = self.clock()
             self._stat0 = _cpu_stat(self._cpus)
@@ -173,5 +153,4 @@ class InterferenceProbe:
             steal_pct=100 * (steal1 - self._stat0[1]) / capacity,
             runqueue_wait_pct=100 * max(0.0, waited) / max(wall, 1e-9),
             load_avg=os.getloadavg()[0],
-            probe_ms=(self._probe0 + speed_probe()) / 2,
         )

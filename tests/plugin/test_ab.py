@@ -173,3 +173,36 @@ def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
         "2",
     )
     result.assert_outcomes(passed=1)
+
+
+def test_a_real_slowdown_fails_in_ab_mode(pytester):
+    """Real llama.cpp on both sides, the candidate busy-waiting 3x each decode call."""
+    pytest.importorskip("llama_cpp", reason="the default profile is llama-cpp")
+    import shutil
+    from pathlib import Path
+
+    suites = Path(__file__).parents[2] / "suites"
+    for name in ("conftest.py", "workloads.py", "test_batch_sweep.py"):
+        shutil.copy(suites / name, pytester.path / name)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "--batchperf-batch-sizes",
+        "4",
+        "-k",
+        "B4-continuous",
+        "--batchperf-rounds",
+        "3",
+        "--batchperf-set",
+        "slowdown=3",
+        "--batchperf-reference",
+        "slowdown=0",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*; tolerance 5%*"])
+    case = results(pytester)["cases"]["test_batch_sweep.py::test_batch_sweep[B4-continuous]"]
+    assert case["verdict"] == "regressed" and {r["side"] for r in case["runs"]} == {
+        "reference",
+        "candidate",
+    }
