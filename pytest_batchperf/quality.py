@@ -92,6 +92,16 @@ def _pytest(args: list[str], env: dict[str, str], log: Path) -> tuple[int, float
     return code, time.monotonic() - started
 
 
+def _collected(suites: Sequence[str]) -> list[str]:
+    """The suites' case ids in the order pytest runs them (A/B: the order cases ran)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *suites],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [line for line in out.splitlines() if "::" in line and " " not in line]
+
+
 def _rounds(metrics: dict) -> dict[str, list[list[float]]]:
     return {m: metrics[m]["rounds"] for m in KEY_METRICS if "rounds" in metrics.get(m, {})}
 
@@ -214,6 +224,7 @@ def rejudge(data: dict, where: Path) -> dict:
 
     saved = sorted(where.glob(f"baselines/*/{data['profile']}.json"))
     base = baselines.load(saved[0]) if saved else None
+    order = _collected(data["suites"]) if data["mode"] == "ab" else None
     reps = []
     for r in data["repetitions"]:
         rep = Repetition(r["index"], r["slowdown"], r["exit_code"], r["wall_s"])
@@ -224,7 +235,7 @@ def rejudge(data: dict, where: Path) -> dict:
             raise ValueError(f"cannot re-judge repetition {rep.index}: {path}: {exc}") from None
         policy = GatePolicy.from_dict(run.gate)
         if data["mode"] == "ab":
-            run = rejudge_ab(run, policy)
+            run = rejudge_ab(run, policy, order)
         else:
             run = compare_runs(run, base, policy)
         reps.append(_fill(rep, run.to_dict()).to_dict())

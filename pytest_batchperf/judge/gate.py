@@ -11,7 +11,7 @@ to the suite-wide tests (``suite_effects``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -211,12 +211,26 @@ def failure_message(case: CaseResult, policy: GatePolicy) -> str:
     return "\n".join([head] + ["  " + c.line() for c in bad])
 
 
-def rejudge_ab(run: RunResults, policy: GatePolicy) -> RunResults:
-    """An A/B run's cases and suite judged again from its recorded pairs."""
+def rejudge_ab(
+    run: RunResults, policy: GatePolicy, order: Sequence[str] | None = None
+) -> RunResults:
+    """An A/B run's cases and suite judged again from its recorded pairs. ``order``: the
+    order the cases ran in, case by case; each is then judged, as it was live, with the
+    prior of the cases measured up to it (else with the prior of all)."""
     policy = replace(policy, cases=len(run.cases), paired=True)
-    fitted = paired_priors((c.reference, c.metrics) for c in run.cases.values())
+    ids = [cid for cid in order or () if cid in run.cases] or list(run.cases)
+    ids += [cid for cid in run.cases if cid not in ids]
+    sides = [(run.cases[cid].reference, run.cases[cid].metrics) for cid in ids]
+    fitted = paired_priors(sides)
     cases = {
-        cid: judge_case(c, c.reference, policy, fitted, paired=True) for cid, c in run.cases.items()
+        cid: judge_case(
+            run.cases[cid],
+            run.cases[cid].reference,
+            policy,
+            paired_priors(sides[: i + 1]) if order else fitted,
+            paired=True,
+        )
+        for i, cid in enumerate(ids)
     }
     return replace(run, cases=cases, suite=suite_effects(cases, policy), gate=policy.to_dict())
 
