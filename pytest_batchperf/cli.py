@@ -269,7 +269,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--rejudge",
         action="store_true",
-        help="with --analyse: judge the recorded runs again with this version's gate",
+        help="with --analyse: judge the recorded runs again with this version's gate; "
+        "writes the result to --out",
     )
     q.add_argument(
         "pytest_args",

@@ -371,6 +371,8 @@ def main(args: Any) -> int:
         data = json.loads(Path(args.analyse).read_text())
         if args.rejudge:
             data = rejudge(data, Path(args.analyse).parent)
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(out / "gate-quality.json", json.dumps(data, separators=(",", ":")) + "\n")
     else:
         slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
         measure(
@@ -390,6 +392,6 @@ def main(args: Any) -> int:
         data = json.loads((out / "gate-quality.json").read_text())
     lines = analyse(data)
     print("\n".join(lines))
-    if not args.analyse:
+    if not args.analyse or args.rejudge:
         write_atomic(out / "gate-quality.md", "\n".join(lines) + "\n")
     return 0

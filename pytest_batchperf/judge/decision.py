@@ -254,6 +254,9 @@ def compare(
     if positive:
         est, note, factor = _estimate(reference, candidate, prior, paired, robust)
         to_change: Callable[[float], float] = _expm1  # a log ratio to a relative change
+        if robust and est is not None:  # the trimmed estimate, not the plain mean's
+            ratio = math.exp(est.delta)
+            change = ratio - 1
     else:
         est, note, factor = _linear_estimate(reference, candidate, mb, paired), "", 1.0
         to_change = float  # already relative to the reference's mean

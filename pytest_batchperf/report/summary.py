@@ -19,7 +19,10 @@ _WARNINGS_PER_CASE = 3  # the terminal shows this many; the reports keep all
 def counts_line(run: RunResults) -> str:
     counts = run.verdict_counts()
     parts = [f"{counts[v.value]} {v.value}" for v in SEVERITY if counts.get(v.value)]
-    parts += [f"{c.metric} {c.verdict.value} across the suite" for c in suite_judged(run)]
+    judged = [c.verdict for c in suite_judged(run)]
+    parts += [
+        f"{judged.count(v)} metric(s) {v.value} across the suite" for v in SEVERITY if v in judged
+    ]
     return ", ".join(parts) or "no cases"
 
 

@@ -74,7 +74,9 @@ def test_a_slowed_candidate_fails(sim_project):
 
 def test_a_slowed_reference_is_an_improvement(sim_project):
     p = sim_project(noise=0.01)
-    run_sim(p, "--batchperf-reference", "slowdown=0.3").assert_outcomes(passed=4)
+    run_sim(p, "--batchperf-reference", "slowdown=0.3", "--batchperf-pairs", "5").assert_outcomes(
+        passed=4
+    )
     assert results(p)["verdict_counts"] == {"improved": 4}
 
 
@@ -94,7 +96,9 @@ def test_reference_profile(sim_project):
             '\n[tool.batchperf.profiles.sim-old]\nengine = "simulated_engine:SimulatedEngine"\n'
             "isolate = false\nnoise = 0.01\nslowdown = 0.3\n"
         )
-    run_sim(p, "--batchperf-reference-profile", "sim-old").assert_outcomes(passed=4)
+    run_sim(
+        p, "--batchperf-reference-profile", "sim-old", "--batchperf-pairs", "5"
+    ).assert_outcomes(passed=4)
     assert results(p)["verdict_counts"] == {"improved": 4}
 
 
