@@ -45,12 +45,12 @@ def test_runs_are_fresh_engines_in_passes_and_the_baseline_keeps_them(sim_projec
 def test_a_a_rerun_passes_and_a_real_slowdown_fails_against_runs(sim_project):
     p = sim_project(noise=0.01)
     noise = ("--batchperf-set", "process_noise=0.03")
-    run_sim(p, "--batchperf-save", *noise).assert_outcomes(passed=4)
+    run_sim(p, "--batchperf-save", "--batchperf-runs", "8", *noise).assert_outcomes(passed=4)
     run_sim(p, *noise).assert_outcomes(passed=4)
     assert "regressed" not in results(p)["verdict_counts"]
     slow = run_sim(p, *noise, "--batchperf-set", "slowdown=0.4")
     slow.assert_outcomes(failed=4)
-    slow.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*5 vs * runs*"])
+    slow.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*8 vs * runs*"])
     gate = results(p)["gate"]
     assert gate["cases"] == 4 and gate["alpha"] == 0.01 and gate["looks"] == 3
 
