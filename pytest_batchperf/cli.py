@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .judge.decision import DEFAULT_ALPHA
+from .judge import DEFAULT_ALPHA
 from .options import DEFAULT_PAIRS
 
 if TYPE_CHECKING:

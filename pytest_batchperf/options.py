@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .judge.decision import DEFAULT_ALPHA
+from .judge import DEFAULT_ALPHA
 
 DEFAULT_SAVE_RUNS = 5  # runs per case when saving a baseline (docs/gate.md says why)
 DEFAULT_PAIRS = 3  # A/B: interleaved pairs per case (docs/results/cpu-gate.md says why)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
-from . import stats
+from . import DEFAULT_ALPHA, DEFAULT_POWER, stats
 from .catalog import Direction, Kind, MetricSpec
 
 
@@ -45,8 +45,6 @@ SEVERITY = [
     Verdict.PASS,
 ]
 
-DEFAULT_ALPHA = 0.01  # per run of the whole suite
-DEFAULT_POWER = 0.8
 ONE_RUN_FACTOR = 2.0  # the tolerance multiple a 1-run comparison needs
 
 
@@ -89,12 +87,15 @@ class Comparison:
         """The tolerance is tighter than the smallest change this runner can detect."""
         return self.detectable is not None and self.tolerance < self.detectable
 
-    def line(self) -> str:
-        """One readable line: reference -> now, change, interval, runs, tolerance."""
+    def evidence(self) -> str:
+        """ ", interval [lo, hi], p=..." as far as the test gave them."""
         ci = ""
         if self.ci_low is not None and self.ci_high is not None:
             ci = f", interval [{self.ci_low:+.1%}, {self.ci_high:+.1%}]"
-        p = f", p={self.p_value:.2g}" if self.p_value is not None else ""
+        return ci + (f", p={self.p_value:.2g}" if self.p_value is not None else "")
+
+    def line(self) -> str:
+        """One readable line: reference -> now, change, interval, runs, tolerance."""
         runs = f", {self.n_reference} vs {self.n_current} runs" if self.n_current else ""
         mdc = (
             ""
@@ -108,7 +109,7 @@ class Comparison:
         note = f" ({self.note})" if self.note else ""
         return (
             f"{self.metric}: {_fmt(self.reference)} -> {_fmt(self.current)} {self.unit} "
-            f"({self.change:+.1%}{ci}{p}{runs}; tolerance {self.tolerance:.0%}{mdc}, "
+            f"({self.change:+.1%}{self.evidence()}{runs}; tolerance {self.tolerance:.0%}{mdc}, "
             f"{'higher' if self.direction == 'up' else 'lower'} is better){note}"
         )
 
@@ -218,18 +219,11 @@ def compare(
     mc = _gmean(cur) if positive else sum(cur) / len(cur)
     ratio = (1.0 if mc == 0 else math.inf) if mb == 0 else mc / mb
     change = ratio - 1 if math.isfinite(ratio) else math.inf
+    untested: dict[str, Any] = dict(
+        reference=mb, current=mc, change=change, ci_low=None, ci_high=None, p_value=None
+    )
     if spec.direction is Direction.INFO:
-        return Comparison(
-            verdict=Verdict.PASS,
-            reference=mb,
-            current=mc,
-            change=change,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            note="informational",
-            **base,
-        )
+        return Comparison(verdict=Verdict.PASS, note="informational", **untested, **base)
     if spec.kind is Kind.EXACT:
         verdict = Verdict.PASS
         # Stored values keep 6 significant digits: equal counts read back from a baseline
@@ -239,17 +233,7 @@ def compare(
                 verdict = Verdict.REGRESSED
             elif _better(spec.direction, ratio, tol):
                 verdict = Verdict.IMPROVED
-        return Comparison(
-            verdict=verdict,
-            reference=mb,
-            current=mc,
-            change=change,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            note="exact",
-            **base,
-        )
+        return Comparison(verdict=verdict, note="exact", **untested, **base)
 
     if positive:
         est, note, factor = _estimate(reference, candidate, prior, paired, robust)

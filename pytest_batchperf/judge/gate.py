@@ -15,11 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from . import stats
+from . import DEFAULT_ALPHA, DEFAULT_POWER, stats
 from .catalog import Direction, Kind, MetricSpec, lookup
 from .decision import (
-    DEFAULT_ALPHA,
-    DEFAULT_POWER,
     Comparison,
     Verdict,
     compare,
@@ -221,13 +219,13 @@ def rejudge_ab(
     ids = [cid for cid in order or () if cid in run.cases] or list(run.cases)
     ids += [cid for cid in run.cases if cid not in ids]
     sides = [(run.cases[cid].reference, run.cases[cid].metrics) for cid in ids]
-    fitted = paired_priors(sides)
+    fitted = None if order else paired_priors(sides)
     cases = {
         cid: judge_case(
             run.cases[cid],
             run.cases[cid].reference,
             policy,
-            paired_priors(sides[: i + 1]) if order else fitted,
+            paired_priors(sides[: i + 1]) if fitted is None else fitted,
             paired=True,
         )
         for i, cid in enumerate(ids)
@@ -273,14 +271,8 @@ def suite_effects(cases: Mapping[str, CaseResult], policy: GatePolicy) -> tuple[
 
 def suite_line(c: Comparison) -> str:
     """One readable line for a suite effect (its n counts cases, not runs)."""
-    ci = (
-        f", interval [{c.ci_low:+.1%}, {c.ci_high:+.1%}]"
-        if c.ci_low is not None and c.ci_high is not None
-        else ""
-    )
-    p = f", p={c.p_value:.2g}" if c.p_value is not None else ""
     return (
-        f"{c.metric} across {c.n_current} cases: {c.change:+.1%}{ci}{p}; "
+        f"{c.metric} across {c.n_current} cases: {c.change:+.1%}{c.evidence()}; "
         f"tolerance {c.tolerance:.0%}, detectable "
         + (f"{c.detectable:.0%}" if c.detectable is not None and c.detectable <= 1 else "-")
     )

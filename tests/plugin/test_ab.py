@@ -4,8 +4,10 @@ default profile for the bad-input lines): reference and candidate interleaved, p
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers.sim import baseline_files, results, run_sim
@@ -148,15 +150,17 @@ def test_a_reference_venv_without_the_engine(pytester, tmp_path):
     assert f"python {venv}/bin/python cannot import 'llama_cpp': install the engine" in out
 
 
-def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
-    """Each run's test sees the metrics of the run it measured, the reference's too."""
+def _copy_batch_sweep(pytester):
+    """The real batch-sweep suite, as shipped, into the pytester project (llama-cpp)."""
     pytest.importorskip("llama_cpp", reason="the default profile is llama-cpp")
-    import shutil
-    from pathlib import Path
-
     suites = Path(__file__).parents[2] / "suites"
     for name in ("conftest.py", "workloads.py", "test_batch_sweep.py"):
         shutil.copy(suites / name, pytester.path / name)
+
+
+def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
+    """Each run's test sees the metrics of the run it measured, the reference's too."""
+    _copy_batch_sweep(pytester)
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
@@ -181,13 +185,7 @@ def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
 
 def test_a_real_slowdown_fails_in_ab_mode(pytester):
     """Real llama.cpp on both sides, the candidate busy-waiting 3x each decode call."""
-    pytest.importorskip("llama_cpp", reason="the default profile is llama-cpp")
-    import shutil
-    from pathlib import Path
-
-    suites = Path(__file__).parents[2] / "suites"
-    for name in ("conftest.py", "workloads.py", "test_batch_sweep.py"):
-        shutil.copy(suites / name, pytester.path / name)
+    _copy_batch_sweep(pytester)
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
