@@ -59,7 +59,6 @@ def _policy(args: Any, recorded: Any) -> GatePolicy:
         tolerances={**policy.tolerances, **tolerances},
         alpha=alpha,
         strict=args.strict or policy.strict,
-        looks=1,
     )
 
 
@@ -105,7 +104,10 @@ def cmd_compare(args: Any) -> int:
     failed = [c.case_id for c in run.cases.values() if policy.fails(c.verdict)]
     for case_id in failed:
         print(f"FAILED {case_id}: {run.cases[case_id].verdict.value}", file=sys.stderr)
-    return 1 if failed else 0
+    suite = [c for c in run.suite if policy.fails(c.verdict)]
+    for c in suite:
+        print(f"FAILED suite-wide: {c.metric} {c.verdict.value}", file=sys.stderr)
+    return 1 if failed or suite else 0
 
 
 def cmd_merge(args: Any) -> int:
@@ -265,7 +267,17 @@ def parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--ab", action="store_true", help="A/B jobs instead of a committed baseline")
     q.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="A/B pairs per case")
-    q.add_argument("--analyse", metavar="FILE.json", help="only analyse earlier data")
+    q.add_argument(
+        "--analyse",
+        metavar="FILE.json",
+        help="only analyse earlier data (a recorded campaign is judged by this version)",
+    )
+    q.add_argument(
+        "--compact",
+        metavar="DIR",
+        help="pack a recorded campaign's run-NN-KIND/ reports (scripts/gpu/campaign.sh) "
+        "into --out/campaign.json",
+    )
     q.add_argument(
         "--rejudge",
         action="store_true",
@@ -318,6 +330,8 @@ def cmd_gate_quality(args: Any) -> int:
     args.suites = args.suites or ["suites"]
     if args.analyse and not Path(args.analyse).is_file():
         raise CliError(f"{args.analyse}: no such file")
+    if args.compact and not Path(args.compact).is_dir():
+        raise CliError(f"{args.compact}: no such directory")
     if args.rejudge and not args.analyse:
         raise CliError("--rejudge re-judges recorded data: give it with --analyse FILE.json")
     try:

@@ -42,6 +42,12 @@ OPTIONS = (
     OptionDef("batchperf_baseline_dir", "directory of baseline files", "baselines"),
     OptionDef("batchperf_save", "write this run's results into the baseline file", False, "bool"),
     OptionDef(
+        "batchperf_baseline_jobs",
+        "save jobs a baseline keeps (a save of the same setup appends one; the gate "
+        "estimates the variance between jobs from them)",
+        "5",
+    ),
+    OptionDef(
         "batchperf_runs",
         f"runs (fresh engine processes) per case (default: {DEFAULT_SAVE_RUNS} when saving, "
         "else 1)",
@@ -64,6 +70,13 @@ OPTIONS = (
         "METRIC=PCT relative tolerance ('*' for all; repeatable)",
         [],
         "linelist",
+    ),
+    OptionDef(
+        "batchperf_gate_metrics",
+        "comma-separated metrics (or families) that can fail a case; the others are shown "
+        "with their change and do not spend the false-alarm budget (default: throughput, "
+        "TTFT p50, TPOT p50, e2e p95, peak memory and the exact counts)",
+        "",
     ),
     OptionDef("batchperf_alpha", "false-alarm rate per run of the whole suite", str(DEFAULT_ALPHA)),
     OptionDef("batchperf_strict", "fail inconclusive cases too", False, "bool"),
@@ -166,12 +179,14 @@ class Options:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     baseline_dir: Path = Path("baselines")
     save: bool = False
+    baseline_jobs: int = 5
     runs: int | None = None  # None: DEFAULT_SAVE_RUNS when saving, else 1 (or the profile's)
     extend: int = DEFAULT_EXTEND
     rounds: int = 5
     warmup: int = 1
     tolerances: Mapping[str, float] = field(default_factory=dict)
     alpha: float = DEFAULT_ALPHA
+    gate_metrics: tuple[str, ...] = ()  # empty: judge.gate.HEADLINE
     strict: bool = False
     require_baseline: bool = False
     reference: Mapping[str, Any] = field(default_factory=dict)  # A/B: knob overrides
@@ -212,12 +227,18 @@ class Options:
             overrides=parse_overrides(v["batchperf_set"]),
             baseline_dir=path(v["batchperf_baseline_dir"]),
             save=bool(v["batchperf_save"]),
+            baseline_jobs=_number(
+                v["batchperf_baseline_jobs"], "--batchperf-baseline-jobs", int, 1
+            ),
             runs=_number(runs, "--batchperf-runs", int, 1) if runs else None,
             extend=_number(v["batchperf_extend"], "--batchperf-extend", int, 0),
             rounds=_number(v["batchperf_rounds"], "--batchperf-rounds", int, 1),
             warmup=_number(v["batchperf_warmup"], "--batchperf-warmup", int, 0),
             tolerances=parse_tolerances(v["batchperf_tolerance"]),
             alpha=alpha,
+            gate_metrics=tuple(
+                x.strip() for x in str(v["batchperf_gate_metrics"]).split(",") if x.strip()
+            ),
             strict=bool(v["batchperf_strict"]),
             require_baseline=bool(v["batchperf_require_baseline"]) or in_ci(),
             reference=parse_overrides(v["batchperf_reference"], "--batchperf-reference"),

@@ -367,8 +367,12 @@ def _nested(jobs: list[list[list[float]]]) -> tuple[float, float, float] | None:
 
 def main(args: Any) -> int:
     out = Path(args.out)
+    if args.compact:
+        return _compact(Path(args.compact), out)
     if args.analyse:
         data = json.loads(Path(args.analyse).read_text())
+        if "runs" in data:  # a recorded campaign (campaign.py): always judged by today's gate
+            return _judge_campaign(data, args, out)
         if args.rejudge:
             data = rejudge(data, Path(args.analyse).parent)
             out.mkdir(parents=True, exist_ok=True)
@@ -394,4 +398,26 @@ def main(args: Any) -> int:
     print("\n".join(lines))
     if not args.analyse or args.rejudge:
         write_atomic(out / "gate-quality.md", "\n".join(lines) + "\n")
+    return 0
+
+
+def _compact(where: Path, out: Path) -> int:
+    from . import campaign
+
+    data = campaign.compact(where)
+    if not data["runs"]:
+        raise ValueError(f"{where}: no run-NN-KIND/results.json (scripts/gpu/campaign.sh)")
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "campaign.json", campaign.dumps(data))
+    print(f"{len(data['runs'])} runs -> {out / 'campaign.json'}")
+    return 0
+
+
+def _judge_campaign(data: dict, args: Any, out: Path) -> int:
+    from . import campaign
+
+    lines = campaign.judge(data, args.pairs, args.save_runs)
+    print("\n".join(lines))
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "gate-quality.md", "\n".join(lines) + "\n")
     return 0

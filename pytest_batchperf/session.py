@@ -172,6 +172,7 @@ class BatchperfSession:
         self.specs: dict[Side, EngineSpec] = {}
         self.hardware_class = ""
         self.baseline: RunResults | None = None
+        self.other_classes: tuple[str, ...] = ()  # no baseline here; these classes have one
         self.priors: dict[str, Any] = {}
         self.gpus: tuple[int, ...] = ()
         self.roofline: Roofline | None = None
@@ -237,8 +238,15 @@ class BatchperfSession:
         hardware_class = environment.hardware_class(candidate.device, gpus)
         path = baselines.baseline_path(o.baseline_dir, hardware_class, candidate.name)
         baseline = None if o.ab else baselines.load(path)
+        # Another class's baseline (another CPU model, ISA level or core count) is never
+        # compared with this machine: under CI the run fails, locally its cases are new
+        # and a notice names the classes that have one.
+        have = (
+            []
+            if o.ab or baseline is not None
+            else baselines.classes_with(o.baseline_dir, candidate.name)
+        )
         if baseline is None and o.require_baseline and not (o.save or o.ab):
-            have = baselines.classes_with(o.baseline_dir, candidate.name)
             raise baselines.BaselineError(
                 f"no baseline of profile {candidate.name!r} for hardware class "
                 f"{hardware_class!r} in {o.baseline_dir} (required under CI or "
@@ -248,6 +256,7 @@ class BatchperfSession:
             )
         self.sides, self.specs, self.gpus = sides, specs, gpus
         self.hardware_class, self.baseline = hardware_class, baseline
+        self.other_classes = () if o.save else tuple(have)
         self.priors = gate.priors(c.metrics for c in baseline.cases.values()) if baseline else {}
         self.roofline = _roofline(candidate, specs[Side.CANDIDATE], gpus)
         self.started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -296,6 +305,10 @@ class BatchperfSession:
             cases=self.planned_cases,
             looks=self.plan().looks,
             paired=self.ab,
+            gate_metrics=o.gate_metrics,
+            planned=self.runs_per_case(),
+            device=self.profile.device if self.profile else "cpu",
+            pass_order=self.ab and self.passes,
         )
 
     # -- engines ---------------------------------------------------------------------
@@ -437,8 +450,16 @@ class BatchperfSession:
         """A case whose batch did not fit: a capacity regression where the reference fitted
         it, else a skip (the sweep's feasibility limit); None while it is undecided."""
         cand = rec.sides[Side.CANDIDATE].infeasible
+        size = rec.spec.batch_size
         if cand is None:
-            return None
+            ref = rec.sides[Side.REFERENCE].infeasible if self.ab else None
+            if ref is None:
+                return None
+            # The candidate has nothing to be compared with: an error, never a pass.
+            text = f"the reference side does not fit batch size {size}: {ref.splitlines()[0]}"
+            result = replace(rec.result(error=text), verdict=Verdict.ERROR)
+            self.cases[rec.case_id] = result
+            return CaseOutcome(result, Action.FAIL, f"{rec.case_id}: {text}")
         if self.ab:
             ref_fits = rec.count(Side.REFERENCE) > 0
             if not ref_fits and rec.sides[Side.REFERENCE].infeasible is None:
@@ -446,7 +467,6 @@ class BatchperfSession:
         else:
             base = self.baseline.cases.get(rec.case_id) if self.baseline else None
             ref_fits = base is not None and bool(base.metrics)
-        size = rec.spec.batch_size
         if not ref_fits or self.saving:
             self.infeasible[rec.case_id] = (rec.suite, rec.spec, cand)
             self.cases.pop(rec.case_id, None)
@@ -544,12 +564,26 @@ class BatchperfSession:
 
     def notices(self) -> tuple[str, ...]:
         out = []
+        if self.other_classes:
+            out.append(
+                f"no baseline for class {self.hardware_class}; baselines of this profile "
+                f"exist for: {', '.join(self.other_classes)}"
+            )
         if self.baseline is not None and not self.saving and self.baseline.runs_per_case <= 1:
             out.append(
                 f"{self.baseline_path} holds one run per case: it is judged "
                 f"conservatively; re-save it with --batchperf-save "
                 f"(--batchperf-runs {DEFAULT_SAVE_RUNS})"
             )
+        if self.baseline is not None and not self.saving and not self.ab:
+            jobs = self.baseline.saved_jobs
+            if jobs < 3:
+                prior = self.policy.job_prior
+                out.append(
+                    f"the baseline holds {jobs} save job(s): the variance between jobs is the "
+                    f"default for this machine kind ({prior.s2**0.5:.0%}) until it holds 3; "
+                    "add jobs with --batchperf-save or batchperf baseline promote"
+                )
         disturbed = sorted(
             {cid for cid, c in self.cases.items() for r in c.runs if _disturbed(r.interference)}
         )
@@ -597,11 +631,17 @@ class BatchperfSession:
             baseline_environment=reference_env,
             gate=self.policy.to_dict(),
             notices=self.notices(),
-            suite=gate.suite_effects(cases, self.policy) if self.ab else (),
+            suite=gate.suite_effects(
+                cases,
+                self.policy,
+                None if self.ab else self.baseline.cases if self.baseline else {},
+            )
+            if self.ab or (self.baseline and not self.saving)
+            else (),
         )
 
     def save_baseline(self, run: RunResults) -> Path:
-        baselines.save(self.baseline_path, run)
+        baselines.save(self.baseline_path, run, self.options.baseline_jobs)
         return self.baseline_path
 
 

@@ -3,7 +3,11 @@
 ``baselines/<hardware-class>/<profile>.json``. A file that fails validation is never
 half-read (BaselineError names the file and what is wrong); a save never leaves a
 half-written file (temp file, fsync, rename) and two saves at once are serialised by
-a lock file, the second merging into what the first wrote. Schema 1 files (one run per
+a lock file, the second merging into what the first wrote.
+
+A baseline keeps the runs of its last ``KEEP_JOBS`` save jobs: a save of the same engine
+and packages appends a job, so the gate can see the variance between jobs (``stats``); a
+save after an upgrade starts the history again. Schema 1 files (one run per
 case, its rounds) still load, as one run each; a save writes schema 2.
 """
 
@@ -15,14 +19,15 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .. import SCHEMA_VERSION
 from ..atomic import write_atomic
-from .results import RunResults
+from .results import MetricRuns, RunResults
 
 OLDEST_SCHEMA = 1
 
@@ -128,10 +133,27 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def save(path: str | os.PathLike, run: RunResults) -> RunResults:
+KEEP_JOBS = 5
+
+
+def same_setup(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two environments ran the same engine and packages (their jobs form one history)."""
+    keys = ("packages", "engine", "python", "cpu_isa", "gpu", "driver")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def append_job(old: MetricRuns, new: MetricRuns, keep: int) -> MetricRuns:
+    """``old``'s saved jobs and ``new``'s runs as one more job, the last ``keep`` jobs."""
+    runs = tuple((x,) for x in old.summaries) + tuple((x,) for x in new.summaries)
+    jobs = (*(old.jobs or (len(old.runs),)), len(new.runs))[-keep:]
+    return replace(new, runs=runs[len(runs) - sum(jobs) :], jobs=jobs)
+
+
+def save(path: str | os.PathLike, run: RunResults, keep_jobs: int = KEEP_JOBS) -> RunResults:
     """Merge the run's successful cases into the baseline at ``path``, atomically.
 
-    Cases the run did not measure stay as they were, so ``-k`` runs update a subset.
+    Cases the run did not measure stay as they were, so ``-k`` runs update a subset. A case
+    saved before with the same setup gains this run as one more job (``keep_jobs``).
     An existing file that does not validate is left alone and BaselineError raised.
     """
     path = Path(path)
@@ -140,9 +162,17 @@ def save(path: str | os.PathLike, run: RunResults) -> RunResults:
         with _locked(path):
             existing = load(path)
             cases = dict(existing.cases) if existing else {}
+            history = existing is not None and same_setup(existing.environment, run.environment)
             for case_id, case in run.cases.items():
                 if case.error is None and case.metrics:
-                    cases[case_id] = replace(case, comparisons=())
+                    old = cases.get(case_id) if history and keep_jobs > 1 else None
+                    metrics = {
+                        k: append_job(old.metrics[k], m, keep_jobs)
+                        if old is not None and k in old.metrics
+                        else m
+                        for k, m in case.metrics.items()
+                    }
+                    cases[case_id] = replace(case, comparisons=(), metrics=metrics)
             merged = RunResults(
                 profile=run.profile,
                 hardware_class=run.hardware_class,

@@ -7,9 +7,12 @@ that evidence it is **inconclusive**; real but within tolerance it passes. Every
 metric also reports the smallest change this runner can detect (``detectable``) at that
 alpha and the policy's power: a tolerance below it cannot be enforced here.
 
-Where no between-run noise is known at all (a 1-run baseline against a 1-run candidate),
-the rule is conservative: Welch's t on the two runs' rounds, and twice the tolerance.
-Counts compare exactly.
+Where no between-run noise is known at all (a 1-run baseline), the rule is conservative:
+Welch's t on the baseline run's rounds against every candidate run's, and twice the
+tolerance. Without any test (one round a side) nothing regresses: the change is
+inconclusive, since a verdict outside the alpha budget would break the run's promise.
+Counts compare exactly. An inconclusive change worse than ``SUSPECT_FACTOR`` times its
+tolerance is a suspected regression, shown first with the runs it would need.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ SEVERITY = [
 ]
 
 ONE_RUN_FACTOR = 2.0  # the tolerance multiple a 1-run comparison needs
+SUSPECT_FACTOR = 2.0  # an inconclusive change this many tolerances off is suspected
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,16 @@ class Comparison:
     detectable: float | None = None  # smallest adverse change detectable (fraction)
     alpha: float | None = None  # this test's share of the run's false-alarm budget
     note: str = ""
+    gated: bool = True  # False: shown with its change, never fails (not a headline metric)
+    runs_needed: int | None = None  # inconclusive: candidate runs that would decide it
+
+    @property
+    def suspected(self) -> bool:
+        """Inconclusive, but its estimate is worse than ``SUSPECT_FACTOR`` tolerances."""
+        if self.verdict is not Verdict.INCONCLUSIVE or not math.isfinite(self.change):
+            return False
+        limit = SUSPECT_FACTOR * self.tolerance
+        return self.change < -limit if self.direction == "up" else self.change > limit
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -188,10 +202,14 @@ def compare(
     prior: stats.Prior | None = None,
     paired: bool = False,
     robust: bool = False,
+    jobs: Sequence[int] = (),
+    job_prior: stats.Prior | None = None,
+    job_parts: tuple[stats.Prior, stats.Prior] | None = None,
 ) -> Comparison:
     """Judge the candidate's runs against the reference's (each run: its rounds, or its
     summary alone). ``paired``: run i of each side was measured as a pair (A/B);
-    ``robust``: with a 20 % trimmed mean of the pairs' log ratios (``stats.trimmed``)."""
+    ``robust``: with a 20 % trimmed mean of the pairs' log ratios (``stats.trimmed``);
+    ``jobs`` and ``job_prior``: the reference's save jobs and the between-job default."""
     tol = spec.tolerance if tolerance is None else tolerance
     ref, cur = summaries(reference), summaries(candidate)
     base: dict[str, Any] = dict(
@@ -236,7 +254,9 @@ def compare(
         return Comparison(verdict=verdict, note="exact", **untested, **base)
 
     if positive:
-        est, note, factor = _estimate(reference, candidate, prior, paired, robust)
+        est, note, factor = _estimate(
+            reference, candidate, prior, paired, robust, (jobs, job_prior, job_parts)
+        )
         to_change: Callable[[float], float] = _expm1  # a log ratio to a relative change
         if robust and est is not None:  # the trimmed estimate, not the plain mean's
             ratio = math.exp(est.delta)
@@ -246,8 +266,30 @@ def compare(
         to_change = float  # already relative to the reference's mean
         if est is None:
             note = "zero values and too few runs to know the noise: the tolerance decides"
+    return decide(
+        spec, est, base, (mb, mc, ratio, change), tol, alpha, power, note, factor, to_change, paired
+    )
+
+
+def decide(
+    spec: MetricSpec,
+    est: stats.Estimate | None,
+    base: dict[str, Any],
+    values: tuple[float, float, float, float],
+    tol: float,
+    alpha: float,
+    power: float,
+    note: str = "",
+    factor: float = 1.0,
+    to_change: Callable[[float], float] = _expm1,
+    paired: bool = False,
+) -> Comparison:
+    """The verdict on an estimate: beyond tolerance (``factor`` times) with a test at
+    ``alpha`` regresses or improves; beyond tolerance without one is inconclusive.
+    ``values``: reference and current means, their ratio and change."""
+    mb, mc, ratio, change = values
     up = spec.direction is Direction.UP
-    p = p_better = lo = hi = mdc = None
+    p = p_better = lo = hi = mdc = needed = None
     if est is not None:
         p, p_better = (
             (stats.p_below(est), stats.p_above(est))
@@ -258,18 +300,19 @@ def compare(
         lo, hi = to_change(low), to_change(high)
         shift = stats.detectable(est, alpha, power) * factor
         mdc = -to_change(-shift) if up else to_change(shift)
-    # No test at all (a single round a side, zero values): the tolerance decides.
-    if _worse(spec.direction, ratio, tol * factor) and (p is None or p < alpha):
+    if _worse(spec.direction, ratio, tol * factor) and p is not None and p < alpha:
         verdict = Verdict.REGRESSED
     elif _worse(spec.direction, ratio, tol):
         verdict = Verdict.INCONCLUSIVE
         note = note or "beyond tolerance but within the noise"
-    elif _better(spec.direction, ratio, tol * factor) and (p_better is None or p_better < alpha):
+        if est is not None and ratio > 0 and math.isfinite(ratio):
+            needed = est.runs_for(abs(math.log(ratio)) / factor, alpha)
+    elif _better(spec.direction, ratio, tol * factor) and p_better is not None and p_better < alpha:
         verdict = Verdict.IMPROVED
     else:
         verdict = Verdict.PASS
     if paired and est is not None:
-        base["n_reference"] = base["n_current"] = est.n_candidate
+        base = {**base, "n_reference": est.n_candidate, "n_current": est.n_candidate}
     return Comparison(
         verdict=verdict,
         reference=mb,
@@ -281,6 +324,7 @@ def compare(
         detectable=mdc,
         alpha=alpha,
         note=note,
+        runs_needed=needed,
         **base,
     )
 
@@ -316,6 +360,11 @@ def _estimate(
     prior: stats.Prior | None,
     paired: bool,
     robust: bool = False,
+    between_jobs: tuple[Sequence[int], stats.Prior | None, stats.Prior | None] = (
+        (),
+        None,
+        None,
+    ),
 ) -> tuple[stats.Estimate | None, str, float]:
     """(estimate of the log ratio, note, tolerance factor) for a timed metric."""
     if paired and robust:
@@ -324,17 +373,17 @@ def _estimate(
         est = stats.paired(log_ratios(reference, candidate), prior)
     else:
         ref, cur = _logs(reference), _logs(candidate)
-        est = stats.prediction(ref or [], cur or [], prior)
+        est = stats.prediction(ref or [], cur or [], prior, *between_jobs)
     if est is not None:
         return est, "", 1.0
-    # One run a side and no prior: rounds are all the evidence, and they understate the
-    # noise between runs, so the tolerance doubles.
+    # A 1-run reference and no prior: rounds are all the evidence, and they understate the
+    # noise between runs, so the tolerance doubles. Every candidate run's rounds count.
     rounds = [
-        [math.log(x) for x in runs[0] if math.isfinite(x) and x > 0]
-        for runs in (reference, candidate)
+        [math.log(x) for run in runs for x in run if math.isfinite(x) and x > 0]
+        for runs in (reference[:1], candidate)
     ]
     note = (
-        f"one run a side: judged on its rounds at {ONE_RUN_FACTOR:g}x the tolerance; "
+        f"one reference run: judged on rounds at {ONE_RUN_FACTOR:g}x the tolerance; "
         "save the baseline with more runs"
     )
     return stats.welch(rounds[0], rounds[1]), note, ONE_RUN_FACTOR

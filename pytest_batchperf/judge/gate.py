@@ -1,16 +1,22 @@
 """Judging cases and whole runs (used by the plugin and the CLI).
 
 The promise is per run of the whole suite: at most ``alpha`` of A/A runs raise a false
-alarm. The budget is shared by Bonferroni, which holds whatever the dependence between
-tests: equally among the run's cases, then among each case's metric families (metrics of
-one family are one measurement, ``catalog``), then among the looks a case may take (its
-planned runs, and each run added while it stays inconclusive). In A/B mode half of it goes
-to the suite-wide tests (``suite_effects``).
+alarm. Half of it goes to the suite-wide tests (``suite_effects``), half to the cases:
+
+- only a case's headline metrics (``HEADLINE``, or ``--batchperf-gate-metrics``) spend it;
+  the others are shown with their change and never fail;
+- each case gets an equal share (cases are judged as they finish, so Bonferroni);
+- a case spreads its share over its looks with a group-sequential spending function
+  (Lan-DeMets, Pocock type) on the fraction of its most runs: the planned look spends
+  most of it, each run an inconclusive case adds spends what is left;
+- within a look, Holm's step-down over the metric families (metrics of one family are one
+  measurement, ``catalog``), which holds whatever the dependence between them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -21,10 +27,22 @@ from .decision import (
     Comparison,
     Verdict,
     compare,
+    decide,
     log_ratios,
     summaries,
 )
 from .results import CaseResult, MetricRuns, RunResults
+
+# The metrics that fail a case by default (a family name stands for its members); exact
+# counts always do. The rest are shown with their change.
+HEADLINE = (
+    "throughput",
+    "ttft_ms_p50",
+    "tpot_ms_p50",
+    "e2e_ms_p95",
+    "peak_gpu_mem_mib",
+    "peak_rss_mib",
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,42 @@ class GatePolicy:
     cases: int = 1  # cases the run judges
     looks: int = 1  # 1 + the runs an inconclusive case may add
     paired: bool = False  # A/B mode: its tighter default tolerances
+    gate_metrics: tuple[str, ...] = ()  # empty: HEADLINE
+    planned: int = 0  # runs (pairs) of a case's first look; 0: looks are equally spaced
+    device: str = "cpu"  # the machine kind, for the default between-job variance
+    pass_order: bool = False  # A/B: the cases of a pass share its engine processes
+
+    def gates(self, metric: MetricSpec) -> bool:
+        """Can this metric fail a case?"""
+        if metric.kind is Kind.EXACT:
+            return True
+        name = re.sub(r"_prio\d+$", "", metric.name)
+        chosen = self.gate_metrics or HEADLINE
+        return name in chosen or metric.family in chosen
+
+    @property
+    def job_prior(self) -> stats.Prior:
+        return stats.GPU_JOBS if self.device.startswith("cuda") else stats.CPU_JOBS
+
+    @property
+    def pair_prior(self) -> stats.Prior:
+        """A/B: the prior on pair log-ratio variance of a case with fewer than three pairs
+        until three cases can fit one."""
+        return stats.GPU_PAIRS if self.device.startswith("cuda") else stats.CPU_PAIRS
+
+    def look_share(self, runs: int) -> float:
+        """The part of a case's alpha that its look with ``runs`` runs may spend."""
+        if self.looks <= 1:
+            return 1.0
+        first = self.planned or 1
+        most = first + self.looks - 1
+        look = min(max(runs - first, 0), self.looks - 1)  # 0: the planned look
+
+        def spent(n: float) -> float:
+            return math.log1p((math.e - 1) * n / most)
+
+        before = spent(first + look - 1) if look else 0.0
+        return spent(first + look) - before
 
     def tolerance(self, metric: MetricSpec) -> float:
         for table in (self.tolerances, self.profile_tolerances):
@@ -57,12 +111,12 @@ class GatePolicy:
 
     @property
     def case_alpha(self) -> float:
-        """The cases' part of the run's false-alarm budget (A/B: the suite tests get half)."""
-        return self.alpha / 2 if self.paired else self.alpha
+        """The cases' part of the run's false-alarm budget (the suite tests get half)."""
+        return self.alpha / 2
 
-    def test_alpha(self, families: int) -> float:
-        """One case test's share of the run's false-alarm budget."""
-        return self.case_alpha / max(1, self.cases) / max(1, families) / max(1, self.looks)
+    def look_alpha(self, runs: int) -> float:
+        """One case's share of the run's budget at its look with ``runs`` runs."""
+        return self.case_alpha / max(1, self.cases) * self.look_share(runs)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(self).items()}
@@ -70,7 +124,8 @@ class GatePolicy:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GatePolicy:
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = {k: tuple(v) if k == "gate_metrics" else v for k, v in d.items() if k in known}
+        return cls(**d)
 
 
 def spec_for(name: str, current: MetricRuns) -> MetricSpec:
@@ -78,26 +133,46 @@ def spec_for(name: str, current: MetricRuns) -> MetricSpec:
     return lookup(name) or MetricSpec(name, current.unit, Direction.INFO, 0.0)
 
 
-def _log_variance(runs: MetricRuns) -> tuple[float, int] | None:
-    s = summaries(runs.runs)
-    if len(s) < 2 or any(x <= 0 for x in s):
-        return None
-    return stats.variance([math.log(x) for x in s])
-
-
-def priors(cases: Iterable[Mapping[str, MetricRuns]]) -> dict[str, stats.Prior]:
-    """Per metric, the prior on between-run log variance fitted across cases."""
-    found: dict[str, list[tuple[float, int]]] = {}
-    for metrics in cases:
-        for name, runs in metrics.items():
-            v = _log_variance(runs)
-            if v is not None:
-                found.setdefault(name, []).append(v)
+def _fit(found: Mapping[str, list[tuple[float, int]]]) -> dict[str, stats.Prior]:
     out = {}
     for name, vs in found.items():
         prior = stats.fit_prior([v for v, _ in vs], [d for _, d in vs])
         if prior is not None:
             out[name] = prior
+    return out
+
+
+def jobs_key(name: str, part: str) -> str:
+    """The key in ``priors`` of a metric's job component (``shared`` or ``case``)."""
+    return f"{name}@{part}"
+
+
+def priors(cases: Iterable[Mapping[str, MetricRuns]]) -> dict[str, stats.Prior]:
+    """Per metric, the prior across cases on between-run (within-job) log variance and,
+    from ``MIN_JOBS`` saved jobs on, under ``jobs_key`` the two parts of the variance of
+    the jobs' means (``stats.job_components``)."""
+    found: dict[str, list[tuple[float, int]]] = {}
+    deviations: dict[str, list[list[float]]] = {}
+    for metrics in cases:
+        for name, runs in metrics.items():
+            s = summaries(runs.runs)
+            if len(s) < 2 or any(x <= 0 for x in s):
+                continue
+            groups = stats._split([math.log(x) for x in s], runs.jobs)
+            ss = sum(stats._ss(g) for g in groups if len(g) > 1)
+            df = sum(len(g) - 1 for g in groups if len(g) > 1)
+            if df:
+                found.setdefault(name, []).append((ss / df, df))
+            if len(groups) >= stats.MIN_JOBS:
+                means = [sum(g) / len(g) for g in groups]
+                mid = sum(means) / len(means)
+                deviations.setdefault(name, []).append([m - mid for m in means])
+    out = _fit(found)
+    for name, devs in deviations.items():
+        jobs = min(map(len, devs))  # cases aligned on their newest jobs
+        parts = stats.job_components([d[len(d) - jobs :] for d in devs])
+        if parts is not None:
+            out[jobs_key(name, "shared")], out[jobs_key(name, "case")] = parts
     return out
 
 
@@ -113,12 +188,7 @@ def paired_priors(
             v = stats.variance(log_ratios(reference[name].runs, runs.runs))
             if v is not None:
                 found.setdefault(name, []).append(v)
-    out = {}
-    for name, vs in found.items():
-        prior = stats.fit_prior([v for v, _ in vs], [d for _, d in vs])
-        if prior is not None:
-            out[name] = prior
-    return out
+    return _fit(found)
 
 
 def judge_case(
@@ -133,48 +203,129 @@ def judge_case(
     if case.error is not None:
         return replace(case, verdict=Verdict.ERROR, comparisons=())
     specs = {name: spec_for(name, m) for name, m in case.metrics.items()}
-    families = {
-        s.family
-        for name, s in specs.items()
-        if s.judged and s.kind is Kind.TIMED and reference is not None and name in reference
-    }
-    alpha = policy.test_alpha(len(families))
+    runs = max((len(m.runs) for m in case.metrics.values()), default=1)
+    share = policy.look_alpha(runs)
+    tested = [
+        n
+        for n, s in specs.items()
+        if reference is not None and n in reference and s.judged and s.kind is Kind.TIMED
+    ]
+    families = sorted({specs[n].family for n in tested if policy.gates(specs[n])})
+
+    def judge(name: str, alpha: float) -> Comparison:
+        assert reference is not None
+        ref = reference[name]
+        return compare(
+            specs[name],
+            ref.runs,
+            case.metrics[name].runs,
+            policy.tolerance(specs[name]),
+            alpha,
+            policy.power,
+            _variance_prior(priors, name, policy.pair_prior if paired else None),
+            paired,
+            jobs=ref.jobs,
+            job_prior=None if paired else policy.job_prior,
+            job_parts=_job_parts(priors, name),
+        )
+
+    first = share / max(1, len(families))
+    found = {n: judge(n, first) for n in tested}
+    alphas = _holm(families, specs, found, share)
     comparisons: list[Comparison] = []
     for name in sorted(case.metrics):
         cur, m = case.metrics[name], specs[name]
         if reference is None or name not in reference:
             comparisons.append(
-                Comparison(
-                    name,
-                    cur.unit,
-                    cur.direction,
-                    Verdict.NEW,
-                    math.nan,
-                    cur.median,
-                    math.nan,
-                    None,
-                    None,
-                    None,
-                    policy.tolerance(m),
-                    0,
-                    len(cur.runs),
-                    note="no reference",
-                )
+                _untested(name, cur, Verdict.NEW, policy.tolerance(m), "no reference")
             )
-            continue
-        comparisons.append(
-            compare(
-                m,
-                reference[name].runs,
-                cur.runs,
-                policy.tolerance(m),
-                alpha,
-                policy.power,
-                (priors or {}).get(name),
-                paired,
+        elif name not in found:
+            comparisons.append(
+                compare(m, reference[name].runs, cur.runs, policy.tolerance(m), first)
             )
-        )
+        elif m.family in alphas:
+            c = found[name]
+            comparisons.append(c if alphas[m.family] == first else judge(name, alphas[m.family]))
+        else:
+            comparisons.append(_shown(found[name]))
     return case.with_comparisons(tuple(comparisons))
+
+
+def _variance_prior(
+    priors: Mapping[str, stats.Prior] | None, name: str, default: stats.Prior | None
+) -> stats.Prior | None:
+    """The prior fitted across cases, or the machine kind's where that one rests on fewer
+    degrees of freedom (a few cases of one or two pairs: their spread says little)."""
+    fitted = (priors or {}).get(name)
+    if default is not None and (fitted is None or fitted.df < default.df):
+        return default
+    return fitted
+
+
+def _job_parts(
+    priors: Mapping[str, stats.Prior] | None, name: str
+) -> tuple[stats.Prior, stats.Prior] | None:
+    shared, own = ((priors or {}).get(jobs_key(name, p)) for p in ("shared", "case"))
+    return (shared, own) if shared is not None and own is not None else None
+
+
+def _holm(
+    families: Sequence[str],
+    specs: Mapping[str, MetricSpec],
+    found: Mapping[str, Comparison],
+    share: float,
+) -> dict[str, float]:
+    """Each gated family's alpha under Holm's step-down: families in order of their
+    smallest p-value (either direction); the k-th tested at share / (m - k) while all
+    before it were significant, the rest at the first level that was not."""
+
+    def p(family: str) -> float:
+        ps = [
+            min(c.p_value, 1 - c.p_value)
+            for n, c in found.items()
+            if specs[n].family == family and c.p_value is not None
+        ]
+        return min(ps, default=1.0)
+
+    order = sorted(families, key=p)
+    alphas, stopped = {}, None
+    for k, family in enumerate(order):
+        level = share / (len(order) - k)
+        if stopped is None and p(family) >= level:
+            stopped = level
+        alphas[family] = stopped or level
+    return alphas
+
+
+def _shown(c: Comparison) -> Comparison:
+    """A metric outside the gated set: its change and interval, never a failure."""
+    changed = c.verdict in (Verdict.REGRESSED, Verdict.IMPROVED)
+    return replace(
+        c,
+        verdict=Verdict.PASS,
+        gated=False,
+        runs_needed=None,
+        note="not gated: " + ("changed" if changed else "unchanged"),
+    )
+
+
+def _untested(name: str, cur: MetricRuns, verdict: Verdict, tol: float, note: str) -> Comparison:
+    return Comparison(
+        name,
+        cur.unit,
+        cur.direction,
+        verdict,
+        math.nan,
+        cur.median,
+        math.nan,
+        None,
+        None,
+        None,
+        tol,
+        0,
+        len(cur.runs),
+        note=note,
+    )
 
 
 def compare_runs(
@@ -187,7 +338,7 @@ def compare_runs(
     baseline cases it lacks are ``missing``."""
     base_cases = baseline.cases if baseline else {}
     fitted = priors(c.metrics for c in base_cases.values())
-    policy = replace(policy, cases=len(current.cases))
+    policy = replace(policy, cases=len(current.cases), paired=False)
     cases = {
         cid: judge_case(c, base_cases[cid].metrics if cid in base_cases else None, policy, fitted)
         for cid, c in current.cases.items()
@@ -195,6 +346,7 @@ def compare_runs(
     return replace(
         current,
         cases=cases,
+        suite=suite_effects(cases, policy, base_cases),
         missing=tuple(sorted(set(base_cases) - set(current.cases))),
         baseline_path=baseline_path,
         mode="baseline",
@@ -233,40 +385,106 @@ def rejudge_ab(
     return replace(run, cases=cases, suite=suite_effects(cases, policy), gate=policy.to_dict())
 
 
-# A/B: the metrics also judged across the whole suite (one of each family that matters).
+# The metrics also judged across the whole suite (one of each family that matters).
 SUITE_METRICS = ("output_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50")
 
 
-def suite_effects(cases: Mapping[str, CaseResult], policy: GatePolicy) -> tuple[Comparison, ...]:
-    """A/B: each suite metric's change across the cases, a trimmed-mean test (Yuen's) on
-    the cases' mean pair log ratios. An upgrade that costs every case 8 % is plain across 20
-    cases long before any one case's few pairs show it; pairing cancels the machine's drift,
-    so in an A/A job the cases' effects scatter independently around zero, and trimming
-    keeps a case whose pair a slow phase hit from hiding the rest."""
+def suite_effects(
+    cases: Mapping[str, CaseResult],
+    policy: GatePolicy,
+    baseline: Mapping[str, CaseResult] | None = None,
+) -> tuple[Comparison, ...]:
+    """Each suite metric's change across the cases: an upgrade that costs every case 8 %
+    is plain across 20 cases long before any one case's few runs show it.
+
+    - A/B in case order: Yuen's trimmed-mean test on the cases' mean pair log ratios
+      (pairing cancels drift, so A/A effects scatter independently around zero).
+    - A/B in pass order: the cases of a pass share its engine processes and so an offset;
+      the test is on the passes' trimmed means across cases (pairs - 1 df).
+    - Against a committed baseline (``baseline``): the trimmed mean of the cases' changes,
+      plus the offset every case of one job shares (from the saved jobs, else the machine
+      kind's default), which no number of cases averages away."""
     alpha = (policy.alpha - policy.case_alpha) / len(SUITE_METRICS)
     out = []
     for name in SUITE_METRICS:
         spec = lookup(name)
-        effects = []
-        for c in cases.values():
-            if c.error is None and c.reference and name in c.reference and name in c.metrics:
-                d = log_ratios(c.reference[name].runs, c.metrics[name].runs)
-                if d:
-                    effects.append(sum(d) / len(d))
-        if spec is None or len(effects) < 3:
+        judged = [
+            c
+            for c in cases.values()
+            if c.error is None and name in c.metrics and _reference(c, name, baseline)
+        ]
+        if spec is None or len(judged) < 3:
             continue
-        comp = compare(
+        est = _suite_estimate(name, judged, policy, baseline)
+        if est is None:
+            continue
+        comp = decide(
             spec,
-            [[1.0]] * len(effects),
-            [[math.exp(e)] for e in effects],
+            est,
+            dict(
+                metric=name,
+                unit=spec.unit,
+                direction=spec.direction.value,
+                tolerance=policy.tolerance(spec),
+                n_reference=len(judged),
+                n_current=len(judged),
+            ),
+            (math.nan, math.nan, math.exp(est.delta), math.expm1(est.delta)),
             policy.tolerance(spec),
             alpha,
             policy.power,
-            paired=True,
-            robust=True,
+            "across cases",
         )
-        out.append(replace(comp, reference=math.nan, current=math.nan, note="across cases"))
+        out.append(replace(comp, runs_needed=None))
     return tuple(out)
+
+
+def _reference(
+    case: CaseResult, name: str, baseline: Mapping[str, CaseResult] | None
+) -> MetricRuns | None:
+    if baseline is None:
+        return case.reference.get(name) if case.reference else None
+    base = baseline.get(case.case_id)
+    return base.metrics.get(name) if base else None
+
+
+def _suite_estimate(
+    name: str,
+    cases: Sequence[CaseResult],
+    policy: GatePolicy,
+    baseline: Mapping[str, CaseResult] | None,
+) -> stats.Estimate | None:
+    if baseline is None:
+        pairs = [log_ratios(c.reference[name].runs, c.metrics[name].runs) for c in cases]
+        if policy.pass_order:
+            passes = [[d[i] for d in pairs if len(d) > i] for i in range(max(map(len, pairs)))]
+            means = [e.delta for p in passes if (e := stats.trimmed(p)) is not None]
+            return stats.one_sample(means, policy.pair_prior)
+        return stats.trimmed([sum(d) / len(d) for d in pairs if d])
+    deltas, offsets = [], []
+    for c in cases:
+        ref = _logs(baseline[c.case_id].metrics[name])
+        cur = _logs(c.metrics[name])
+        if not ref or not cur:
+            continue
+        deltas.append(sum(cur) / len(cur) - sum(ref) / len(ref))
+        groups = stats._split(ref, baseline[c.case_id].metrics[name].jobs)
+        mean = sum(ref) / len(ref)
+        offsets.append([sum(g) / len(g) - mean for g in groups])
+    spread = stats.trimmed(deltas)
+    if spread is None:
+        return None
+    # the saved jobs' shared offsets: job j's mean change across cases (cases aligned on
+    # their newest jobs; the saves of one file are whole-suite jobs)
+    jobs = min(len(o) for o in offsets)
+    shared = [sum(o[len(o) - jobs + j] for o in offsets) / len(offsets) for j in range(jobs)]
+    s2, df = stats.job_means_variance(shared) or (policy.job_prior.s2, policy.job_prior.df)
+    return stats.combined(spread, (s2 * (1 + 1 / jobs), df))
+
+
+def _logs(runs: MetricRuns) -> list[float] | None:
+    s = summaries(runs.runs)
+    return [math.log(x) for x in s] if s and all(x > 0 for x in s) else None
 
 
 def suite_line(c: Comparison) -> str:

@@ -44,6 +44,7 @@ class MetricRuns:
     unit: str
     direction: str
     runs: tuple[tuple[float, ...], ...] = ()  # each run's rounds (a baseline: its summary)
+    jobs: tuple[int, ...] = ()  # a baseline: runs per save job, oldest first (empty: one job)
 
     @property
     def summaries(self) -> tuple[float, ...]:
@@ -67,6 +68,8 @@ class MetricRuns:
             d["runs"] = [_round(x) for x in self.summaries]
         else:  # a single run keeps its rounds: the only evidence of its noise
             d["rounds"] = [[_round(x) for x in r] for r in self.runs]
+        if len(self.jobs) > 1:
+            d["jobs"] = list(self.jobs)
         return d
 
     @classmethod
@@ -77,7 +80,10 @@ class MetricRuns:
             runs = tuple((x,) for x in _floats(d["runs"]))
         else:  # schema 1: the rounds of a single run
             runs = (_floats(d["samples"]),)
-        return cls(name, d.get("unit", ""), d.get("direction", Direction.INFO.value), runs)
+        jobs = tuple(int(k) for k in d.get("jobs") or ())
+        if sum(jobs) != len(runs):  # hand-edited or truncated: one job
+            jobs = ()
+        return cls(name, d.get("unit", ""), d.get("direction", Direction.INFO.value), runs, jobs)
 
     @classmethod
     def build(cls, name: str, runs: Any = ()) -> MetricRuns:
@@ -263,3 +269,11 @@ class RunResults:
     def runs_per_case(self) -> int:
         """The most runs any case of this file holds (1 for schema-1 baselines)."""
         return max((c.n_runs for c in self.cases.values()), default=0)
+
+    @property
+    def saved_jobs(self) -> int:
+        """The fewest save jobs any case of this baseline holds."""
+        return min(
+            (max(1, len(m.jobs)) for c in self.cases.values() for m in c.metrics.values()),
+            default=0,
+        )

@@ -16,9 +16,14 @@ same evidence at 10 tok/s and at 10,000 tok/s):
 With a handful of runs per case a variance estimate is itself noisy, and a case whose few
 runs happened to agree would look precise. So each case's variance is moderated with a
 prior fitted across the cases of the run for the same metric (Smyth 2004, limma's
-moderated t): the posterior variance pools ``d0`` prior degrees of freedom with the case's
-own. The prior only ever widens an interval: a case noisier than the prior keeps its own
-variance and degrees of freedom.
+squeezeVar): the posterior variance pools ``d0`` prior degrees of freedom with the case's
+own, in both directions, and is judged with ``d0 + d`` degrees of freedom. Only a case
+whose variance is an outlier under the prior (F test, ``OUTLIER_P``) keeps its own: a case a
+little noisier than its peers stays testable.
+
+Between-job variance (a later CI job, another host of the class) is not in one job's runs.
+A committed baseline keeps the runs of its last few save jobs; ``CPU_JOBS`` / ``GPU_JOBS``
+hold the machine kind's between-job variance (``prediction``).
 """
 
 from __future__ import annotations
@@ -91,10 +96,63 @@ def moderate(s2: float | None, df: float, prior: Prior | None) -> tuple[float, f
         return (s2, df) if s2 is not None and df > 0 else None
     if s2 is None or df <= 0:
         return prior.s2, prior.df
-    posterior = (prior.df * prior.s2 + df * s2) / (prior.df + df)
-    if s2 >= posterior:  # noisier than its peers: its own estimate, its own df
+    if s2 > prior.s2 and _outlier(s2, df, prior):
         return s2, df
+    posterior = (prior.df * prior.s2 + df * s2) / (prior.df + df)
     return posterior, min(prior.df + df, DF_CAP)
+
+
+OUTLIER_P = 0.01  # a case this unlikely under the prior keeps its own variance
+
+
+def _outlier(s2: float, df: float, prior: Prior) -> bool:
+    from scipy import stats as sps
+
+    return bool(sps.f.sf(s2 / prior.s2, df, prior.df) < OUTLIER_P)
+
+
+# Between-job log variance of a machine kind (docs/gate.md), what a baseline with fewer than
+# ``MIN_JOBS`` save jobs assumes: worth the jobs that measured it (13 CPU jobs, a few H100
+# hosts). From ``MIN_JOBS`` jobs on, the baseline's own spread replaces it: a prior this wide
+# would keep a calm runner blind for ever.
+CPU_JOBS = Prior(0.16**2, 12.0)
+GPU_JOBS = Prior(0.05**2, 4.0)
+MIN_JOBS = 3
+
+# A/B: pair log-ratio variance assumed until three cases can fit a prior (and for the
+# suite's pass offsets), worth a few runs of evidence: wider than the runners showed.
+CPU_PAIRS = Prior(0.15**2, 6.0)
+GPU_PAIRS = Prior(0.05**2, 6.0)
+
+
+def job_means_variance(job_means: Sequence[float]) -> tuple[float, float] | None:
+    """(variance, df) of the saved jobs' means of one case; None below ``MIN_JOBS`` jobs,
+    where the machine kind's default stands."""
+    if len(job_means) < MIN_JOBS:
+        return None
+    d = len(job_means) - 1
+    return _ss(job_means) / d, d
+
+
+def job_components(deviations: Sequence[Sequence[float]]) -> tuple[Prior, Prior] | None:
+    """The variance of saved jobs' means split across cases: (the offset every case of a
+    job shares, with jobs - 1 df; the cases' own job noise, with (cases - 1)(jobs - 1) df).
+    ``deviations[c][j]``: job j's mean less case c's mean (log). A shared offset is only
+    as well known as the number of jobs, however many cases share it."""
+    cases, jobs = len(deviations), min(map(len, deviations), default=0)
+    if cases < 2 or jobs < MIN_JOBS:
+        return None
+    shared = [_mean([d[j] for d in deviations]) for j in range(jobs)]
+    resid = sum((d[j] - shared[j]) ** 2 for d in deviations for j in range(jobs))
+    own_df = (cases - 1) * (jobs - 1)
+    return Prior(_ss(shared) / (jobs - 1), jobs - 1), Prior(resid / own_df, own_df)
+
+
+def _satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
+    """Degrees of freedom of a sum of variance estimates (value, df)."""
+    total = sum(v for v, _ in parts)
+    denom = sum(v * v / d for v, d in parts if d > 0 and math.isfinite(d) and v > 0)
+    return min(DF_CAP, total * total / denom) if denom > 0 else DF_CAP
 
 
 @dataclass(frozen=True)
@@ -106,6 +164,20 @@ class Estimate:
     df: float
     n_reference: int
     n_candidate: int
+    # se**2 = floor + per_run / n_candidate: what more candidate runs would remove
+    per_run: float = 0.0
+
+    def runs_for(self, shift: float, alpha: float, most: int = 100) -> int | None:
+        """Candidate runs for a one-sided test at ``alpha`` to tell ``shift``, each run
+        adding a degree of freedom (None: not within ``most``, or the floor is too high)."""
+        if self.per_run <= 0:
+            return None
+        floor = self.se**2 - self.per_run / self.n_candidate
+        for n in range(self.n_candidate, most + 1):
+            z = float(_t().ppf(1 - alpha, self.df + n - self.n_candidate))
+            if floor + self.per_run / n <= (shift / z) ** 2:
+                return n
+        return None
 
 
 def _mean(x: Sequence[float]) -> float:
@@ -118,18 +190,62 @@ def _ss(x: Sequence[float]) -> float:
 
 
 def prediction(
-    reference: Sequence[float], candidate: Sequence[float], prior: Prior | None
+    reference: Sequence[float],
+    candidate: Sequence[float],
+    prior: Prior | None,
+    jobs: Sequence[int] = (),
+    job_prior: Prior | None = None,
+    job_parts: tuple[Prior, Prior] | None = None,
 ) -> Estimate | None:
-    """The candidate's mean as one new draw from the reference runs' distribution (log
-    summaries): the variance is the reference's between-run variance, moderated."""
+    """The candidate job's mean against the reference's (log summaries). ``jobs``: how many
+    of the reference runs each saved job took, in order (empty: one job). Without a
+    ``job_prior`` the candidate counts as one new draw from the reference runs (gate v2);
+    with one, the nested model: its mean differs by a job effect (variance from the saved
+    jobs, split by ``job_components`` across cases, or the default) plus process noise
+    averaged over its runs and the reference's."""
     nb, nc = len(reference), len(candidate)
     if not nb or not nc:
         return None
-    judged = moderate(_ss(reference) / (nb - 1) if nb > 1 else None, nb - 1, prior)
+    delta = _mean(candidate) - _mean(reference)
+    if job_prior is None:
+        judged = moderate(_ss(reference) / (nb - 1) if nb > 1 else None, nb - 1, prior)
+        if judged is None:
+            return None
+        s2, df = judged
+        return Estimate(delta, math.sqrt(s2 * (1 + 1 / nb)), df, nb, nc)
+    groups = _split(reference, jobs)
+    within_ss = sum(_ss(g) for g in groups if len(g) > 1)
+    within_df = sum(len(g) - 1 for g in groups if len(g) > 1)
+    j, k = len(groups), nb / len(groups)
+    spread = job_means_variance([_mean(g) for g in groups])
+    judged = moderate(within_ss / within_df if within_df else None, within_df, prior)
+    if judged is None and spread is not None and nc >= k:
+        judged = (0.0, DF_CAP)  # jobs of one run: their spread holds all the noise
     if judged is None:
         return None
-    s2, df = judged
-    return Estimate(_mean(candidate) - _mean(reference), math.sqrt(s2 * (1 + 1 / nb)), df, nb, nc)
+    s2p, dfp = judged
+    if spread is None:  # the default between-job variance, then process noise of both
+        parts = [(job_prior.s2 * (1 + 1 / j), job_prior.df), (s2p * (1 / nc + 1 / nb), dfp)]
+    else:
+        # The saved jobs' means vary by the job variance plus process noise / k: in those
+        # terms the candidate's job mean differs by spread (1 + 1/j) + s2p (1/nc - 1/k),
+        # no difference of estimates to truncate at zero.
+        found = [(p.s2, p.df) for p in job_parts] if job_parts else [spread]
+        parts = [(v * (1 + 1 / j), d) for v, d in found]
+        parts.append((s2p * max(0.0, 1 / nc - 1 / k), dfp))
+    se = math.sqrt(sum(v for v, _ in parts))
+    return Estimate(delta, se, _satterthwaite(parts), nb, nc, per_run=s2p)
+
+
+def _split(values: Sequence[float], sizes: Sequence[int]) -> list[list[float]]:
+    """``values`` cut into consecutive groups of ``sizes`` (one group when they don't fit)."""
+    if not sizes or sum(sizes) != len(values) or min(sizes) < 1:
+        return [list(values)]
+    out, i = [], 0
+    for k in sizes:
+        out.append(list(values[i : i + k]))
+        i += k
+    return out
 
 
 def paired(diffs: Sequence[float], prior: Prior | None) -> Estimate | None:
@@ -142,7 +258,7 @@ def paired(diffs: Sequence[float], prior: Prior | None) -> Estimate | None:
     if judged is None:
         return None
     s2, df = judged
-    return Estimate(_mean(diffs), math.sqrt(s2 / n), df, n, n)
+    return Estimate(_mean(diffs), math.sqrt(s2 / n), df, n, n, per_run=s2)
 
 
 def trimmed(values: Sequence[float], share: float = 0.2) -> Estimate | None:
@@ -158,6 +274,29 @@ def trimmed(values: Sequence[float], share: float = 0.2) -> Estimate | None:
     winsorized = [x[k]] * k + kept + [x[n - k - 1]] * k
     se = math.sqrt(_ss(winsorized) / (n - 1)) / ((1 - 2 * k / n) * math.sqrt(n))
     return Estimate(_mean(kept), se, n - 2 * k - 1, n, n)
+
+
+def combined(est: Estimate, shared: tuple[float, float]) -> Estimate:
+    """``est`` with one more variance component (value, df) that it does not average out:
+    the machine's offset shared by every case of a job."""
+    parts = [(est.se**2, est.df), shared]
+    return Estimate(
+        est.delta,
+        math.sqrt(est.se**2 + shared[0]),
+        _satterthwaite(parts),
+        est.n_reference,
+        est.n_candidate,
+    )
+
+
+def one_sample(values: Sequence[float], prior: Prior | None = None) -> Estimate | None:
+    """The mean of ``values``, its variance moderated with ``prior``."""
+    n = len(values)
+    judged = moderate(_ss(values) / (n - 1) if n > 1 else None, n - 1, prior)
+    if not n or judged is None:
+        return None
+    s2, df = judged
+    return Estimate(_mean(values), math.sqrt(s2 / n), df, n, n)
 
 
 def variance(values: Sequence[float]) -> tuple[float, int] | None:

@@ -1,6 +1,10 @@
 """What a run ran on: the hardware class that picks the baseline file, and the full
 environment recorded in it (and diffed in reports).
 
+A CPU class names the model, the instruction-set level that matters to llama.cpp and the
+core count (``cpu-amd-epyc-avx512bf16-2c``): one ``/proc/cpuinfo`` model name can cover
+machines with and without AVX512, twice as fast apart, which must not share a baseline.
+
 The hardware class names the machine, not what this job was given of it: a job that lost
 a core (``taskset -c 0``, a smaller cgroup quota) is judged against its machine's
 baseline, and the environment diff says why it is slower (``usable_cores``).
@@ -12,7 +16,7 @@ import importlib.metadata
 import os
 import platform
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .. import __version__
@@ -38,15 +42,55 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> frozenset[str]:
+    """The ``flags`` of /proc/cpuinfo's first CPU (x86); empty where there are none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+# Highest first: the level, and the flags it needs (llama.cpp's x86 kernels pick by these).
+ISA_LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("avx512bf16", ("avx512f", "avx512_bf16")),
+    ("avx512vnni", ("avx512f", "avx512_vnni")),
+    ("avx512", ("avx512f",)),
+    ("avxvnni", ("avx_vnni",)),
+    ("avx2", ("avx2",)),
+)
+
+
+def isa_level(flags: Collection[str]) -> str:
+    """The highest x86 level of ``flags`` (/proc/cpuinfo tokens) that llama.cpp uses:
+    ``avx512bf16``, ``avx512vnni``, ``avx512``, ``avxvnni``, ``avx2``, else ``noavx2``."""
+    for level, needs in ISA_LEVELS:
+        if all(flag in flags for flag in needs):
+            return level
+    return "noavx2"
+
+
+def cpu_isa() -> str:
+    """This machine's level (:func:`isa_level`); where /proc/cpuinfo has no x86 flags
+    (aarch64, macOS, unreadable), the machine name, e.g. ``aarch64``."""
+    flags = cpu_flags()
+    return isa_level(flags) if flags else (_slug(platform.machine()) or "unknown")
+
+
 def machine_cores() -> int:
     """The machine's online CPUs, whatever this process may use of them."""
     return os.cpu_count() or 1
 
 
 def hardware_class(device: str, gpus: Sequence[int] = (0,)) -> str:
-    """``nvidia-h200-140gb``, ``2x-nvidia-h200-140gb`` or ``cpu-amd-epyc-9b14-2c``: the
-    device and how many of them the engine uses, not the driver, so that a driver upgrade
-    is compared with the old driver's baseline."""
+    """``nvidia-h200-140gb``, ``2x-nvidia-h200-140gb`` or
+    ``cpu-amd-epyc-9b14-avx512bf16-2c`` (CPU model, :func:`cpu_isa` level, the machine's
+    cores): the device and how many of them the engine uses, not the driver, so that a
+    driver upgrade is compared with the old driver's baseline."""
     if device.startswith("cuda"):
         info = nvml.device_info(gpus)
         if not info:
@@ -56,7 +100,7 @@ def hardware_class(device: str, gpus: Sequence[int] = (0,)) -> str:
             name = f"{name}-{round(info['gpu_memory_mib'] / 1024)}gb"
         name = name if name.startswith("nvidia") else f"nvidia-{name}"
         return f"{len(gpus)}x-{name}" if len(gpus) > 1 else name
-    return f"cpu-{_slug(cpu_model())}-{machine_cores()}c"
+    return f"cpu-{_slug(cpu_model())}-{cpu_isa()}-{machine_cores()}c"
 
 
 def package_versions(names: Sequence[str] = ENGINE_PACKAGES) -> dict[str, str]:
@@ -75,6 +119,7 @@ def capture(device: str, gpus: Sequence[int] = (), engine_info: dict | None = No
         "python": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
         "cpu": cpu_model(),
+        "cpu_isa": cpu_isa(),
         "cpu_count": machine_cores(),
         "usable_cores": round(usable_cores(), 2),
         "device": device,

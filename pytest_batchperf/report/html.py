@@ -19,7 +19,7 @@ from ..judge.gate import suite_line
 from ..judge.results import CaseResult, RunResults
 from ..measure.environment import diff
 from .charts import families, family_charts
-from .summary import key_comparison
+from .summary import key_comparison, suspected
 
 _RANK = {v: i for i, v in enumerate(SEVERITY)}
 
@@ -150,6 +150,7 @@ def render(run: RunResults) -> str:
             current_name="candidate" if run.mode == "ab" else "now",
             gate_line=gate_line(run),
             suite=[(c.verdict.value, suite_line(c)) for c in run.suite],
+            suspected=suspected(run),
             power_pct=f"{run.gate.get('power', 0.8):.0%}",
         )
     )

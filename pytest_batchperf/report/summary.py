@@ -26,8 +26,24 @@ def counts_line(run: RunResults) -> str:
     return ", ".join(parts) or "no cases"
 
 
+def suspected(run: RunResults) -> list[str]:
+    """One line per suspected regression: inconclusive, but worse than twice its
+    tolerance; what would decide it."""
+    out = []
+    for case in sorted(run.cases.values(), key=lambda c: c.case_id):
+        for c in case.comparisons:
+            if c.suspected and c.gated:
+                need = (
+                    f"about {c.runs_needed} runs would decide it"
+                    if c.runs_needed
+                    else "more runs alone cannot decide it here: more saved jobs or A/B mode"
+                )
+                out.append(f"{case.case_id}: {c.metric} {c.change:+.1%}, inconclusive; {need}")
+    return out
+
+
 def suite_judged(run: RunResults) -> list[Comparison]:
-    """The suite-wide (A/B) effects whose verdict is not a plain pass."""
+    """The suite-wide effects whose verdict is not a plain pass."""
     return [c for c in run.suite if c.verdict in _JUDGED]
 
 
@@ -81,6 +97,7 @@ def terminal_lines(run: RunResults) -> list[str]:
     if run.interrupted:
         lines.append("run was interrupted: results so far are in the reports")
     lines += [f"{'NOTICE':>12} {n}" for n in run.notices]
+    lines += [f"{'SUSPECTED':>12} {line}" for line in suspected(run)]
     lines += [f"{c.verdict.value.upper():>12} {suite_line(c)}" for c in suite_judged(run)]
     for case in sorted(run.cases.values(), key=lambda c: (_ORDER[c.verdict], c.case_id)):
         if case.verdict in _JUDGED:
@@ -167,6 +184,10 @@ def markdown(run: RunResults) -> str:
     if run.interrupted:
         out += ["**The run was interrupted**: these are the results so far.", ""]
     out += [f"> {md(n)}" for n in run.notices] + ([""] if run.notices else [])
+    found = suspected(run)
+    if found:
+        out += ["| suspected regression (inconclusive, worse than 2x its tolerance) |", "| --- |"]
+        out += [f"| {md(line)} |" for line in found] + [""]
     if run.suite:
         out += ["| across the suite | verdict |", "| --- | --- |"]
         out += [f"| {md(suite_line(c))} | {c.verdict.value} |" for c in run.suite] + [""]

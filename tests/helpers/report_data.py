@@ -47,8 +47,18 @@ def several_runs(run: RunResults, n: int = 5) -> RunResults:
     return replace(run, cases=cases)
 
 
-def as_baseline(run: RunResults) -> RunResults:
-    return replace(run, kind="baseline")
+def as_baseline(run: RunResults, jobs: int = 1) -> RunResults:
+    """``run`` as a baseline whose runs came from ``jobs`` save jobs (as near equal as
+    the runs allow; one job for one run)."""
+    cases = {}
+    for cid, case in run.cases.items():
+        metrics = {}
+        for name, m in case.metrics.items():
+            n, k = len(m.runs), min(jobs, len(m.runs))
+            sizes = tuple(n // k + (i < n % k) for i in range(k)) if k > 1 else ()
+            metrics[name] = replace(m, jobs=sizes)
+        cases[cid] = replace(case, metrics=metrics)
+    return replace(run, kind="baseline", cases=cases)
 
 
 def slowed(run: RunResults, case_id: str, factor: float) -> RunResults:

@@ -107,9 +107,17 @@ def test_under_ci_a_class_without_a_baseline_fails(sim_project, monkeypatch):
             "cpu-some-other-machine-64c. Save one on this machine class with --batchperf-save"
         ]
     )
-    # locally it is new; a save under CI creates it
+    # locally it is new, and the summary names the classes that have one; a save under CI
+    # creates it
     monkeypatch.delenv("CI")
-    run_sim(p).assert_outcomes(passed=4)
+    local = run_sim(p)
+    local.assert_outcomes(passed=4)
+    local.stdout.fnmatch_lines(
+        [
+            "*NOTICE no baseline for class cpu-*; baselines of this profile exist for: "
+            "cpu-some-other-machine-64c"
+        ]
+    )
     run_sim(
         p, "--batchperf-require-baseline", "--batchperf-save", "--batchperf-runs", "2"
     ).assert_outcomes(passed=4)

@@ -28,10 +28,22 @@ def _run(cases=None, **kw):
     return RunResults(
         profile="default",
         hardware_class="cpu-x-2c",
-        environment={"python": "3.11"},
         cases=cases,
-        **kw,
+        **{"environment": {"python": "3.11"}, **kw},
     )
+
+
+def test_a_save_of_the_same_setup_appends_a_job_and_keeps_the_last_n(tmp_path):
+    path = tmp_path / "cpu" / "default.json"
+    for _ in range(4):
+        baseline.save(path, _run(), keep_jobs=3)
+    m = baseline.load(path).cases["suites/a.py::t[B8]"].metrics["output_tok_s"]
+    assert m.jobs == (3, 3, 3) and len(m.runs) == 9
+    assert baseline.load(path).saved_jobs == 3
+    # an upgrade (other packages) starts the history again
+    baseline.save(path, _run(environment={"python": "3.11", "packages": {"vllm": "0.27"}}))
+    m = baseline.load(path).cases["suites/a.py::t[B8]"].metrics["output_tok_s"]
+    assert m.jobs == () and len(m.runs) == 3
 
 
 def test_path_is_hardware_class_then_profile(tmp_path):
@@ -54,7 +66,7 @@ def test_round_trip_and_stable_text(tmp_path):
     assert case.spec == SPEC and case.params == SPEC.to_dict()
     assert json.loads(path.read_text())["schema_version"] == 2
     first = json.loads(path.read_text())
-    baseline.save(path, _run())
+    baseline.save(path, _run(), keep_jobs=1)
     second = json.loads(path.read_text())
     first.pop("created"), second.pop("created")
     assert first == second

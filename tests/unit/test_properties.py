@@ -196,6 +196,7 @@ def runs(draw) -> RunResults:
 
 def _saved(run: RunResults, directory: str) -> Path:
     path = Path(directory) / "b.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     baseline.save(path, run)
     return path
 
@@ -328,8 +329,8 @@ def test_saving_sorts_and_rounds(tmp_path):
             ),
         },
     )
-    first = _saved(run, str(tmp_path)).read_text()
-    second = _saved(run, str(tmp_path)).read_text()
+    first = _saved(run, str(tmp_path / "1")).read_text()
+    second = _saved(run, str(tmp_path / "2")).read_text()
     strip = [line for line in first.splitlines() if '"created"' not in line]
     assert strip == [line for line in second.splitlines() if '"created"' not in line]
     assert first.index('"a"') < first.index('"b"') and "1.23457" in first

@@ -35,10 +35,10 @@ def base():
 
 @pytest.fixture(scope="module")
 def regressed_run(base):
-    """One case 60% slower than the example, and a driver upgrade 550 -> 580."""
+    """One case three times slower than the example, and a driver upgrade 550 -> 580."""
     slow_id = sorted(base.cases)[-1]
     run = judged(
-        slowed(base, slow_id, 1.6),
+        slowed(base, slow_id, 3.0),
         as_baseline(base),
         baseline_environment={**base.environment, "driver": "550.54"},
     )
@@ -196,7 +196,7 @@ def test_summary_md_is_markdown_escaped_as_markdown(base, regressed_run, tmp_pat
     escaped with backslashes, never as HTML entities, so `->` and quotes stay as typed;
     case ids are code spans."""
     slow_id = regressed_run[0]
-    run = judged(hostile(slowed(base, slow_id, 1.6)), as_baseline(base))
+    run = judged(hostile(slowed(base, slow_id, 3.0)), as_baseline(base))
     _, errors = report.write_all(run, tmp_path)
     text = (tmp_path / "summary.md").read_text()
     assert text == markdown(run) and errors == []

@@ -68,9 +68,9 @@ def test_errored_cases_and_cases_without_a_reference_are_left_out():
     assert {c.n_current for c in suite_effects(cases, POLICY)} == {19}
 
 
-def test_the_suite_tests_take_half_of_the_ab_budget():
+def test_the_suite_tests_take_half_of_the_budget_in_both_modes():
     assert POLICY.case_alpha == POLICY.alpha / 2
-    assert replace(POLICY, paired=False).case_alpha == POLICY.alpha
+    assert replace(POLICY, paired=False).case_alpha == POLICY.alpha / 2
     assert all(c.alpha == POLICY.alpha / 2 / 4 for c in suite_effects(_cases(1.0, 1), POLICY))
 
 

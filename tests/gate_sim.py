@@ -1,0 +1,154 @@
+"""A simulated runner for the gate's calibration and power: runs drawn from a nested
+model of the noise the project measured, judged by the package's own gate.
+
+A log metric of case c in run r of job j is
+
+    mu_c + shift + host/job offset shared by every case of the job (``job_shared``)
+         + the case's own job offset (``job_case``) + a pass offset shared by the cases
+         of one engine process (A/B pass order, ``pass_shared``) + process (``process``)
+         + round noise (``round``), each normal with the sd given (fractions ~ log).
+
+Committed mode: a baseline of ``jobs`` save jobs of ``k`` runs per case, then one
+candidate job of ``runs`` runs. A/B mode: ``pairs`` pairs per case, in case or pass order.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+
+from pytest_batchperf.judge import gate
+from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
+
+# (metric, direction): throughput falls by the shift, latencies rise by it
+METRICS = (("output_tok_s", 1), ("ttft_ms_p50", -1), ("tpot_ms_p50", -1), ("e2e_ms_p95", -1))
+
+
+@dataclass(frozen=True)
+class Noise:
+    round: float = 0.03
+    process: float = 0.05
+    job_shared: float = 0.05
+    job_case: float = 0.0
+    pass_shared: float = 0.0
+
+
+@dataclass(frozen=True)
+class Design:
+    cases: int = 30
+    jobs: int = 3
+    k: int = 5  # runs per case in a save job
+    runs: int = 1  # candidate runs (committed mode)
+    pairs: int = 3  # A/B
+    rounds: int = 3
+    pass_order: bool = True  # A/B
+    device: str = "cpu"
+
+
+def _rounds(rng: random.Random, level: float, noise: Noise, n: int, sign: int) -> list[float]:
+    base = 1000.0 if sign > 0 else 10.0
+    return [base * math.exp(sign * (level + rng.gauss(0, noise.round))) for _ in range(n)]
+
+
+def _case_metrics(runs: list[dict[str, list[float]]]) -> dict[str, MetricRuns]:
+    return {name: MetricRuns.build(name, [r[name] for r in runs]) for name, _ in METRICS}
+
+
+def _run(rng, design, noise, offsets, shifts) -> dict[str, list[float]]:
+    """One engine process's rounds of every metric; ``offsets``: the shared log offsets."""
+    out = {}
+    for name, sign in METRICS:
+        level = offsets + rng.gauss(0, noise.process) - shifts
+        out[name] = _rounds(rng, level, noise, design.rounds, sign)
+    return out
+
+
+def committed(
+    rng: random.Random, design: Design, noise: Noise, shift: float, shifted: int | None = None
+) -> tuple[RunResults, RunResults]:
+    """(baseline, candidate job). ``shift``: the log slowdown of every case, or of case
+    ``shifted`` alone. The candidate is one more job: its own offsets, processes, rounds."""
+    # offsets[j][i]: job j's log offset for case i (the last job is the candidate's)
+    offsets = []
+    for _ in range(design.jobs + 1):
+        shared = rng.gauss(0, noise.job_shared)
+        offsets.append([shared + rng.gauss(0, noise.job_case) for _ in range(design.cases)])
+    env = {"device": design.device}
+    base, cand = {}, {}
+    sizes = tuple([design.k] * design.jobs) if design.jobs > 1 else ()
+    for i in range(design.cases):
+        cid = f"c{i}"
+        runs = [
+            _run(rng, design, noise, offsets[j][i], 0.0)
+            for j in range(design.jobs)
+            for _ in range(design.k)
+        ]
+        metrics = {
+            n: replace(m, runs=tuple((x,) for x in m.summaries), jobs=sizes)
+            for n, m in _case_metrics(runs).items()
+        }
+        base[cid] = CaseResult(cid, "sim", metrics=metrics)
+        s = shift if shifted is None or shifted == i else 0.0
+        runs = [_run(rng, design, noise, offsets[-1][i], s) for _ in range(design.runs)]
+        cand[cid] = CaseResult(cid, "sim", metrics=_case_metrics(runs))
+    return (
+        RunResults("sim", "sim", env, base, kind="baseline"),
+        RunResults("sim", "sim", env, cand),
+    )
+
+
+def judge_committed(base: RunResults, cand: RunResults, design: Design) -> RunResults:
+    policy = gate.GatePolicy(looks=3, planned=design.runs, device=design.device)
+    return gate.compare_runs(cand, base, policy)
+
+
+def ab(rng: random.Random, design: Design, noise: Noise, shift: float) -> RunResults:
+    """One A/B job, judged: every case's pairs, their shared offsets by the order."""
+    pass_offsets = [
+        (rng.gauss(0, noise.pass_shared), rng.gauss(0, noise.pass_shared))
+        for _ in range(design.pairs)
+    ]
+    job = rng.gauss(0, noise.job_shared)
+    cases = {}
+    for i in range(design.cases):
+        ref, cand = [], []
+        for p in range(design.pairs):
+            if design.pass_order:
+                a, b = pass_offsets[p]
+            else:
+                a, b = rng.gauss(0, noise.pass_shared), rng.gauss(0, noise.pass_shared)
+            ref.append(_run(rng, design, noise, job + a, 0.0))
+            cand.append(_run(rng, design, noise, job + b, shift))
+        cid = f"c{i}"
+        cases[cid] = CaseResult(
+            cid, "sim", metrics=_case_metrics(cand), reference=_case_metrics(ref)
+        )
+    run = RunResults("sim", "sim", {"device": design.device}, cases, mode="ab")
+    policy = gate.GatePolicy(
+        looks=3,
+        planned=design.pairs,
+        paired=True,
+        device=design.device,
+        pass_order=design.pass_order,
+    )
+    return gate.rejudge_ab(run, policy, list(cases))
+
+
+def failed(run: RunResults) -> tuple[bool, bool]:
+    """(a case failed, the suite-wide test failed)."""
+    policy = gate.GatePolicy()
+    by_case = any(policy.fails(c.verdict) for c in run.cases.values())
+    return by_case, any(policy.fails(c.verdict) for c in run.suite)
+
+
+def rate(trials: int, seed: int, one) -> tuple[float, float, float]:
+    """(whole-run failure rate, by a case, by the suite test) over ``trials`` runs."""
+    rng = random.Random(seed)
+    whole = cases = suite = 0
+    for _ in range(trials):
+        c, s = failed(one(rng))
+        whole += c or s
+        cases += c
+        suite += s
+    return whole / trials, cases / trials, suite / trials

@@ -1,0 +1,69 @@
+"""The gate's calm and power on one simulated model (tests/gate_sim.py), measured on the
+same runs: whole-run false alarms consistent with the nominal alpha (1 %) in both modes and
+orders, and the detection the gate exists for. Seeded, so each rate is one fixed number;
+docs/gate.md has the curves from more trials (scripts/gate_power.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from gate_sim import Design, Noise, ab, committed, judge_committed, rate
+
+TRIALS = 120
+ALPHA = 0.01  # the nominal false-alarm rate per run of the whole suite
+SHIFT = math.log(1.25)
+
+
+def calm(rate: float, trials: int = TRIALS) -> bool:
+    """The false alarms are no more than a true 1 % would give in 19 of 20 campaigns
+    (one-sided binomial test): at 120 trials, up to 3."""
+    from scipy.stats import binom
+
+    return bool(binom.sf(round(rate * trials) - 1, trials, ALPHA) > 0.05)
+
+
+def _committed(noise, shift, design=Design(), shifted=None):
+    return lambda rng: judge_committed(*committed(rng, design, noise, shift, shifted), design)
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [Noise(job_shared=0.05), Noise(job_shared=0.0, job_case=0.05), Noise(job_shared=0.16)],
+    ids=["shared-job-5", "own-job-5", "shared-job-16"],
+)
+def test_committed_a_a_stays_calm(noise):
+    whole, _, _ = rate(TRIALS, 1, _committed(noise, 0.0))
+    assert calm(whole)
+
+
+@pytest.mark.parametrize("pass_order", [True, False], ids=["pass-order", "case-order"])
+def test_a_b_a_a_stays_calm(pass_order):
+    design = Design(cases=21, pass_order=pass_order)
+    whole, _, _ = rate(TRIALS, 2, lambda rng: ab(rng, design, Noise(pass_shared=0.03), 0.0))
+    assert calm(whole)
+
+
+def test_a_uniform_25_percent_shift_fails_the_run_when_jobs_vary_case_by_case():
+    whole, _, suite = rate(60, 3, _committed(Noise(job_shared=0.0, job_case=0.05), SHIFT))
+    assert whole >= 0.95 and suite >= 0.95
+
+
+def test_a_25_percent_shift_in_one_case_is_caught():
+    whole, by_case, _ = rate(60, 4, _committed(Noise(job_shared=0.0), SHIFT, shifted=0))
+    assert by_case >= 0.8
+
+
+def test_a_uniform_2x_fails_the_run_where_no_single_case_can_tell():
+    """Runs that vary by 16 % case by case (the CPU class's between-job spread, here not
+    shared): no case alone can tell a 2x from its noise, the suite-wide test does."""
+    noise = Noise(process=0.16, job_shared=0.0, job_case=0.16)
+    whole, by_case, suite = rate(40, 5, _committed(noise, math.log(2)))
+    assert suite >= 0.9 and by_case < suite
+
+
+@pytest.mark.parametrize("pass_order", [True, False], ids=["pass-order", "case-order"])
+def test_a_b_catches_a_uniform_25_percent_shift(pass_order):
+    design = Design(cases=21, pass_order=pass_order)
+    whole, _, _ = rate(40, 6, lambda rng: ab(rng, design, Noise(pass_shared=0.03), SHIFT))
+    assert whole >= 0.95
