@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,7 +87,7 @@ class Batchperf:
 
     @property
     def case_id(self) -> str:
-        return str(self._request.node.nodeid)
+        return case_id(self._request.node)
 
     @property
     def engine(self) -> Any:
@@ -172,6 +173,19 @@ class Batchperf:
 
 def suite_of(node: Any) -> str:
     return f"{node.path.stem}::{getattr(node, 'originalname', node.name)}"
+
+
+SHIPPED_SUITES = Path(__file__).resolve().parent / "suites"
+
+
+def case_id(node: Any) -> str:
+    """The test's node id; a shipped suite's case is named as in a clone
+    (``suites/FILE::NAME``), so one baseline serves an installed package and a clone."""
+    path = Path(str(node.path)).resolve()
+    if not path.is_relative_to(SHIPPED_SUITES.resolve()):
+        return str(node.nodeid)
+    name = str(node.nodeid).split("::", 1)[1]
+    return f"suites/{path.relative_to(SHIPPED_SUITES.resolve()).as_posix()}::{name}"
 
 
 class EngineView:

@@ -150,6 +150,20 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
+def _gate_metrics(text: str) -> tuple[str, ...]:
+    from .judge.catalog import METRICS
+
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    known = set(METRICS) | {m.family for m in METRICS.values()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"--batchperf-gate-metrics: unknown metric {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    return names
+
+
 def _number(text: Any, what: str, cast: Any = int, minimum: float = 0) -> Any:
     try:
         value = cast(text)
@@ -236,9 +250,7 @@ class Options:
             warmup=_number(v["batchperf_warmup"], "--batchperf-warmup", int, 0),
             tolerances=parse_tolerances(v["batchperf_tolerance"]),
             alpha=alpha,
-            gate_metrics=tuple(
-                x.strip() for x in str(v["batchperf_gate_metrics"]).split(",") if x.strip()
-            ),
+            gate_metrics=_gate_metrics(str(v["batchperf_gate_metrics"])),
             strict=bool(v["batchperf_strict"]),
             require_baseline=bool(v["batchperf_require_baseline"]) or in_ci(),
             reference=parse_overrides(v["batchperf_reference"], "--batchperf-reference"),

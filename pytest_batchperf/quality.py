@@ -25,11 +25,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .atomic import write_atomic
+from .options import DEFAULT_EXTEND
 
 KEY_METRICS = ("output_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50")
 
@@ -242,6 +243,77 @@ def rejudge(data: dict, where: Path) -> dict:
     return {**data, "repetitions": reps}
 
 
+def _metric_runs(rounds: dict[str, list[list[float]]]) -> dict:
+    from .judge.results import MetricRuns
+
+    return {n: MetricRuns.build(n, [tuple(r) for r in runs]) for n, runs in rounds.items()}
+
+
+def rejudge_compact(data: dict) -> list[tuple[Repetition, Any]]:
+    """Every repetition of ``data`` judged by this version from the rounds the compact
+    data keeps (no results.json needed): (the recorded repetition, today's RunResults).
+    A committed-baseline campaign's save is one save job (so the machine kind's default
+    between-job variance stands in); A/B pairs are judged in the order the cases ran."""
+    from .judge.gate import GatePolicy, compare_runs, rejudge_ab
+    from .judge.results import CaseResult, RunResults
+
+    env = {"device": "cpu"}
+    policy = GatePolicy(looks=1 + DEFAULT_EXTEND, planned=data.get("runs") or 1)
+    base = None
+    if data["mode"] != "ab":
+        cases = {
+            cid: CaseResult(cid, "", metrics=_metric_runs(m)) for cid, m in data["save"].items()
+        }
+        base = RunResults(data["profile"], "", env, cases, kind="baseline")
+    out = []
+    for r in data["repetitions"]:
+        rep = Repetition(r["index"], r["slowdown"], r["exit_code"], r["wall_s"], r["verdicts"])
+        rep.suite = r.get("suite", {})
+        cases = {
+            cid: CaseResult(
+                cid,
+                "",
+                metrics=_metric_runs(m),
+                reference=_metric_runs(r["ref_runs"][cid]) if r.get("ref_runs") else {},
+            )
+            for cid, m in r["runs"].items()
+        }
+        run = RunResults(data["profile"], "", env, cases, mode=data["mode"])
+        if data["mode"] == "ab":
+            pairs = data.get("pairs") or 3
+            judged = rejudge_ab(run, replace(policy, planned=pairs), list(cases))
+        else:
+            judged = compare_runs(run, base, replace(policy, cases=len(cases)))
+        out.append((rep, judged))
+    return out
+
+
+def side_by_side(data: dict) -> list[str]:
+    """Markdown: each recorded repetition's verdict as it ran and under today's gate."""
+
+    def verdict(failed_cases: int, suite: bool) -> str:
+        parts = [f"{failed_cases} case(s)"] if failed_cases else []
+        parts += ["suite-wide"] if suite else []
+        return "failed: " + ", ".join(parts) if parts else "passed"
+
+    lines = [
+        "| job | slowdown | as recorded | this version | output tok/s across cases |",
+        "|---|---|---|---|---|",
+    ]
+    for rep, run in rejudge_compact(data):
+        bad = sum(c.verdict.value in ("regressed", "error") for c in run.cases.values())
+        suite = any(c.verdict.value == "regressed" for c in run.suite)
+        old_bad = sum(v in ("regressed", "error") for v in rep.verdicts.values())
+        tok = next((c for c in run.suite if c.metric == "output_tok_s"), None)
+        old = verdict(old_bad, "regressed" in rep.suite.values())
+        lines.append(
+            f"| {rep.index} | {rep.slowdown:.0%} | {old} | {verdict(bad, suite)} | "
+            + (f"{tok.change:+.1%}{tok.evidence()}" if tok else "-")
+            + " |"
+        )
+    return lines
+
+
 def _rate(n: int, d: int) -> str:
     return f"{n}/{d} ({n / d:.0%})" if d else "-"
 
@@ -371,8 +443,14 @@ def main(args: Any) -> int:
         return _compact(Path(args.compact), out)
     if args.analyse:
         data = json.loads(Path(args.analyse).read_text())
-        if "runs" in data:  # a recorded campaign (campaign.py): always judged by today's gate
+        if isinstance(data.get("runs"), list):  # a recorded campaign (campaign.py)
             return _judge_campaign(data, args, out)
+        if args.rejudge and not any(Path(args.analyse).parent.glob("rep-*/results.json")):
+            lines = side_by_side(data)  # the compact data alone, as committed in docs
+            print("\n".join(lines))
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(out / "gate-quality.md", "\n".join(lines) + "\n")
+            return 0
         if args.rejudge:
             data = rejudge(data, Path(args.analyse).parent)
             out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ wobble of the engine would read as a latency regression. 0.8x is loaded but judg
 """
 
 import pytest
-from workloads import LOAD, Calibrated, goodput_slo, offered_rate, output_tokens
+from .workloads import LOAD, Calibrated, goodput_slo, offered_rate, output_tokens
 
 from pytest_batchperf.measure.offered_load import at_rate
 

@@ -9,7 +9,7 @@ itself on one engine, run this suite under two profiles that differ only in its 
 """
 
 import pytest
-from workloads import PREFIX_DISTINCT, PREFIX_SHARED, output_tokens
+from .workloads import PREFIX_DISTINCT, PREFIX_SHARED, output_tokens
 
 BATCH = 8
 WORKLOADS = {"shared": PREFIX_SHARED, "distinct": PREFIX_DISTINCT}

@@ -2,7 +2,7 @@
 by length saves, and continuous batching, which pads nothing."""
 
 import pytest
-from workloads import MIXED
+from .workloads import MIXED
 
 
 @pytest.mark.batchperf(batch_sizes=[8, 16])

@@ -360,7 +360,9 @@ def _estimate(
     prior: stats.Prior | None,
     paired: bool,
     robust: bool = False,
-    between_jobs: tuple[Sequence[int], stats.Prior | None, stats.Prior | None] = (
+    between_jobs: tuple[
+        Sequence[int], stats.Prior | None, tuple[stats.Prior, stats.Prior] | None
+    ] = (
         (),
         None,
         None,

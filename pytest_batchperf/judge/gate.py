@@ -222,7 +222,7 @@ def judge_case(
             policy.tolerance(specs[name]),
             alpha,
             policy.power,
-            _variance_prior(priors, name, policy.pair_prior if paired else None),
+            _variance_prior(priors, name, policy.pair_prior if paired and runs < 3 else None),
             paired,
             jobs=ref.jobs,
             job_prior=None if paired else policy.job_prior,
@@ -254,8 +254,8 @@ def judge_case(
 def _variance_prior(
     priors: Mapping[str, stats.Prior] | None, name: str, default: stats.Prior | None
 ) -> stats.Prior | None:
-    """The prior fitted across cases, or the machine kind's where that one rests on fewer
-    degrees of freedom (a few cases of one or two pairs: their spread says little)."""
+    """The prior fitted across cases, or ``default`` (A/B cases of one or two pairs: the
+    machine kind's) where the fitted one rests on fewer degrees of freedom."""
     fitted = (priors or {}).get(name)
     if default is not None and (fitted is None or fitted.df < default.df):
         return default

@@ -111,12 +111,10 @@ def _outlier(s2: float, df: float, prior: Prior) -> bool:
     return bool(sps.f.sf(s2 / prior.s2, df, prior.df) < OUTLIER_P)
 
 
-# Between-job log variance of a machine kind (docs/gate.md), what a baseline with fewer than
-# ``MIN_JOBS`` save jobs assumes: worth the jobs that measured it (13 CPU jobs, a few H100
-# hosts). From ``MIN_JOBS`` jobs on, the baseline's own spread replaces it: a prior this wide
-# would keep a calm runner blind for ever.
-CPU_JOBS = Prior(0.16**2, 12.0)
-GPU_JOBS = Prior(0.05**2, 4.0)
+# Between-job log variance of a machine kind (docs/gate.md) until a baseline holds
+# ``MIN_JOBS`` save jobs: the widest the runners showed, so treated as known.
+CPU_JOBS = Prior(0.16**2, DF_CAP)
+GPU_JOBS = Prior(0.05**2, DF_CAP)
 MIN_JOBS = 3
 
 # A/B: pair log-ratio variance assumed until three cases can fit a prior (and for the

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+from helpers.shipped import copy_suites
 
 from pytest_batchperf.engines import load
 from pytest_batchperf.llama_build import find_binary
@@ -50,8 +50,7 @@ def test_every_request_gets_exactly_its_tokens(server):
 
 
 def test_the_suites_run_unchanged_against_it(pytester):
-    for name in ("conftest.py", "workloads.py", "test_batch_sweep.py", "test_variable_length.py"):
-        shutil.copy(ROOT / "suites" / name, pytester.path / name)
+    copy_suites(pytester.path, "test_batch_sweep.py", "test_variable_length.py")
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",

@@ -4,12 +4,12 @@ in misbehaving_server.py that fails on purpose) for the faults."""
 
 import json
 import os
-import shutil
 import statistics
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.shipped import copy_suites
 
 from pytest_batchperf.engines import EngineCrashed, EngineError
 from pytest_batchperf.engines import load as load_spec
@@ -122,8 +122,7 @@ def test_load_suite_on_llama_server(pytester):
     """The latency-under-load suite on llama-server-tiny: TTFT p95 far above saturation
     is well above TTFT p95 far below it, and both are in results.json."""
     needs_llama_server()
-    for name in ("conftest.py", "workloads.py", "test_latency_under_load.py"):
-        shutil.copy(ROOT / "suites" / name, pytester.path / name)
+    copy_suites(pytester.path, "test_latency_under_load.py")
     result = pytester.runpytest(
         "-p",
         "no:cacheprovider",

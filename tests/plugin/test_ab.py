@@ -4,12 +4,11 @@ default profile for the bad-input lines): reference and candidate interleaved, p
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers.shipped import copy_suites
 from helpers.sim import baseline_files, results, run_sim
 
 AB = ("--batchperf-reference", "slowdown=0.0", "--batchperf-pairs", "3")
@@ -153,9 +152,7 @@ def test_a_reference_venv_without_the_engine(pytester, tmp_path):
 def _copy_batch_sweep(pytester):
     """The real batch-sweep suite, as shipped, into the pytester project (llama-cpp)."""
     pytest.importorskip("llama_cpp", reason="the default profile is llama-cpp")
-    suites = Path(__file__).parents[2] / "suites"
-    for name in ("conftest.py", "workloads.py", "test_batch_sweep.py"):
-        shutil.copy(suites / name, pytester.path / name)
+    copy_suites(pytester.path, "test_batch_sweep.py")
 
 
 def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
@@ -203,7 +200,7 @@ def test_a_real_slowdown_fails_in_ab_mode(pytester):
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*; tolerance 5%*"])
-    case = results(pytester)["cases"]["test_batch_sweep.py::test_batch_sweep[B4-continuous]"]
+    case = results(pytester)["cases"]["suites/test_batch_sweep.py::test_batch_sweep[B4-continuous]"]
     assert case["verdict"] == "regressed" and {r["side"] for r in case["runs"]} == {
         "reference",
         "candidate",

@@ -280,3 +280,40 @@ def test_zero_goodput_pairs_are_judged_on_their_differences():
     assert pairs.verdict is not Verdict.REGRESSED
     drop = compare(GOODPUT, [[150], [149], [151], [150]], [[90], [91], [89], [90]], paired=True)
     assert drop.verdict is Verdict.REGRESSED and drop.change == pytest.approx(-0.4, abs=0.01)
+
+
+def test_two_pairs_of_a_3x_slowdown_regress_with_the_machine_kinds_prior():
+    """Two pairs give each case one df; a prior fitted from four such cases rests on no
+    more, so the machine kind's stands in. Pairs that disagree far beyond it (recorded H100
+    eager pairs at B8: -72 % and -63 %) keep their own variance: suspected, with the runs
+    that would decide it."""
+    policy = GatePolicy(cases=4, paired=True, device="cuda")
+    few = {"output_tok_s": Prior(0.04, 2.0)}
+
+    def judged(cur):
+        ref = MetricRuns.build("output_tok_s", [(1082.0,), (1091.0,)])
+        cur = MetricRuns.build("output_tok_s", [(x,) for x in cur])
+        metrics = {"output_tok_s": cur}
+        case = CaseResult("b8", metrics=metrics)
+        return judge_case(case, {"output_tok_s": ref}, policy, few, paired=True)
+
+    assert judged([330.0, 370.0]).verdict is Verdict.REGRESSED
+    noisy = judged([305.0, 402.0]).comparisons[0]
+    assert noisy.verdict is Verdict.INCONCLUSIVE and noisy.suspected
+    assert noisy.runs_needed is not None and noisy.runs_needed <= 10
+
+
+def test_runs_needed_counts_the_degrees_of_freedom_more_runs_bring():
+    from pytest_batchperf.judge.stats import Estimate
+
+    est = Estimate(delta=-1.1, se=0.144, df=1, n_reference=2, n_candidate=2, per_run=0.0416)
+    needed = est.runs_for(1.1, 1e-4)
+    assert needed is not None and 3 <= needed <= 10
+
+
+def test_an_unknown_gate_metric_is_one_clear_error():
+    from pytest_batchperf.options import _gate_metrics
+
+    assert _gate_metrics("throughput, tpot_ms_p50") == ("throughput", "tpot_ms_p50")
+    with pytest.raises(ValueError, match="unknown metric tok_s"):
+        _gate_metrics("tok_s")

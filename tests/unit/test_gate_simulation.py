@@ -23,7 +23,10 @@ def calm(rate: float, trials: int = TRIALS) -> bool:
     return bool(binom.sf(round(rate * trials) - 1, trials, ALPHA) > 0.05)
 
 
-def _committed(noise, shift, design=Design(), shifted=None):
+COMMITTED = Design()
+
+
+def _committed(noise, shift, design=COMMITTED, shifted=None):
     return lambda rng: judge_committed(*committed(rng, design, noise, shift, shifted), design)
 
 
@@ -66,4 +69,12 @@ def test_a_uniform_2x_fails_the_run_where_no_single_case_can_tell():
 def test_a_b_catches_a_uniform_25_percent_shift(pass_order):
     design = Design(cases=21, pass_order=pass_order)
     whole, _, _ = rate(40, 6, lambda rng: ab(rng, design, Noise(pass_shared=0.03), SHIFT))
+    assert whole >= 0.95
+
+
+def test_a_uniform_2x_fails_the_run_on_a_calm_runner_with_five_saved_jobs():
+    """Jobs that move every case by 5 % together: five saved jobs know that offset well
+    enough for a 2x to fail the run (with three, 2 df, only about 70 % of runs)."""
+    design = Design(jobs=5)
+    whole, _, _ = rate(30, 7, _committed(Noise(job_shared=0.05), math.log(2), design))
     assert whole >= 0.95

@@ -1,0 +1,80 @@
+"""The gate's power curves on the simulated runner (tests/gate_sim.py): the share of whole
+runs that fail against a uniform slowdown, per mode and noise, the false alarms at 0 %.
+
+    python scripts/gate_power.py --trials 100 --out docs/gate-power
+
+writes gate-power.json (the rates) and gate-power.png (the plot) for docs/gate.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from gate_sim import Design, Noise, ab, committed, judge_committed, rate
+
+SHIFTS = (0.0, 0.05, 0.10, 0.15, 0.25, 0.50, 1.0)
+COMMITTED = Design()  # 30 cases, 3 saved jobs of K=5, one candidate run (c5: 5 jobs)
+AB = Design(cases=21, pairs=3)
+SCENARIOS = {
+    "committed, 3 jobs, job noise per case 5 %": ("c", Noise(job_shared=0.0, job_case=0.05)),
+    "committed, 3 jobs, shared job noise 5 %": ("c", Noise(job_shared=0.05)),
+    "committed, 5 jobs, shared job noise 5 %": ("c5", Noise(job_shared=0.05)),
+    "committed, 5 jobs, shared job noise 10 %": ("c5", Noise(job_shared=0.10)),
+    "committed, 5 jobs, shared job noise 16 %": ("c5", Noise(job_shared=0.16)),
+    "A/B 3 pairs, pass order, 3 % per pass": ("p", Noise(pass_shared=0.03)),
+    "A/B 3 pairs, case order, 3 % per pass": ("o", Noise(pass_shared=0.03)),
+}
+
+
+def one(kind: str, noise: Noise, shift: float):
+    if kind == "c":
+        return lambda rng: judge_committed(*committed(rng, COMMITTED, noise, shift), COMMITTED)
+    design = AB if kind == "p" else Design(cases=21, pairs=3, pass_order=False)
+    return lambda rng: ab(rng, design, noise, shift)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--out", default="gate-power")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rates: dict[str, list[float]] = {}
+    for i, (label, (kind, noise)) in enumerate(SCENARIOS.items()):
+        rates[label] = [
+            round(rate(args.trials, 100 * i + j, one(kind, noise, math.log1p(s)))[0], 3)
+            for j, s in enumerate(SHIFTS)
+        ]
+        print(label, rates[label], flush=True)
+    data = {"trials": args.trials, "slowdowns": list(SHIFTS), "failed_runs": rates}
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, ys in rates.items():
+        ax.plot([100 * s for s in SHIFTS], [100 * y for y in ys], marker="o", label=label)
+    ax.axhline(1, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("symlog", linthresh=5)
+    ax.set_xticks([0, 5, 10, 15, 25, 50, 100], ["0", "5", "10", "15", "25", "50", "100"])
+    ax.set_xlabel("uniform slowdown of every case (%)")
+    ax.set_ylabel("whole runs failed (%)")
+    ax.set_title(f"Gate v3 on the simulated runner, {args.trials} runs per point")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+
+
+if __name__ == "__main__":
+    main()
