@@ -146,8 +146,14 @@ class IsolatedEngine(Engine):
         return bool(self._info.get("features", {}).get(feature, False))
 
     def run_round(self, workload: Workload, strategy: Strategy, batch_size: int) -> RoundTrace:
-        if self._proc is None or not self._proc.alive():
+        if self._proc is not None and not self._proc.alive():
+            # Died between rounds: a run is one engine process, so never a silent restart.
+            message = self._proc.explain(
+                "engine process died between rounds; it is restarted for the next case"
+            )
             self._kill()
+            raise EngineCrashed(message)
+        if self._proc is None:
             self._start()
         assert self._conn is not None
         self._busy = True  # stays True if Ctrl-C interrupts the wait
