@@ -5,6 +5,7 @@ The terminal summary prints each sweep the way batching tutorials do
 """
 
 import pytest
+
 from .workloads import SWEEP, output_tokens
 
 

@@ -17,9 +17,10 @@ wobble of the engine would read as a latency regression. 0.8x is loaded but judg
 """
 
 import pytest
-from .workloads import LOAD, Calibrated, goodput_slo, offered_rate, output_tokens
 
 from pytest_batchperf.measure.offered_load import at_rate
+
+from .workloads import LOAD, Calibrated, goodput_slo, offered_rate, output_tokens
 
 BATCH = 8
 STRATEGY = "continuous"

@@ -9,6 +9,7 @@ itself on one engine, run this suite under two profiles that differ only in its 
 """
 
 import pytest
+
 from .workloads import PREFIX_DISTINCT, PREFIX_SHARED, output_tokens
 
 BATCH = 8

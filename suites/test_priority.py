@@ -12,9 +12,10 @@ one, so that the gate compares the same load.
 """
 
 import pytest
-from .workloads import PRIORITY, Calibrated, offered_rate
 
 from pytest_batchperf.measure.offered_load import at_rate
+
+from .workloads import PRIORITY, Calibrated, offered_rate
 
 BATCH = 8
 STRATEGY = "continuous"

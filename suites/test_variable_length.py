@@ -2,6 +2,7 @@
 by length saves, and continuous batching, which pads nothing."""
 
 import pytest
+
 from .workloads import MIXED
 
 
