@@ -258,6 +258,12 @@ def parser() -> argparse.ArgumentParser:
         "--save-runs", type=int, default=5, help="runs per case in the baseline (default 5)"
     )
     q.add_argument(
+        "--save-jobs",
+        type=int,
+        default=1,
+        help="save jobs (fresh pytest processes) the baseline's history gets (default 1)",
+    )
+    q.add_argument(
         "--baseline-dir",
         metavar="DIR",
         help="judge against the baselines there instead of saving one first",

@@ -2,10 +2,11 @@
 
 Every repetition is a fresh pytest process, as separate CI jobs are:
 
-- committed-baseline mode: one save (``--batchperf-runs K``), then A/A repetitions judged
-  against it, and repetitions with the engine's real ``slowdown`` knob set (llama-cpp busy-
-  waits that fraction of each decode call; vllm of each engine-core step), spread evenly
-  among the A/A ones so that drift of the machine hits both alike;
+- committed-baseline mode: ``--save-jobs`` saves (``--batchperf-runs K`` each, appended to
+  the baseline's job history), then A/A repetitions judged against it, and repetitions
+  with the engine's real ``slowdown`` knob set (llama-cpp busy-waits that fraction of each
+  decode call; vllm of each engine-core step), spread evenly among the A/A ones so that
+  drift of the machine hits both alike;
 - A/B mode (``--ab``): every repetition is one A/B job, the reference identical to the
   candidate (A/A) or the candidate slowed.
 
@@ -143,8 +144,10 @@ def measure(
     pairs: int,
     extra: Sequence[str],
     baseline_dir: Path | None = None,
+    save_jobs: int = 1,
 ) -> list[Repetition]:
-    """``baseline_dir``: judge against the baselines there instead of saving one first."""
+    """``baseline_dir``: judge against the baselines there instead of saving one first;
+    else ``save_jobs`` save jobs (fresh pytest processes) of ``save_runs`` runs each."""
     out.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     common = [
@@ -158,26 +161,30 @@ def measure(
         str(baseline_dir or out / "baselines"),
         *extra,
     ]
-    if not ab and baseline_dir is None:
+    saved: dict[str, dict[str, list[list[float]]]] = {}
+    for job in range(1, save_jobs + 1) if not ab and baseline_dir is None else ():
+        where = out / f"save-{job}"
         code, wall = _pytest(
             [
                 *common,
                 "--batchperf-save",
                 f"--batchperf-runs={save_runs}",
                 "--batchperf-report",
-                str(out / "save"),
+                str(where),
             ],
             env,
-            out / "save.log",
+            out / f"save-{job}.log",
         )
         print(
-            f"saved the baseline ({save_runs} runs per case) in {wall:.0f} s, exit {code}",
+            f"save job {job}: {save_runs} runs per case in {wall:.0f} s, exit {code}",
             flush=True,
         )
         if code not in (0, 1):
-            raise RuntimeError(f"the save failed (exit {code}): see {out / 'save.log'}")
-    # the save is a job of save_runs processes: the variance split's process level
-    saved = _read(0, 0.0, 0, 0.0, out / "save" / "results.json").runs if not ab else {}
+            raise RuntimeError(f"the save failed (exit {code}): see {where}.log")
+        # each save job is a job of save_runs processes, appended to the baseline's history
+        for cid, metrics in _read(0, 0.0, 0, 0.0, where / "results.json").runs.items():
+            for name, runs_ in metrics.items():
+                saved.setdefault(cid, {}).setdefault(name, []).extend(runs_)
     reps = []
     for i, slowdown in enumerate(schedule(aa, per_slowdown, slowdowns), 1):
         args = [*common, "--batchperf-report", str(out / f"rep-{i}")]
@@ -203,6 +210,7 @@ def measure(
                     "profile": profile,
                     "suites": list(suites),
                     "save_runs": save_runs,
+                    "save_jobs": save_jobs if saved else 0,
                     "runs": runs,
                     "pairs": pairs,
                     "save": saved,
@@ -243,16 +251,22 @@ def rejudge(data: dict, where: Path) -> dict:
     return {**data, "repetitions": reps}
 
 
-def _metric_runs(rounds: dict[str, list[list[float]]]) -> dict:
+def _metric_runs(rounds: dict[str, list[list[float]]], jobs: int = 1) -> dict:
+    """``jobs``: equal save jobs the runs came from, in order."""
     from .judge.results import MetricRuns
 
-    return {n: MetricRuns.build(n, [tuple(r) for r in runs]) for n, runs in rounds.items()}
+    out = {}
+    for name, runs in rounds.items():
+        m = MetricRuns.build(name, [tuple(r) for r in runs])
+        k, extra = divmod(len(runs), jobs)
+        out[name] = replace(m, jobs=(k,) * jobs) if jobs > 1 and not extra else m
+    return out
 
 
 def rejudge_compact(data: dict) -> list[tuple[Repetition, Any]]:
     """Every repetition of ``data`` judged by this version from the rounds the compact
     data keeps (no results.json needed): (the recorded repetition, today's RunResults).
-    A committed-baseline campaign's save is one save job (so the machine kind's default
+    A committed-baseline campaign's save keeps its save jobs (one: the machine kind's default
     between-job variance stands in); A/B pairs are judged in the order the cases ran."""
     from .judge.gate import GatePolicy, compare_runs, rejudge_ab
     from .judge.results import CaseResult, RunResults
@@ -261,8 +275,10 @@ def rejudge_compact(data: dict) -> list[tuple[Repetition, Any]]:
     policy = GatePolicy(looks=1 + DEFAULT_EXTEND, planned=data.get("runs") or 1)
     base = None
     if data["mode"] != "ab":
+        jobs = data.get("save_jobs") or 1
         cases = {
-            cid: CaseResult(cid, "", metrics=_metric_runs(m)) for cid, m in data["save"].items()
+            cid: CaseResult(cid, "", metrics=_metric_runs(m, jobs))
+            for cid, m in data["save"].items()
         }
         base = RunResults(data["profile"], "", env, cases, kind="baseline")
     out = []
@@ -470,6 +486,7 @@ def main(args: Any) -> int:
             args.pairs,
             args.pytest_args,
             Path(args.baseline_dir) if args.baseline_dir else None,
+            args.save_jobs,
         )
         data = json.loads((out / "gate-quality.json").read_text())
     lines = analyse(data)

@@ -33,8 +33,9 @@ SCENARIOS = {
 
 
 def one(kind: str, noise: Noise, shift: float):
-    if kind == "c":
-        return lambda rng: judge_committed(*committed(rng, COMMITTED, noise, shift), COMMITTED)
+    if kind.startswith("c"):
+        design = COMMITTED if kind == "c" else Design(jobs=5)
+        return lambda rng: judge_committed(*committed(rng, design, noise, shift), design)
     design = AB if kind == "p" else Design(cases=21, pairs=3, pass_order=False)
     return lambda rng: ab(rng, design, noise, shift)
 
@@ -46,15 +47,21 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rates: dict[str, list[float]] = {}
+    done = out.with_suffix(".json")
+    # a scenario already in the file (same trials) is kept: a long run resumes
+    old = json.loads(done.read_text()) if done.exists() else {}
+    rates: dict[str, list[float]] = (
+        old.get("failed_runs", {}) if old.get("trials") == args.trials else {}
+    )
     for i, (label, (kind, noise)) in enumerate(SCENARIOS.items()):
-        rates[label] = [
-            round(rate(args.trials, 100 * i + j, one(kind, noise, math.log1p(s)))[0], 3)
-            for j, s in enumerate(SHIFTS)
-        ]
+        if label not in rates:
+            rates[label] = [
+                round(rate(args.trials, 100 * i + j, one(kind, noise, math.log1p(s)))[0], 3)
+                for j, s in enumerate(SHIFTS)
+            ]
         print(label, rates[label], flush=True)
-    data = {"trials": args.trials, "slowdowns": list(SHIFTS), "failed_runs": rates}
-    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+        data = {"trials": args.trials, "slowdowns": list(SHIFTS), "failed_runs": rates}
+        done.write_text(json.dumps(data, indent=1) + "\n")
 
     import matplotlib
 

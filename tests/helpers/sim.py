@@ -25,3 +25,11 @@ def results(pytester: Any) -> dict:
 
 def baseline_files(pytester: Any, profile: str = "sim") -> list:
     return list((pytester.path / "baselines").rglob(f"{profile}.json"))
+
+
+def save_jobs(pytester: Any, *args: str, jobs: int = 3, run: Any = run_sim) -> Any:
+    """A baseline saved in ``jobs`` save jobs (fresh pytest processes of one setup), so that
+    the gate knows the variance between jobs instead of the machine kind's default."""
+    for _ in range(jobs):
+        result = run(pytester, "--batchperf-save", *args)
+    return result

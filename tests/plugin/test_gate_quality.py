@@ -48,7 +48,9 @@ def _gate_quality(pytester, *args):
 
 
 @pytest.mark.parametrize(
-    "mode", [("--save-runs", "2"), ("--ab", "--pairs", "2")], ids=["baseline", "ab"]
+    "mode",
+    [("--save-runs", "2", "--save-jobs", "3"), ("--ab", "--pairs", "2")],
+    ids=["baseline", "ab"],
 )
 def test_gate_quality_measures_false_alarms_and_detection(sim_project, mode):
     p = sim_project(noise=0.0)
@@ -81,6 +83,21 @@ def test_gate_quality_measures_false_alarms_and_detection(sim_project, mode):
     )
     assert rejudged.returncode == 0, rejudged.stderr
     assert "| **whole run** | 0/2 (0%) | 1/1 (100%) |" in rejudged.stdout
+    # the compact data alone (as committed in docs): old and new verdicts side by side
+    alone = p.path / "committed" / "gate-quality.json"
+    alone.parent.mkdir()
+    alone.write_text((p.path / "gq" / "gate-quality.json").read_text())
+    side = subprocess.run(
+        [*BATCHPERF, "gate-quality", "--rejudge", "--analyse", str(alone), "--out", "side"],
+        capture_output=True,
+        text=True,
+        cwd=p.path,
+    )
+    assert side.returncode == 0, side.stderr
+    rows = [r for r in side.stdout.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert [("failed" in r.split("|")[3], "failed" in r.split("|")[4]) for r in rows] == [
+        (r["slowdown"] > 0, r["slowdown"] > 0) for r in reps
+    ]
 
 
 def test_schedule_spreads_slowdowns_among_a_a():

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from conftest import SIM_PROFILE
-from helpers.sim import baseline_files, results, run_sim
+from helpers.sim import baseline_files, results, run_sim, save_jobs
 
 B8 = "test_suite.py::test_sweep[B8-continuous]"
 
@@ -45,12 +45,12 @@ def test_runs_are_fresh_engines_in_passes_and_the_baseline_keeps_them(sim_projec
 def test_a_a_rerun_passes_and_a_real_slowdown_fails_against_runs(sim_project):
     p = sim_project(noise=0.01)
     noise = ("--batchperf-set", "process_noise=0.03")
-    run_sim(p, "--batchperf-save", "--batchperf-runs", "8", *noise).assert_outcomes(passed=4)
+    save_jobs(p, "--batchperf-runs", "4", *noise).assert_outcomes(passed=4)
     run_sim(p, *noise).assert_outcomes(passed=4)
     assert "regressed" not in results(p)["verdict_counts"]
     slow = run_sim(p, *noise, "--batchperf-set", "slowdown=0.4")
     slow.assert_outcomes(failed=4)
-    slow.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*8 vs * runs*"])
+    slow.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*12 vs * runs*"])
     gate = results(p)["gate"]
     assert gate["cases"] == 4 and gate["alpha"] == 0.01 and gate["looks"] == 3
 
@@ -145,7 +145,7 @@ def test_a_one_run_baseline_still_gates_and_asks_to_be_saved_again(sim_project):
     )
     slow = run_sim(p, "--batchperf-set", "slowdown=0.5")  # beyond twice the tolerance
     slow.assert_outcomes(failed=4)
-    slow.stdout.fnmatch_lines(["*one run a side: judged on its rounds at 2x the tolerance*"])
+    slow.stdout.fnmatch_lines(["*one reference run: judged on rounds at 2x the tolerance*"])
 
 
 def test_an_error_while_summarising_errors_one_case_and_reports_are_written(sim_project):

@@ -6,11 +6,10 @@ a save, both sides of an A/B job). The real suites/test_latency_under_load.py ru
 the SimulatedEngine."""
 
 import json
-import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import replace
-from pathlib import Path
 
+from helpers.shipped import copy_suites
 from helpers.sim import run_sim
 
 from pytest_batchperf.judge import baseline as baselines
@@ -19,15 +18,13 @@ from pytest_batchperf.options import Options
 from pytest_batchperf.session import BatchperfSession
 from pytest_batchperf.workload import SLO, Arrival, CaseSpec, Strategy, WorkloadSpec
 
-SUITES = Path(__file__).parents[2] / "suites"
-LOAD_CASES = [
-    f"test_suite.py::test_latency_under_load[{f}]" for f in ("0.25x", "0.5x", "0.8x", "4x")
-]
+SUITE = "suites/test_latency_under_load.py"
+LOAD_CASES = [f"{SUITE}::test_latency_under_load[{f}]" for f in ("0.25x", "0.5x", "0.8x", "4x")]
 
 
 def _load_project(sim_project):
-    p = sim_project(suite=(SUITES / "test_latency_under_load.py").read_text())
-    shutil.copy(SUITES / "workloads.py", p.path / "workloads.py")
+    p = sim_project(suite="")  # the real suite, as shipped, beside the fake engine
+    copy_suites(p.path, "test_latency_under_load.py")
     return p
 
 
@@ -49,7 +46,7 @@ def _sources(pytester, junit):
     for tc in ET.parse(pytester.path / junit).getroot().iter("testcase"):
         props = {p.get("name"): p.get("value") for p in tc.iter("property")}
         if "batchperf.offered_rate_source" in props:
-            out[f"test_suite.py::{tc.get('name')}"] = props["batchperf.offered_rate_source"]
+            out[f"{SUITE}::{tc.get('name')}"] = props["batchperf.offered_rate_source"]
     return out
 
 
