@@ -3,7 +3,8 @@ runs that fail against a uniform slowdown, per mode and noise, the false alarms 
 
     python scripts/gate_power.py --trials 100 --out docs/gate-power
 
-writes gate-power.json (the rates) and gate-power.png (the plot) for docs/gate.md.
+writes gate-power.json (the rates), gate-power.md (the table) and gate-power.png (the plot)
+for docs/gate.md; a scenario already in the JSON (same trials) is not run again.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ def one(kind: str, noise: Noise, shift: float):
     return lambda rng: ab(rng, design, noise, shift)
 
 
+def table(data: dict) -> str:
+    """The rates as a markdown table: false alarms at 0 %, detection at each slowdown."""
+    shifts = data["slowdowns"]
+    head = "| scenario | " + " | ".join(f"{s:.0%}" for s in shifts) + " |"
+    rows = [head, "|---" * (len(shifts) + 1) + "|"]
+    for label, ys in data["failed_runs"].items():
+        rows.append(f"| {label} | " + " | ".join(f"{y:.0%}" for y in ys) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trials", type=int, default=100)
@@ -62,6 +73,8 @@ def main() -> None:
         print(label, rates[label], flush=True)
         data = {"trials": args.trials, "slowdowns": list(SHIFTS), "failed_runs": rates}
         done.write_text(json.dumps(data, indent=1) + "\n")
+
+    out.with_suffix(".md").write_text(table(data))
 
     import matplotlib
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def test_engine_killed_mid_case_errors_that_case_and_the_next_one_runs(pytester)
     result = pytester.runpytest(*ARGS)
     out = output(result)
     result.assert_outcomes(passed=1, failed=1)
-    assert "engine error: engine process died between rounds" in out
+    # the kill lands between rounds, or once the next round was sent: either says so
+    assert re.search(r"engine error: engine process died (between rounds|while trying to)", out)
     assert "it is restarted for the next case (engine killed by signal 9)" in out
     cases = results_json(pytester.path)["cases"]
     crashed, after = cases["test_crash.py::test_a_faulted"], cases["test_crash.py::test_b_next"]

@@ -76,7 +76,7 @@ def test_report_in_chromium(chromium, tmp_path):
     base = several_runs(example())
     victim = sorted(base.cases)[0]
     run = judged(
-        hostile(slowed(base, victim, 1.5)),
+        hostile(slowed(base, victim, 3.0)),
         as_baseline(base),
         baseline_environment={**base.environment, "python": "3.10.0"},
     )
