@@ -291,6 +291,7 @@ def decide(
     up = spec.direction is Direction.UP
     p = p_better = lo = hi = mdc = needed = None
     if est is not None:
+        alpha /= est.choices
         p, p_better = (
             (stats.p_below(est), stats.p_above(est))
             if up

@@ -478,8 +478,11 @@ def _suite_estimate(
     # their newest jobs; the saves of one file are whole-suite jobs)
     jobs = min(len(o) for o in offsets)
     shared = [sum(o[len(o) - jobs + j] for o in offsets) / len(offsets) for j in range(jobs)]
-    s2, df = stats.job_means_variance(shared) or (policy.job_prior.s2, policy.job_prior.df)
-    return stats.combined(spread, (s2 * (1 + 1 / jobs), df))
+    default = policy.job_prior.s2 * (1 + 1 / jobs), policy.job_prior.df
+    found = stats.job_means_variance(shared)
+    if found is None:
+        return stats.combined(spread, default)
+    return stats.combined(spread, (found[0] * (1 + 1 / jobs), found[1]), default)
 
 
 def _logs(runs: MetricRuns) -> list[float] | None:

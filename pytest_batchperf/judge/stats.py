@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # A prior is never worth more degrees of freedom than went into fitting it, nor this many.
 DF_CAP = 1000.0
@@ -111,8 +111,8 @@ def _outlier(s2: float, df: float, prior: Prior) -> bool:
     return bool(sps.f.sf(s2 / prior.s2, df, prior.df) < OUTLIER_P)
 
 
-# Between-job log variance of a machine kind (docs/gate.md) until a baseline holds
-# ``MIN_JOBS`` save jobs: the widest the runners showed, so treated as known.
+# Between-job log variance of a machine kind (docs/gate.md): the widest the runners showed,
+# so treated as known; alone below ``MIN_JOBS`` save jobs, else beside their own spread.
 CPU_JOBS = Prior(0.16**2, DF_CAP)
 GPU_JOBS = Prior(0.05**2, DF_CAP)
 MIN_JOBS = 3
@@ -164,6 +164,9 @@ class Estimate:
     n_candidate: int
     # se**2 = floor + per_run / n_candidate: what more candidate runs would remove
     per_run: float = 0.0
+    # valid estimates the rule chose the narrower of, without looking at delta: the test
+    # splits its alpha among them (Bonferroni)
+    choices: int = 1
 
     def runs_for(self, shift: float, alpha: float, most: int = 100) -> int | None:
         """Candidate runs for a one-sided test at ``alpha`` to tell ``shift``, each run
@@ -231,8 +234,25 @@ def prediction(
         found = [(p.s2, p.df) for p in job_parts] if job_parts else [spread]
         parts = [(v * (1 + 1 / j), d) for v, d in found]
         parts.append((s2p * max(0.0, 1 / nc - 1 / k), dfp))
+        # A few saved jobs know their spread to few df, and a t test on 2 df at a whole
+        # run's alpha is blind; the machine kind's variance is known but may be wide.
+        default = [(job_prior.s2 * (1 + 1 / j), job_prior.df), (s2p * (1 / nc + 1 / nb), dfp)]
+        return narrower(Estimate(delta, 0, 0, nb, nc, s2p), parts, default)
     se = math.sqrt(sum(v for v, _ in parts))
     return Estimate(delta, se, _satterthwaite(parts), nb, nc, per_run=s2p)
+
+
+def narrower(base: Estimate, *choices: Sequence[tuple[float, float]], at: float = 1e-3) -> Estimate:
+    """``base`` with the variance parts (value, df) whose interval at ``at`` is narrower.
+    The choice sees variances only, never the change, so testing the chosen one at alpha/2
+    keeps the false-alarm rate (``Estimate.choices``)."""
+
+    def built(parts: Sequence[tuple[float, float]]) -> Estimate:
+        se = math.sqrt(sum(v for v, _ in parts))
+        return replace(base, se=se, df=_satterthwaite(parts), choices=len(choices))
+
+    found = [built(p) for p in choices]
+    return min(found, key=lambda e: float(_t().ppf(1 - at, e.df)) * e.se)
 
 
 def _split(values: Sequence[float], sizes: Sequence[int]) -> list[list[float]]:
@@ -274,17 +294,11 @@ def trimmed(values: Sequence[float], share: float = 0.2) -> Estimate | None:
     return Estimate(_mean(kept), se, n - 2 * k - 1, n, n)
 
 
-def combined(est: Estimate, shared: tuple[float, float]) -> Estimate:
+def combined(est: Estimate, *shared: tuple[float, float]) -> Estimate:
     """``est`` with one more variance component (value, df) that it does not average out:
-    the machine's offset shared by every case of a job."""
-    parts = [(est.se**2, est.df), shared]
-    return Estimate(
-        est.delta,
-        math.sqrt(est.se**2 + shared[0]),
-        _satterthwaite(parts),
-        est.n_reference,
-        est.n_candidate,
-    )
+    the machine's offset shared by every case of a job; given two (the saved jobs' and the
+    machine kind's), the narrower (``narrower``)."""
+    return narrower(est, *([(est.se**2, est.df), s] for s in shared))
 
 
 def one_sample(values: Sequence[float], prior: Prior | None = None) -> Estimate | None:
