@@ -1,10 +1,10 @@
 """The gate's power curves on the simulated runner (tests/gate_sim.py): the share of whole
 runs that fail against a uniform slowdown, per mode and noise, the false alarms at 0 %.
 
-    python scripts/gate_power.py --trials 100 --out docs/gate-power
+    python scripts/gate_power.py --trials 40 --out docs/gate-power
 
-writes gate-power.json (the rates), gate-power.md (the table) and gate-power.png (the plot)
-for docs/gate.md; a scenario already in the JSON (same trials) is not run again.
+writes gate-power.json (the rates), gate-power.png (the plot) and gate-power.md (the table
+that docs/gate.md quotes); a scenario already in the JSON (same trials) is not run again.
 """
 
 from __future__ import annotations
