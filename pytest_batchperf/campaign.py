@@ -91,10 +91,25 @@ def _machine(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _metrics(run: Mapping[str, Any], cid: str):
+def metric_runs(rounds: Mapping[str, Sequence[Sequence[float]]], jobs: int = 1) -> dict:
+    """Each metric's runs (their rounds) as ``MetricRuns``; ``jobs``: equal save jobs the
+    runs came from, in order."""
+    from dataclasses import replace
+
     from .judge.results import MetricRuns
 
-    return {n: MetricRuns.build(n, [rounds]) for n, rounds in run["cases"][cid].items()}
+    out = {}
+    for name, runs in rounds.items():
+        m = MetricRuns.build(name, [tuple(r) for r in runs])
+        k, extra = divmod(len(runs), jobs)
+        out[name] = replace(m, jobs=(k,) * jobs) if jobs > 1 and not extra else m
+    return out
+
+
+def _side(runs: Sequence[Mapping[str, Any]], cid: str, jobs: int = 1) -> dict:
+    """Case ``cid`` of ``runs``, one run each, as its metrics' runs."""
+    names = runs[0]["cases"][cid]
+    return metric_runs({n: [r["cases"][cid][n] for r in runs] for n in names}, jobs)
 
 
 def ab_jobs(runs: Sequence[Mapping[str, Any]], kind: str, pairs: int) -> list[list[tuple]]:
@@ -127,42 +142,29 @@ def committed_jobs(
 
 def _judge_ab(job: list[tuple], device: str, profile: str):
     from .judge.gate import GatePolicy, rejudge_ab
-    from .judge.results import CaseResult, MetricRuns, RunResults
+    from .judge.results import CaseResult, RunResults
 
     cids = list(job[0][0]["cases"])
-    cases = {}
-    for cid in cids:
-        ref = [_metrics(a, cid) for a, _ in job]
-        cand = [_metrics(b, cid) for _, b in job]
-        merged = [
-            {n: MetricRuns.build(n, [x[n].runs[0] for x in side]) for n in side[0]}
-            for side in (ref, cand)
-        ]
-        cases[cid] = CaseResult(cid, "campaign", metrics=merged[1], reference=merged[0])
+    refs, cands = [a for a, _ in job], [b for _, b in job]
+    cases = {
+        cid: CaseResult(cid, "campaign", metrics=_side(cands, cid), reference=_side(refs, cid))
+        for cid in cids
+    }
     run = RunResults(profile, "", {"device": device}, cases, mode="ab")
     policy = GatePolicy(looks=3, planned=len(job), paired=True, device=device, pass_order=True)
     return rejudge_ab(run, policy, cids)
 
 
 def _judge_committed(base: list, cand: Mapping[str, Any], device: str, profile: str):
-    from dataclasses import replace
-
     from .judge.gate import GatePolicy, compare_runs
-    from .judge.results import CaseResult, MetricRuns, RunResults
+    from .judge.results import CaseResult, RunResults
 
     cids = list(cand["cases"])
-    base_cases, cand_cases = {}, {}
-    for cid in cids:
-        runs = [_metrics(r, cid) for r in base]
-        metrics = {
-            n: replace(
-                MetricRuns.build(n, [(r[n].summaries[0],) for r in runs]),
-                jobs=(1,) * len(runs),
-            )
-            for n in runs[0]
-        }
-        base_cases[cid] = CaseResult(cid, "campaign", metrics=metrics)
-        cand_cases[cid] = CaseResult(cid, "campaign", metrics=_metrics(cand, cid))
+    # every baseline run its own save job (each was its own pytest process)
+    base_cases = {
+        cid: CaseResult(cid, "campaign", metrics=_side(base, cid, len(base))) for cid in cids
+    }
+    cand_cases = {cid: CaseResult(cid, "campaign", metrics=_side([cand], cid)) for cid in cids}
     env = {"device": device}
     baseline = RunResults(profile, "", env, base_cases, kind="baseline")
     policy = GatePolicy(looks=3, planned=1, device=device)
@@ -172,6 +174,8 @@ def _judge_committed(base: list, cand: Mapping[str, Any], device: str, profile: 
 def judge(data: Mapping[str, Any], pairs: int = 2, save_runs: int = 3) -> list[str]:
     """Markdown: per kind of run, how often each mode's formed jobs failed, per case and
     suite-wide, and what a live job of each mode would cost."""
+    from .judge.gate import GatePolicy
+
     runs, profile = data["runs"], data.get("profile", "")
     device = "cuda" if data.get("machine", {}).get("gpu") else "cpu"
     kinds = list(dict.fromkeys(r["kind"] for r in runs))
@@ -195,11 +199,9 @@ def judge(data: Mapping[str, Any], pairs: int = 2, save_runs: int = 3) -> list[s
                 label = f"K={save_runs}"
             if not judged:
                 continue
-            by_case = [
-                any(c.verdict.value in ("regressed", "error") for c in r.cases.values())
-                for r in judged
-            ]
-            suite = [any(c.verdict.value == "regressed" for c in r.suite) for r in judged]
+            fails = GatePolicy().fails
+            by_case = [any(fails(c.verdict) for c in r.cases.values()) for r in judged]
+            suite = [any(fails(c.verdict) for c in r.suite) for r in judged]
             row = f"| {mode}, {label} | `{kind}` | {len(judged)} | "
             failed = sum(a or b for a, b in zip(by_case, suite, strict=True))
             row += f"{failed} | {sum(by_case)} | {sum(suite)} | "
@@ -221,7 +223,9 @@ def judge(data: Mapping[str, Any], pairs: int = 2, save_runs: int = 3) -> list[s
 
 def _case_cell(cases: Sequence[Any]) -> str:
     """``regressed/jobs`` and the median throughput change."""
-    bad = sum(c.verdict.value in ("regressed", "error") for c in cases)
+    from .judge.gate import GatePolicy
+
+    bad = sum(GatePolicy().fails(c.verdict) for c in cases)
     changes = [x.change for c in cases for x in c.comparisons if x.metric == "output_tok_s"]
     mid = f" ({statistics.median(changes):+.0%})" if changes else ""
     return f"{bad}/{len(cases)}{mid}"

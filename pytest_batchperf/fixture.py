@@ -8,6 +8,7 @@ It also hands the case's medians to pytest-benchmark's ``extra_info`` and JUnit 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -175,17 +176,22 @@ def suite_of(node: Any) -> str:
     return f"{node.path.stem}::{getattr(node, 'originalname', node.name)}"
 
 
-SHIPPED_SUITES = Path(__file__).resolve().parent / "suites"
+SHIPPED_SUITES = Path(__file__).parent / "suites"
+
+
+@functools.cache
+def _shipped() -> Path:
+    return SHIPPED_SUITES.resolve()
 
 
 def case_id(node: Any) -> str:
     """The test's node id; a shipped suite's case is named as in a clone
     (``suites/FILE::NAME``), so one baseline serves an installed package and a clone."""
     path = Path(str(node.path)).resolve()
-    if not path.is_relative_to(SHIPPED_SUITES.resolve()):
+    if not path.is_relative_to(_shipped()):
         return str(node.nodeid)
     name = str(node.nodeid).split("::", 1)[1]
-    return f"suites/{path.relative_to(SHIPPED_SUITES.resolve()).as_posix()}::{name}"
+    return f"suites/{path.relative_to(_shipped()).as_posix()}::{name}"
 
 
 class EngineView:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .judge import DEFAULT_ALPHA
+from .judge import DEFAULT_ALPHA, DEFAULT_KEEP_JOBS
 
 DEFAULT_SAVE_RUNS = 5  # runs per case when saving a baseline (docs/gate.md says why)
 DEFAULT_PAIRS = 3  # A/B: interleaved pairs per case (docs/results/cpu-gate.md says why)
@@ -45,7 +45,7 @@ OPTIONS = (
         "batchperf_baseline_jobs",
         "save jobs a baseline keeps (a save of the same setup appends one; the gate "
         "estimates the variance between jobs from them)",
-        "5",
+        str(DEFAULT_KEEP_JOBS),
     ),
     OptionDef(
         "batchperf_runs",
@@ -193,7 +193,7 @@ class Options:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     baseline_dir: Path = Path("baselines")
     save: bool = False
-    baseline_jobs: int = 5
+    baseline_jobs: int = DEFAULT_KEEP_JOBS
     runs: int | None = None  # None: DEFAULT_SAVE_RUNS when saving, else 1 (or the profile's)
     extend: int = DEFAULT_EXTEND
     rounds: int = 5

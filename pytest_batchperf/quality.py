@@ -251,23 +251,12 @@ def rejudge(data: dict, where: Path) -> dict:
     return {**data, "repetitions": reps}
 
 
-def _metric_runs(rounds: dict[str, list[list[float]]], jobs: int = 1) -> dict:
-    """``jobs``: equal save jobs the runs came from, in order."""
-    from .judge.results import MetricRuns
-
-    out = {}
-    for name, runs in rounds.items():
-        m = MetricRuns.build(name, [tuple(r) for r in runs])
-        k, extra = divmod(len(runs), jobs)
-        out[name] = replace(m, jobs=(k,) * jobs) if jobs > 1 and not extra else m
-    return out
-
-
 def rejudge_compact(data: dict) -> list[tuple[Repetition, Any]]:
     """Every repetition of ``data`` judged by this version from the rounds the compact
     data keeps (no results.json needed): (the recorded repetition, today's RunResults).
     A committed-baseline campaign's save keeps its save jobs (one: the machine kind's default
     between-job variance stands in); A/B pairs are judged in the order the cases ran."""
+    from .campaign import metric_runs as _metric_runs
     from .judge.gate import GatePolicy, compare_runs, rejudge_ab
     from .judge.results import CaseResult, RunResults
 
@@ -316,9 +305,12 @@ def side_by_side(data: dict) -> list[str]:
         "| job | slowdown | as recorded | this version | output tok/s across cases |",
         "|---|---|---|---|---|",
     ]
+    from .judge.gate import GatePolicy
+
+    fails = GatePolicy().fails
     for rep, run in rejudge_compact(data):
-        bad = sum(c.verdict.value in ("regressed", "error") for c in run.cases.values())
-        suite = any(c.verdict.value == "regressed" for c in run.suite)
+        bad = sum(fails(c.verdict) for c in run.cases.values())
+        suite = any(fails(c.verdict) for c in run.suite)
         old_bad = sum(v in ("regressed", "error") for v in rep.verdicts.values())
         tok = next((c for c in run.suite if c.metric == "output_tok_s"), None)
         old = verdict(old_bad, "regressed" in rep.suite.values())
@@ -462,11 +454,7 @@ def main(args: Any) -> int:
         if isinstance(data.get("runs"), list):  # a recorded campaign (campaign.py)
             return _judge_campaign(data, args, out)
         if args.rejudge and not any(Path(args.analyse).parent.glob("rep-*/results.json")):
-            lines = side_by_side(data)  # the compact data alone, as committed in docs
-            print("\n".join(lines))
-            out.mkdir(parents=True, exist_ok=True)
-            write_atomic(out / "gate-quality.md", "\n".join(lines) + "\n")
-            return 0
+            return _emit(side_by_side(data), out)  # the compact data alone, as in docs
         if args.rejudge:
             data = rejudge(data, Path(args.analyse).parent)
             out.mkdir(parents=True, exist_ok=True)
@@ -511,7 +499,11 @@ def _compact(where: Path, out: Path) -> int:
 def _judge_campaign(data: dict, args: Any, out: Path) -> int:
     from . import campaign
 
-    lines = campaign.judge(data, args.pairs, args.save_runs)
+    return _emit(campaign.judge(data, args.pairs, args.save_runs), out)
+
+
+def _emit(lines: list[str], out: Path) -> int:
+    """Print the markdown and keep it as ``out``/gate-quality.md."""
     print("\n".join(lines))
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "gate-quality.md", "\n".join(lines) + "\n")

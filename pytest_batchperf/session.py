@@ -24,7 +24,7 @@ from typing import Any
 from . import engines
 from .engines.base import Engine, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
 from .judge import baseline as baselines
-from .judge import gate
+from .judge import gate, stats
 from .judge.decision import Comparison, Verdict
 from .judge.results import CaseResult, MetricRuns, RunInfo, RunResults
 from .measure import environment
@@ -577,11 +577,12 @@ class BatchperfSession:
             )
         if self.baseline is not None and not self.saving and not self.ab:
             jobs = self.baseline.saved_jobs
-            if jobs < 3:
+            if jobs < stats.MIN_JOBS:
                 prior = self.policy.job_prior
                 out.append(
                     f"the baseline holds {jobs} save job(s): the variance between jobs is the "
-                    f"default for this machine kind ({prior.s2**0.5:.0%}) until it holds 3; "
+                    f"default for this machine kind ({prior.s2**0.5:.0%}) until it holds "
+                    f"{stats.MIN_JOBS}; "
                     "add jobs with --batchperf-save or batchperf baseline promote"
                 )
         disturbed = sorted(

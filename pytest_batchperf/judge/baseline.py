@@ -27,6 +27,7 @@ from typing import Any
 
 from .. import SCHEMA_VERSION
 from ..atomic import write_atomic
+from . import DEFAULT_KEEP_JOBS
 from .results import MetricRuns, RunResults
 
 OLDEST_SCHEMA = 1
@@ -133,7 +134,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-KEEP_JOBS = 5
+KEEP_JOBS = DEFAULT_KEEP_JOBS
 
 
 def same_setup(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -279,19 +279,15 @@ def _holm(
     smallest p-value (either direction); the k-th tested at share / (m - k) while all
     before it were significant, the rest at the first level that was not."""
 
-    def p(family: str) -> float:
-        ps = [
-            min(c.p_value, 1 - c.p_value)
-            for n, c in found.items()
-            if specs[n].family == family and c.p_value is not None
-        ]
-        return min(ps, default=1.0)
-
-    order = sorted(families, key=p)
+    p = dict.fromkeys(families, 1.0)
+    for n, c in found.items():
+        if specs[n].family in p and c.p_value is not None:
+            p[specs[n].family] = min(p[specs[n].family], c.p_value, 1 - c.p_value)
+    order = sorted(families, key=p.__getitem__)
     alphas, stopped = {}, None
     for k, family in enumerate(order):
         level = share / (len(order) - k)
-        if stopped is None and p(family) >= level:
+        if stopped is None and p[family] >= level:
             stopped = level
         alphas[family] = stopped or level
     return alphas

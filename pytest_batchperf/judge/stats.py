@@ -225,8 +225,10 @@ def prediction(
     if judged is None:
         return None
     s2p, dfp = judged
-    if spread is None:  # the default between-job variance, then process noise of both
-        parts = [(job_prior.s2 * (1 + 1 / j), job_prior.df), (s2p * (1 / nc + 1 / nb), dfp)]
+    # the machine kind's between-job variance, then process noise of both sides
+    default = [(job_prior.s2 * (1 + 1 / j), job_prior.df), (s2p * (1 / nc + 1 / nb), dfp)]
+    if spread is None:
+        parts = default
     else:
         # The saved jobs' means vary by the job variance plus process noise / k: in those
         # terms the candidate's job mean differs by spread (1 + 1/j) + s2p (1/nc - 1/k),
@@ -236,7 +238,6 @@ def prediction(
         parts.append((s2p * max(0.0, 1 / nc - 1 / k), dfp))
         # A few saved jobs know their spread to few df, and a t test on 2 df at a whole
         # run's alpha is blind; the machine kind's variance is known but may be wide.
-        default = [(job_prior.s2 * (1 + 1 / j), job_prior.df), (s2p * (1 / nc + 1 / nb), dfp)]
         return narrower(Estimate(delta, 0, 0, nb, nc, s2p), parts, default)
     se = math.sqrt(sum(v for v, _ in parts))
     return Estimate(delta, se, _satterthwaite(parts), nb, nc, per_run=s2p)
