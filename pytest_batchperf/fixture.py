@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .judge.catalog import parse_tolerances
+from .judge.catalog import parse_gate_metrics, parse_tolerances
 from .judge.results import CaseResult
 from .measure.runner import Driver, Rounds
 from .session import Action, CaseOutcome, CaseSettings
@@ -52,13 +52,18 @@ class Hooks:
 
 
 def case_settings(marker: Mapping[str, Any], defaults: Rounds) -> CaseSettings:
-    """The marker's rounds, warm-up, runs and tolerances over the session's defaults."""
+    """The marker's rounds, warm-up, runs, tolerances and gated metrics over the session's
+    defaults."""
     try:  # a misspelt metric must not silently keep its default tolerance
         tolerances = parse_tolerances(
             f"{k}={v}" for k, v in (marker.get("tolerance") or {}).items()
         )
     except ValueError as exc:
         raise pytest.UsageError(f"@pytest.mark.batchperf(tolerance=...): {exc}") from None
+    try:
+        gate_metrics = parse_gate_metrics(marker.get("gate_metrics") or ())
+    except ValueError as exc:
+        raise pytest.UsageError(f"@pytest.mark.batchperf(gate_metrics=...): {exc}") from None
     runs = marker.get("runs")
     if runs is not None and (not isinstance(runs, int) or runs < 1):
         raise pytest.UsageError(
@@ -71,6 +76,7 @@ def case_settings(marker: Mapping[str, Any], defaults: Rounds) -> CaseSettings:
         ),
         runs,
         tolerances,
+        gate_metrics,
     )
 
 

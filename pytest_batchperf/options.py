@@ -151,17 +151,12 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 
 def _gate_metrics(text: str) -> tuple[str, ...]:
-    from .judge.catalog import METRICS
+    from .judge.catalog import parse_gate_metrics
 
-    names = tuple(x.strip() for x in text.split(",") if x.strip())
-    known = set(METRICS) | {m.family for m in METRICS.values()}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(
-            f"--batchperf-gate-metrics: unknown metric {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-    return names
+    try:
+        return parse_gate_metrics(text)
+    except ValueError as exc:
+        raise ValueError(f"--batchperf-gate-metrics: {exc}") from None
 
 
 def _number(text: Any, what: str, cast: Any = int, minimum: float = 0) -> Any:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engines.config import KNOBS, KnobError
-from .judge.catalog import parse_tolerances
+from .judge.catalog import parse_gate_metrics, parse_tolerances
 
 if TYPE_CHECKING:
     from .engines.base import EngineSpec
@@ -63,6 +63,9 @@ class Profile:
     tolerances: Mapping[str, float] = field(default_factory=dict)
     # Runs (fresh engine processes) per case; the flag, ini and marker win.
     runs: int | None = None
+    # Metrics (or families) that may fail a case; empty: the gate's headline set. The
+    # flag, ini and marker win.
+    gate_metrics: tuple[str, ...] = ()
     source: str = "built-in"
 
     def with_overrides(
@@ -128,7 +131,8 @@ class Profile:
         }
 
 
-_SIZING = ("min_waves", "batch_sizes", "tolerance", "runs", "python")  # checked by _top_level
+# checked by _top_level
+_SIZING = ("min_waves", "batch_sizes", "tolerance", "runs", "python", "gate_metrics")
 _TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate", "env", *_SIZING}
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.I)
 
@@ -288,8 +292,8 @@ def _count(value: Any, name: str, minimum: int) -> int:
 
 
 def _top_level(name: str, values: dict, where: str) -> dict:
-    """min_waves, batch_sizes, runs, python and tolerance (a {metric: percent} table)
-    checked and converted to Profile fields; other top-level keys pass through."""
+    """min_waves, batch_sizes, runs, python, gate_metrics and tolerance (a {metric:
+    percent} table) checked and converted to Profile fields; other top-level keys pass through."""
     out = dict(values)
     try:
         if "min_waves" in out:
@@ -313,6 +317,14 @@ def _top_level(name: str, values: dict, where: str) -> dict:
             ):
                 raise ValueError(f"batch_sizes must be a list of integers >= 1, got {sizes!r}")
             out["batch_sizes"] = tuple(sizes)
+        if "gate_metrics" in out:
+            names = out["gate_metrics"]
+            if not isinstance(names, list | str):
+                raise ValueError(f"gate_metrics must be a list of metric names, got {names!r}")
+            try:
+                out["gate_metrics"] = parse_gate_metrics(names)
+            except ValueError as exc:
+                raise ValueError(f"gate_metrics: {exc}") from None
         if "tolerance" in out:
             table = out.pop("tolerance")
             if not isinstance(table, dict):

@@ -27,7 +27,7 @@ from .judge import baseline as baselines
 from .judge import gate, stats
 from .judge.decision import Comparison, Verdict
 from .judge.results import CaseResult, MetricRuns, RunInfo, RunResults
-from .measure import environment
+from .measure import environment, interference
 from .measure.roofline import DTYPE_BYTES, Roofline
 from .measure.runner import Driver, Rounds, RunMeasurement, measure_run
 from .models.resolve import ModelError
@@ -57,6 +57,7 @@ class CaseSettings:
     rounds: Rounds = field(default_factory=Rounds)
     runs: int | None = None  # the marker's
     tolerances: Mapping[str, float] = field(default_factory=dict)
+    gate_metrics: tuple[str, ...] = ()  # the marker's; empty: the session's
 
 
 @dataclass
@@ -71,7 +72,7 @@ class CaseRecord:
     case_id: str
     suite: str
     spec: CaseSpec
-    tolerances: Mapping[str, float]
+    settings: CaseSettings
     started: float = field(default_factory=time.monotonic)
     sides: dict[Side, _SideRuns] = field(default_factory=lambda: {s: _SideRuns() for s in Side})
     warnings: list[str] = field(default_factory=list)
@@ -85,8 +86,8 @@ class CaseRecord:
         for name, runs in side.metrics.items():  # a metric this run lacked: an empty run
             if name not in m.metrics:
                 side.metrics[name] = runs.with_run(())
-        interference = m.interference.to_dict() if m.interference else {}
-        side.runs.append(RunInfo(slot.index, slot.side.value, slot.extension, interference))
+        disturbance = m.interference.to_dict() if m.interference else {}
+        side.runs.append(RunInfo(slot.index, slot.side.value, slot.extension, disturbance))
         prefix = f"{slot.side.value} " if slot.side is Side.REFERENCE else ""
         self.warnings.extend(
             f"{prefix}run {len(side.runs)}: {w}"
@@ -97,11 +98,38 @@ class CaseRecord:
     def count(self, side: Side) -> int:
         return len(self.sides[side].runs)
 
-    def result(self, error: str | None = None, side: Side = Side.CANDIDATE) -> CaseResult:
-        """The case so far; ``metrics`` are ``side``'s (the candidate's, once judged)."""
-        ref = self.sides[Side.REFERENCE]
+    def disturbed(self) -> tuple[bool, ...]:
+        """Each candidate run (A/B: each pair) that other work on the machine disturbed."""
+        ref = [_disturbed(r.interference) for r in self.sides[Side.REFERENCE].runs]
+        return tuple(
+            _disturbed(r.interference) or (i < len(ref) and ref[i])
+            for i, r in enumerate(self.sides[Side.CANDIDATE].runs)
+        )
+
+    def quiet_runs(self) -> tuple[int, ...] | None:
+        """The undisturbed runs (pairs), where some but not all were disturbed; else None."""
+        flags = self.disturbed()
+        quiet = tuple(i for i, d in enumerate(flags) if not d)
+        return quiet if 0 < len(quiet) < len(flags) else None
+
+    def result(
+        self,
+        error: str | None = None,
+        side: Side = Side.CANDIDATE,
+        keep: tuple[int, ...] | None = None,
+    ) -> CaseResult:
+        """The case so far; ``metrics`` are ``side``'s (the candidate's, once judged);
+        ``keep``: only these runs (pairs) of both sides, as judged (the others left out)."""
+        ref, cand = self.sides[Side.REFERENCE], self.sides[Side.CANDIDATE]
+
+        def kept(m: MetricRuns) -> MetricRuns:
+            return m if keep is None else replace(m, runs=tuple(m.runs[i] for i in keep))
+
+        def infos(runs: list[RunInfo]) -> list[RunInfo]:
+            return runs if keep is None else [runs[i] for i in keep if i < len(runs)]
+
         metrics = {
-            n: m
+            n: kept(m)
             for n, m in self.sides[side].metrics.items()
             if any(math.isfinite(x) for x in m.rounds)
         }
@@ -110,11 +138,11 @@ class CaseRecord:
             suite=self.suite,
             spec=self.spec,
             metrics=metrics,
-            reference=dict(ref.metrics),
+            reference={n: kept(m) for n, m in ref.metrics.items()},
             error=error,
             warnings=tuple(self.warnings),
             duration_s=time.monotonic() - self.started,
-            runs=tuple(ref.runs + self.sides[Side.CANDIDATE].runs),
+            runs=tuple(infos(ref.runs) + infos(cand.runs)),
         )
 
 
@@ -182,6 +210,8 @@ class BatchperfSession:
         self.records: dict[str, CaseRecord] = {}
         self.cases: dict[str, CaseResult] = {}
         self.infeasible: dict[str, tuple[str, CaseSpec, str]] = {}
+        self.remeasured: set[str] = set()  # regressed on a disturbed run: measured again
+        self.disturbed_verdicts: set[str] = set()  # ... and the verdict rests on disturbed runs
         self._error: Exception | None = None
         self._engine: Engine | None = None
         self._engine_key: tuple | None = None
@@ -305,7 +335,7 @@ class BatchperfSession:
             cases=self.planned_cases,
             looks=self.plan().looks,
             paired=self.ab,
-            gate_metrics=o.gate_metrics,
+            gate_metrics=o.gate_metrics or (self.profile.gate_metrics if self.profile else ()),
             planned=self.runs_per_case(),
             device=self.profile.device if self.profile else "cpu",
             pass_order=self.ab and self.passes,
@@ -384,7 +414,7 @@ class BatchperfSession:
         plan = self.plan(settings.runs)
         rec = self.records.get(case_id)
         if rec is None:
-            rec = self.records[case_id] = CaseRecord(case_id, suite, spec, settings.tolerances)
+            rec = self.records[case_id] = CaseRecord(case_id, suite, spec, settings)
         planned = plan.slots()
         due = [self.current_slot] if self.current_slot is not None else list(planned)
         due = [s for s in due if s in planned and rec.sides[s.side].infeasible is None]
@@ -409,7 +439,42 @@ class BatchperfSession:
                 if outcome is not None:
                     return outcome
             judged = self._judge(rec)
+        remeasured = 0
+        # A regression measured while other work ran counts only once measured quietly:
+        # until then the verdict rests on every run (``keep`` None), disturbed ones too.
+        while judged.verdict is Verdict.REGRESSED and step < plan.extend and any(rec.disturbed()):
+            step += 1
+            remeasured += 1
+            quiet = interference.wait_for_quiet()
+            for slot in plan.extension(step):
+                outcome = self._measure(rec, slot, settings, None, on_run)
+                if outcome is not None:
+                    return outcome
+            keep = rec.quiet_runs()
+            judged = self._judge(rec, keep)
+            if keep is not None or not quiet:
+                break  # judged on quiet runs alone, or the machine stays busy
+        if remeasured:
+            judged = self._say_disturbed(rec, judged, remeasured)
         return self._finish(judged, settings)
+
+    def _say_disturbed(self, rec: CaseRecord, judged: CaseResult, remeasured: int) -> CaseResult:
+        self.remeasured.add(rec.case_id)
+        keep = rec.quiet_runs()
+        if keep is not None:
+            note = (
+                f"other work disturbed a run that regressed: measured {remeasured} more "
+                f"run(s), judged on the {len(keep)} quiet one(s)"
+            )
+        else:
+            note = (
+                f"other work disturbed a run that regressed: measured {remeasured} more "
+                "run(s), none quiet: the verdict rests on disturbed runs"
+            )
+            self.disturbed_verdicts.add(rec.case_id)
+        judged = replace(judged, warnings=(*judged.warnings, note))
+        self.cases[rec.case_id] = judged
+        return judged
 
     def _measure(
         self,
@@ -497,25 +562,29 @@ class BatchperfSession:
             f"fitted in {where} and no longer fits: {cand.splitlines()[0]}",
         )
 
-    def _judge(self, rec: CaseRecord) -> CaseResult:
-        case = rec.result()
-        policy = self.policy.merged(rec.tolerances) if rec.tolerances else self.policy
+    def _judge(self, rec: CaseRecord, keep: tuple[int, ...] | None = None) -> CaseResult:
+        """The case judged on all its runs, or on the runs (pairs) ``keep``, at the look of
+        all the runs it measured."""
+        case = rec.result(keep=keep)
+        measured = rec.count(Side.CANDIDATE)
+        policy = self.policy.merged(rec.settings)
         if self.ab:
             pairs = [
                 (r.sides[Side.REFERENCE].metrics, r.sides[Side.CANDIDATE].metrics)
                 for r in self.records.values()
             ]
             judged = gate.judge_case(
-                case, case.reference, policy, gate.paired_priors(pairs), paired=True
+                case, case.reference, policy, gate.paired_priors(pairs), True, measured
             )
         else:
             base = self.baseline.cases.get(rec.case_id) if self.baseline else None
-            judged = gate.judge_case(case, base.metrics if base else None, policy, self.priors)
+            reference = base.metrics if base else None
+            judged = gate.judge_case(case, reference, policy, self.priors, measured=measured)
         self.cases[rec.case_id] = judged
         return judged
 
     def _finish(self, judged: CaseResult, settings: CaseSettings) -> CaseOutcome:
-        policy = self.policy.merged(settings.tolerances) if settings.tolerances else self.policy
+        policy = self.policy.merged(settings)
         if policy.fails(judged.verdict) and not self.saving:
             return CaseOutcome(judged, Action.FAIL, gate.failure_message(judged, policy))
         if judged.verdict is Verdict.INCONCLUSIVE:
@@ -585,14 +654,17 @@ class BatchperfSession:
                     f"{stats.MIN_JOBS}; "
                     "add jobs with --batchperf-save or batchperf baseline promote"
                 )
-        disturbed = sorted(
-            {cid for cid, c in self.cases.items() for r in c.runs if _disturbed(r.interference)}
-        )
+        disturbed = self.remeasured | {
+            cid for cid, c in self.cases.items() for r in c.runs if _disturbed(r.interference)
+        }
         if disturbed:
-            out.append(
-                f"other work on the machine disturbed {len(disturbed)} case(s): their "
-                "verdicts deserve a rerun on a quiet runner (see each case's warnings)"
-            )
+            line = f"other work on the machine disturbed {len(disturbed)} case(s) (see warnings)"
+            if self.remeasured:
+                line += f"; {len(self.remeasured)} regressed on a disturbed run, measured again"
+            if self.disturbed_verdicts:
+                resting = ", ".join(sorted(self.disturbed_verdicts))
+                line += f"; still disturbed, rerun on a quiet runner: {resting}"
+            out.append(line)
         return tuple(out)
 
     def run_results(self, interrupted: bool = False) -> RunResults:
@@ -646,10 +718,8 @@ class BatchperfSession:
         return self.baseline_path
 
 
-def _disturbed(interference: Mapping[str, float]) -> bool:
-    from .measure.interference import Interference
-
+def _disturbed(disturbance: Mapping[str, float]) -> bool:
     try:
-        return bool(Interference(**interference).warnings()) if interference else False
+        return bool(interference.Interference(**disturbance).warnings()) if disturbance else False
     except TypeError:
         return False

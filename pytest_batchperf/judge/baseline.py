@@ -139,7 +139,7 @@ KEEP_JOBS = DEFAULT_KEEP_JOBS
 
 def same_setup(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Two environments ran the same engine and packages (their jobs form one history)."""
-    keys = ("packages", "engine", "python", "cpu_isa", "gpu", "driver")
+    keys = ("packages", "engine", "python", "cpu_isa", "cpu_uarch", "gpu", "driver")
     return all(a.get(k) == b.get(k) for k in keys)
 
 

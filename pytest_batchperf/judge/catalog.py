@@ -124,6 +124,21 @@ def spec(name: str) -> MetricSpec:
     return found
 
 
+def parse_gate_metrics(names: Iterable[str] | str) -> tuple[str, ...]:
+    """Metric or family names (a list, or one comma-separated string) that may fail a case.
+
+    Raises ValueError with a one-line message naming the unknown ones and the known ones.
+    """
+    if isinstance(names, str):
+        names = names.split(",")
+    chosen = tuple(str(x).strip() for x in names if str(x).strip())
+    known = set(METRICS) | {m.family for m in METRICS.values()}
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise ValueError(f"unknown metric {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return chosen
+
+
 def parse_tolerances(entries: Iterable[str] | None) -> dict[str, float]:
     """Parse ``METRIC=PCT`` entries (``output_tok_s=5`` or ``output_tok_s=5%``).
 

@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from . import DEFAULT_ALPHA, DEFAULT_POWER, stats
 from .catalog import Direction, Kind, MetricSpec, lookup
@@ -43,6 +43,18 @@ HEADLINE = (
     "peak_gpu_mem_mib",
     "peak_rss_mib",
 )
+# The metrics also judged across the whole suite (one of each family that matters).
+SUITE_METRICS = ("output_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50")
+
+
+class CaseOverrides(Protocol):
+    """What a case's marker may change of the policy (the session's CaseSettings)."""
+
+    @property
+    def tolerances(self) -> Mapping[str, float]: ...
+
+    @property
+    def gate_metrics(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,14 @@ class GatePolicy:
         name = re.sub(r"_prio\d+$", "", metric.name)
         chosen = self.gate_metrics or HEADLINE
         return name in chosen or metric.family in chosen
+
+    @property
+    def suite_metrics(self) -> tuple[str, ...]:
+        """The metrics judged across cases: SUITE_METRICS, or those of them a chosen
+        gate set holds."""
+        if not self.gate_metrics:
+            return SUITE_METRICS
+        return tuple(n for n in SUITE_METRICS if (s := lookup(n)) is not None and self.gates(s))
 
     @property
     def job_prior(self) -> stats.Prior:
@@ -101,8 +121,15 @@ class GatePolicy:
                     return table[key]
         return metric.ab_tolerance if self.paired else metric.tolerance
 
-    def merged(self, overrides: Mapping[str, float]) -> GatePolicy:
-        return replace(self, tolerances={**self.tolerances, **overrides})
+    def merged(self, case: CaseOverrides) -> GatePolicy:
+        """This policy with a case's marker tolerances and gated metrics over it."""
+        if not case.tolerances and not case.gate_metrics:
+            return self
+        return replace(
+            self,
+            tolerances={**self.tolerances, **case.tolerances},
+            gate_metrics=case.gate_metrics or self.gate_metrics,
+        )
 
     def fails(self, verdict: Verdict) -> bool:
         return verdict in (Verdict.REGRESSED, Verdict.ERROR) or (
@@ -197,14 +224,17 @@ def judge_case(
     policy: GatePolicy,
     priors: Mapping[str, stats.Prior] | None = None,
     paired: bool = False,
+    measured: int = 0,
 ) -> CaseResult:
     """The case's metrics against the reference's runs (a baseline case, or the A/B
-    reference side when ``paired``); None: no reference, every metric is new."""
+    reference side when ``paired``); None: no reference, every metric is new.
+    ``measured``: the runs (pairs) measured so far, where the case holds fewer (disturbed
+    runs left out), so that the look, and its alpha, is the one the case is at."""
     if case.error is not None:
         return replace(case, verdict=Verdict.ERROR, comparisons=())
     specs = {name: spec_for(name, m) for name, m in case.metrics.items()}
     runs = max((len(m.runs) for m in case.metrics.values()), default=1)
-    share = policy.look_alpha(runs)
+    share = policy.look_alpha(max(runs, measured))
     tested = [
         n
         for n, s in specs.items()
@@ -381,10 +411,6 @@ def rejudge_ab(
     return replace(run, cases=cases, suite=suite_effects(cases, policy), gate=policy.to_dict())
 
 
-# The metrics also judged across the whole suite (one of each family that matters).
-SUITE_METRICS = ("output_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50")
-
-
 def suite_effects(
     cases: Mapping[str, CaseResult],
     policy: GatePolicy,
@@ -400,9 +426,12 @@ def suite_effects(
     - Against a committed baseline (``baseline``): the trimmed mean of the cases' changes,
       plus the offset every case of one job shares (from the saved jobs, else the machine
       kind's default), which no number of cases averages away."""
-    alpha = (policy.alpha - policy.case_alpha) / len(SUITE_METRICS)
+    names = policy.suite_metrics
+    if not names:
+        return ()
+    alpha = (policy.alpha - policy.case_alpha) / len(names)
     out = []
-    for name in SUITE_METRICS:
+    for name in names:
         spec = lookup(name)
         judged = [
             c

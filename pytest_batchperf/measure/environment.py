@@ -1,9 +1,11 @@
 """What a run ran on: the hardware class that picks the baseline file, and the full
 environment recorded in it (and diffed in reports).
 
-A CPU class names the model, the instruction-set level that matters to llama.cpp and the
-core count (``cpu-amd-epyc-avx512bf16-2c``): one ``/proc/cpuinfo`` model name can cover
-machines with and without AVX512, twice as fast apart, which must not share a baseline.
+A CPU class names the model, the instruction-set level that matters to llama.cpp, the x86
+family and model (the microarchitecture) and the core count
+(``cpu-amd-epyc-avx512bf16-f25m17-2c``): one ``/proc/cpuinfo`` model name can cover machines
+with and without AVX512, or two generations with the same AVX512 flags, twice as fast
+apart, which must not share a baseline.
 
 The hardware class names the machine, not what this job was given of it: a job that lost
 a core (``taskset -c 0``, a smaller cgroup quota) is judged against its machine's
@@ -31,28 +33,38 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> frozenset[str]:
-    """The ``flags`` of /proc/cpuinfo's first CPU (x86); empty where there are none."""
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's ``key: value`` lines of /proc/cpuinfo; empty where it is unreadable."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, sep, value = line.partition(":")
-                if sep and key.strip() == "flags":
-                    return frozenset(value.split())
+                if not sep:
+                    if fields:
+                        break  # the blank line after the first CPU
+                    continue
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> frozenset[str]:
+    """The ``flags`` of /proc/cpuinfo's first CPU (x86); empty where there are none."""
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def cpu_uarch() -> str:
+    """``f25m17``: the x86 family and model, which tell a microarchitecture apart (AMD
+    Genoa from Turin) where the flags and a virtualised model name do not; empty elsewhere."""
+    info = _cpuinfo()
+    family, model = info.get("cpu family", ""), info.get("model", "")
+    return f"f{family}m{model}" if family.isdigit() and model.isdigit() else ""
 
 
 # Highest first: the level, and the flags it needs (llama.cpp's x86 kernels pick by these).
@@ -88,9 +100,10 @@ def machine_cores() -> int:
 
 def hardware_class(device: str, gpus: Sequence[int] = (0,)) -> str:
     """``nvidia-h200-140gb``, ``2x-nvidia-h200-140gb`` or
-    ``cpu-amd-epyc-9b14-avx512bf16-2c`` (CPU model, :func:`cpu_isa` level, the machine's
-    cores): the device and how many of them the engine uses, not the driver, so that a
-    driver upgrade is compared with the old driver's baseline."""
+    ``cpu-amd-epyc-9b14-avx512bf16-f25m17-2c`` (CPU model, :func:`cpu_isa` level,
+    :func:`cpu_uarch`, the machine's cores): the device and how many of them the engine
+    uses, not the driver, so that a driver upgrade is compared with the old driver's
+    baseline."""
     if device.startswith("cuda"):
         info = nvml.device_info(gpus)
         if not info:
@@ -100,7 +113,8 @@ def hardware_class(device: str, gpus: Sequence[int] = (0,)) -> str:
             name = f"{name}-{round(info['gpu_memory_mib'] / 1024)}gb"
         name = name if name.startswith("nvidia") else f"nvidia-{name}"
         return f"{len(gpus)}x-{name}" if len(gpus) > 1 else name
-    return f"cpu-{_slug(cpu_model())}-{cpu_isa()}-{machine_cores()}c"
+    parts = (_slug(cpu_model()), cpu_isa(), cpu_uarch(), f"{machine_cores()}c")
+    return "cpu-" + "-".join(part for part in parts if part)
 
 
 def package_versions(names: Sequence[str] = ENGINE_PACKAGES) -> dict[str, str]:
@@ -120,6 +134,7 @@ def capture(device: str, gpus: Sequence[int] = (), engine_info: dict | None = No
         "os": f"{platform.system()} {platform.release()}",
         "cpu": cpu_model(),
         "cpu_isa": cpu_isa(),
+        "cpu_uarch": cpu_uarch(),
         "cpu_count": machine_cores(),
         "usable_cores": round(usable_cores(), 2),
         "device": device,

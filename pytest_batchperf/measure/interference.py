@@ -28,6 +28,8 @@ STEAL_PCT = 5.0
 # Our own threads (pytest's sampler, the engine's workers) contend on a quiet small runner
 # too (docs/results/cpu-gate.md): only well above that is the wait other work's.
 RUNQUEUE_WAIT_PCT = 35.0
+# How long a re-measurement waits for other work to end before it measures anyway.
+QUIET_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -154,3 +156,21 @@ class InterferenceProbe:
             runqueue_wait_pct=100 * max(0.0, waited) / max(wall, 1e-9),
             load_avg=os.getloadavg()[0],
         )
+
+
+def wait_for_quiet(
+    timeout_s: float = QUIET_WAIT_S,
+    window_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Wait until a ``window_s`` window sees no interference (True), or ``timeout_s`` has
+    passed (False); True at once where the probe reads nothing (off Linux)."""
+    deadline = clock() + timeout_s
+    while True:
+        with InterferenceProbe(clock) as probe:
+            sleep(window_s)
+        if probe.result is None or not probe.result.warnings():
+            return True
+        if clock() >= deadline:
+            return False

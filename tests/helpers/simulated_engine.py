@@ -11,7 +11,8 @@ per engine instance: the offset a fresh process brings), slowdown (fraction), se
 noise, with the instance's number; default: the pid), factors (time multipliers applied to successive
 rounds in turn, for exactly reproducible round-to-round spread), oom_above (batch sizes
 above it do not fit), empty_at (a batch size whose rounds produce no tokens: a trace that
-cannot be summarised), log (a file each round appends "instance strategy batch_size" to).
+cannot be summarised), log (a file each round appends "instance strategy batch_size" to),
+busy_flag (a file: while it exists, rounds take twice as long, as under other work).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SimulatedEngine(Engine):
         self.oom_above = o.get("oom_above")
         self.empty_at = o.get("empty_at")
         self.log = o.get("log")
+        self.busy_flag = o.get("busy_flag")
         self.instance = next(_instances)
         self.factors = itertools.cycle([float(f) for f in o.get("factors", [1.0])])
         seed = o.get("seed")
@@ -69,8 +71,10 @@ class SimulatedEngine(Engine):
         if self.log:
             with open(self.log, "a") as f:
                 f.write(f"{self.instance} {strategy.value} {batch_size}\n")
+        busy = 2.0 if self.busy_flag and os.path.exists(self.busy_flag) else 1.0
         factor = (
-            (1 + self.slowdown)
+            busy
+            * (1 + self.slowdown)
             * self.offset
             * next(self.factors)
             * self._rng.lognormal(0, self.noise)

@@ -198,3 +198,98 @@ def test_the_profile_can_set_runs(sim_project):
     p.makefile(".toml", pyproject=SIM_PROFILE.format(noise=0.02) + "runs = 2\n")
     run_sim(p).assert_outcomes(passed=4)
     assert {len(c["runs"]) for c in results(p)["cases"].values()} == {2}
+
+
+@pytest.fixture
+def busy_machine(monkeypatch, tmp_path):
+    """Other work on the machine while ``flag`` exists: runs read as disturbed (and the
+    fake engine, given the flag, runs twice as slow); waiting for quiet ends that work."""
+    from pytest_batchperf.measure import interference, runner
+
+    flag = tmp_path / "busy"
+    waits = []
+
+    class Probe:
+        def __enter__(self):
+            self.result = interference.Interference(
+                1.0, 2.0, 80.0 if flag.exists() else 0.0, 0.0, 0.0, 1.0
+            )
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    def wait_for_quiet(*args, **kwargs):
+        waits.append(flag.exists())
+        flag.unlink(missing_ok=True)
+        return True
+
+    monkeypatch.setattr(runner, "InterferenceProbe", Probe)
+    monkeypatch.setattr(interference, "wait_for_quiet", wait_for_quiet)
+    return flag, waits
+
+
+def test_a_regression_on_a_disturbed_run_is_measured_again_on_a_quiet_machine(
+    sim_project, busy_machine
+):
+    flag, waits = busy_machine
+    p = sim_project(noise=0.01)
+    busy = ("--batchperf-set", f"busy_flag={json.dumps(str(flag))}", "-k", "B8-continuous")
+    save_jobs(p, *busy).assert_outcomes(passed=1)
+    flag.touch()  # other work starts: the first run is twice as slow, and flagged
+    run_sim(p, *busy).assert_outcomes(passed=1)
+    assert waits == [True]
+    case = results(p)["cases"][B8]
+    assert case["verdict"] != "regressed" and len(case["runs"]) == 1  # the disturbed one out
+    assert any(
+        "measured 1 more run(s), judged on the 1 quiet one(s)" in w for w in case["warnings"]
+    )
+    # a real slowdown still fails after the quiet re-measurement
+    flag.touch()
+    run_sim(p, *busy, "--batchperf-set", "slowdown=1.0").assert_outcomes(failed=1)
+    assert waits == [True, True]
+
+
+def test_a_regression_that_stays_disturbed_says_its_verdict_rests_on_disturbed_runs(
+    sim_project, busy_machine, monkeypatch
+):
+    from pytest_batchperf.measure import interference
+
+    flag, _ = busy_machine
+    monkeypatch.setattr(interference, "wait_for_quiet", lambda *a, **k: False)
+    p = sim_project(noise=0.01)
+    busy = ("--batchperf-set", f"busy_flag={json.dumps(str(flag))}", "-k", "B8-continuous")
+    save_jobs(p, *busy).assert_outcomes(passed=1)
+    flag.touch()  # the machine stays busy
+    run_sim(p, *busy).assert_outcomes(failed=1)
+    data = results(p)
+    assert any("rests on disturbed runs" in w for w in data["cases"][B8]["warnings"])
+    assert any("rerun on a quiet runner: " + B8 in n for n in data["notices"])
+
+
+def test_the_profile_and_the_marker_choose_the_metrics_that_gate(sim_project):
+    suite = """
+import pytest
+from pytest_batchperf.workload import WorkloadSpec, fixed
+WL = WorkloadSpec(num_requests=16, prompt=fixed(16), output=fixed(16), seed=3)
+
+@pytest.mark.batchperf(gate_metrics=["peak_rss_mib"])
+def test_memory_only(batchperf):
+    batchperf.run(WL, "continuous", 8)
+
+def test_default(batchperf):
+    batchperf.run(WL, "continuous", 8)
+"""
+    p = sim_project(noise=0.01, suite=suite)
+    save_jobs(p).assert_outcomes(passed=2)
+    run_sim(p, "--batchperf-set", "slowdown=1.0").assert_outcomes(passed=1, failed=1)
+    assert results(p)["cases"]["test_suite.py::test_memory_only"]["verdict"] != "regressed"
+    p.makefile(".toml", pyproject=SIM_PROFILE.format(noise=0.01) + "gate_metrics = ['x']\n")
+    bad = run_sim(p)
+    assert bad.ret != 0
+    bad.stderr.fnmatch_lines(["*profile 'sim': gate_metrics: unknown metric x (known:*"])
+    memory = "gate_metrics = ['peak_rss_mib']\n"
+    p.makefile(".toml", pyproject=SIM_PROFILE.format(noise=0.01) + memory)
+    run_sim(p, "--batchperf-set", "slowdown=1.0").assert_outcomes(passed=2)
+    data = results(p)
+    assert data["gate"]["gate_metrics"] == ["peak_rss_mib"] and data["suite"] == []

@@ -1,5 +1,5 @@
-"""The hardware class names the machine (CPU model, ISA level and cores, or how many GPUs
-the engine uses); what this job was given of it goes into the environment. Another class's
+"""The hardware class names the machine (CPU model, ISA level, microarchitecture and cores,
+or how many GPUs the engine uses); what this job was given of it goes into the environment. Another class's
 baseline is never compared."""
 
 import shutil
@@ -19,18 +19,20 @@ AVX512_BF16 = {"avx", "avx2", "avx512f", "avx512vl", "avx512_vnni", "avx512_bf16
 AVX2 = {"avx", "avx2", "fma"}
 
 
-def _machine(monkeypatch, flags, model="AMD EPYC", cores=2):
+def _machine(monkeypatch, flags, model="AMD EPYC", cores=2, uarch="f25m17"):
     monkeypatch.setattr(environment, "cpu_model", lambda: model)
     monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(environment, "cpu_uarch", lambda: uarch)
     monkeypatch.setattr(environment.os, "cpu_count", lambda: cores)
 
 
 def test_cpu_class_counts_the_machines_cores_not_this_jobs(monkeypatch):
     _machine(monkeypatch, AVX512_BF16, "AMD EPYC 9B14")
     monkeypatch.setattr(interference.os, "sched_getaffinity", lambda pid: {0})
-    assert environment.hardware_class("cpu") == "cpu-amd-epyc-9b14-avx512bf16-2c"
+    assert environment.hardware_class("cpu") == "cpu-amd-epyc-9b14-avx512bf16-f25m17-2c"
     env = environment.capture("cpu")
     assert env["usable_cores"] == 1 and env["cpu_isa"] == "avx512bf16"
+    assert env["cpu_uarch"] == "f25m17"
 
 
 def test_one_model_name_with_and_without_avx512_is_two_classes(monkeypatch):
@@ -38,9 +40,23 @@ def test_one_model_name_with_and_without_avx512_is_two_classes(monkeypatch):
     fast = environment.hardware_class("cpu")
     _machine(monkeypatch, AVX2)
     assert (fast, environment.hardware_class("cpu")) == (
-        "cpu-amd-epyc-avx512bf16-2c",
-        "cpu-amd-epyc-avx2-2c",
+        "cpu-amd-epyc-avx512bf16-f25m17-2c",
+        "cpu-amd-epyc-avx2-f25m17-2c",
     )
+
+
+def test_two_generations_with_the_same_flags_are_two_classes(monkeypatch):
+    """Zen 4 and Zen 5 both show AVX512-BF16 under one virtualised 'AMD EPYC': the family and
+    model tell them apart."""
+    _machine(monkeypatch, AVX512_BF16, uarch="f25m17")
+    genoa = environment.hardware_class("cpu")
+    _machine(monkeypatch, AVX512_BF16, uarch="f26m2")
+    assert (genoa, environment.hardware_class("cpu")) == (
+        "cpu-amd-epyc-avx512bf16-f25m17-2c",
+        "cpu-amd-epyc-avx512bf16-f26m2-2c",
+    )
+    _machine(monkeypatch, AVX512_BF16, uarch="")  # not x86: no family to name
+    assert environment.hardware_class("cpu") == "cpu-amd-epyc-avx512bf16-2c"
 
 
 @pytest.mark.parametrize(
@@ -63,8 +79,9 @@ def test_isa_level_is_the_highest_level_of_the_flags(flags, level):
 def test_cpu_flags_are_the_first_flags_line(monkeypatch, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
-        "processor\t: 0\nmodel name\t: AMD EPYC\nvmx flags\t: ept\n"
-        "flags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+        "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+        "vmx flags\t: ept\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n"
+        "processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nflags\t\t: fpu\n"
     )
     real = open
     monkeypatch.setattr(
@@ -75,10 +92,12 @@ def test_cpu_flags_are_the_first_flags_line(monkeypatch, tmp_path):
     )
     assert environment.cpu_flags() == {"fpu", "avx2", "avx512f", "avx512_bf16"}
     assert environment.cpu_isa() == "avx512bf16"
+    assert (environment.cpu_model(), environment.cpu_uarch()) == ("AMD EPYC", "f25m17")
     cpuinfo.unlink()  # unreadable, or no x86 flags (aarch64): the machine's name
     monkeypatch.setattr(environment.platform, "machine", lambda: "aarch64")
     assert environment.cpu_flags() == frozenset()
     assert environment.cpu_isa() == "aarch64"
+    assert environment.cpu_uarch() == ""
 
 
 @pytest.mark.skipif(not shutil.which("taskset"), reason="needs taskset")
@@ -156,11 +175,11 @@ def _session(root):
 def test_another_isa_levels_baseline_is_not_used_and_is_named(saved_on_avx512):
     s = _session(saved_on_avx512)
     s.prepare()
-    assert s.hardware_class == "cpu-amd-epyc-avx2-2c"
+    assert s.hardware_class == "cpu-amd-epyc-avx2-f25m17-2c"
     assert s.baseline is None  # its cases are new
     assert s.notices() == (
-        "no baseline for class cpu-amd-epyc-avx2-2c; baselines of this profile exist for: "
-        "cpu-amd-epyc-avx512bf16-2c",
+        "no baseline for class cpu-amd-epyc-avx2-f25m17-2c; baselines of this profile exist "
+        "for: cpu-amd-epyc-avx512bf16-f25m17-2c",
     )
 
 
@@ -170,5 +189,5 @@ def test_under_ci_another_isa_levels_baseline_fails_in_one_line(saved_on_avx512,
         _session(saved_on_avx512).prepare()
     message = str(exc.value)
     assert "\n" not in message
-    assert "hardware class 'cpu-amd-epyc-avx2-2c'" in message
-    assert "baselines exist for: cpu-amd-epyc-avx512bf16-2c" in message
+    assert "hardware class 'cpu-amd-epyc-avx2-f25m17-2c'" in message
+    assert "baselines exist for: cpu-amd-epyc-avx512bf16-f25m17-2c" in message
