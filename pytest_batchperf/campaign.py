@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .device import Device
 from .judge.catalog import Direction, lookup
 
 _RUN = re.compile(r"^run-(\d+)-([a-z0-9]+)$")
@@ -140,9 +141,9 @@ def committed_jobs(
     return out
 
 
-def _judge_ab(job: list[tuple], device: str, profile: str):
+def _judge_ab(job: list[tuple], device: Device, profile: str):
     from .judge.gate import GatePolicy, rejudge_ab
-    from .judge.results import CaseResult, RunResults
+    from .judge.results import CaseResult, Mode, RunResults
 
     cids = list(job[0][0]["cases"])
     refs, cands = [a for a, _ in job], [b for _, b in job]
@@ -150,12 +151,12 @@ def _judge_ab(job: list[tuple], device: str, profile: str):
         cid: CaseResult(cid, "campaign", metrics=_side(cands, cid), reference=_side(refs, cid))
         for cid in cids
     }
-    run = RunResults(profile, "", {"device": device}, cases, mode="ab")
+    run = RunResults(profile, "", {"device": device}, cases, mode=Mode.AB)
     policy = GatePolicy(looks=3, planned=len(job), paired=True, device=device, pass_order=True)
     return rejudge_ab(run, policy, cids)
 
 
-def _judge_committed(base: list, cand: Mapping[str, Any], device: str, profile: str):
+def _judge_committed(base: list, cand: Mapping[str, Any], device: Device, profile: str):
     from .judge.gate import GatePolicy, compare_runs
     from .judge.results import CaseResult, RunResults
 
@@ -177,7 +178,7 @@ def judge(data: Mapping[str, Any], pairs: int = 2, save_runs: int = 3) -> list[s
     from .judge.gate import GatePolicy
 
     runs, profile = data["runs"], data.get("profile", "")
-    device = "cuda" if data.get("machine", {}).get("gpu") else "cpu"
+    device = Device.CUDA if data.get("machine", {}).get("gpu") else Device.CPU
     kinds = list(dict.fromkeys(r["kind"] for r in runs))
     cids = list(runs[0]["cases"])
     lines = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -169,11 +170,21 @@ def _number(text: Any, what: str, cast: Any = int, minimum: float = 0) -> Any:
     return value
 
 
-def _choice(text: Any, what: str, choices: tuple[str, ...]) -> str:
+class Interleave(StrEnum):
+    AUTO = "auto"  # case for A/B on a CPU profile, else pass
+    PASS = "pass"  # every case's run 1, then every case's run 2 ...
+    CASE = "case"  # a case's runs back to back, each a fresh engine
+
+
+def _interleave(text: Any) -> Interleave:
     value = str(text).strip()
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+    try:
+        return Interleave(value)
+    except ValueError:
+        choices = ", ".join(Interleave)
+        raise ValueError(
+            f"--batchperf-interleave must be one of {choices}, got {value!r}"
+        ) from None
 
 
 def in_ci() -> bool:
@@ -201,7 +212,7 @@ class Options:
     reference: Mapping[str, Any] = field(default_factory=dict)  # A/B: knob overrides
     reference_profile: str = ""  # A/B: another profile
     pairs: int = DEFAULT_PAIRS
-    interleave: str = "auto"
+    interleave: Interleave = Interleave.AUTO
     report_dir: Path | None = Path("reports")
     batch_sizes: tuple[int, ...] = ()  # empty: the profile's, else DEFAULT_BATCH_SIZES
     timeout_s: float = 0.0
@@ -251,9 +262,7 @@ class Options:
             reference=parse_overrides(v["batchperf_reference"], "--batchperf-reference"),
             reference_profile=str(v["batchperf_reference_profile"]).strip(),
             pairs=_number(v["batchperf_pairs"], "--batchperf-pairs", int, 1),
-            interleave=_choice(
-                v["batchperf_interleave"], "--batchperf-interleave", ("auto", "pass", "case")
-            ),
+            interleave=_interleave(v["batchperf_interleave"]),
             report_dir=path(report) if report and report.lower() != "none" else None,
             batch_sizes=_int_list(v["batchperf_batch_sizes"], "--batchperf-batch-sizes")
             if str(v["batchperf_batch_sizes"]).strip()

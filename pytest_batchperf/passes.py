@@ -5,7 +5,9 @@ pytest-xdist, whose workers drive the loop). Each item runs once per pass; only 
 run is reported (pytest's normal protocol: output capture, warnings, JUnit), so a case
 shows up once, with its final outcome. An earlier run that fails or skips is reported
 when it happens, and the item runs no more. Runs items again the way pytest supports it
-for re-running plugins (``runtestprotocol``).
+for re-running plugins (``runtestprotocol``, as pytest-rerunfailures does: pytest has no
+public API for it). Where a pytest release moves it, ``SUPPORTED`` is False and every case
+runs its runs back to back instead (``--batchperf-interleave case``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from _pytest.runner import runtestprotocol
 
 from .plan import Slot
+
+try:
+    from _pytest.runner import runtestprotocol
+except ImportError:  # pragma: no cover - a pytest release that moved it
+    SUPPORTED = False
+else:
+    SUPPORTED = True
 
 
 def _schedule(

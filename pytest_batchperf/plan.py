@@ -11,10 +11,10 @@ inconclusive after its planned runs may add ``extend`` more, one run (or pair) a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     CANDIDATE = "candidate"
     REFERENCE = "reference"
 

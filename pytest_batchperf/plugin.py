@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 FIXTURE = "batchperf"
 MARKER_LINE = (
-    "batchperf(rounds=None, warmup=None, runs=None, tolerance=None, batch_sizes=None): "
-    "per-test settings of pytest-batchperf (tolerance is a {metric: percent} dict)"
+    "batchperf(rounds=None, warmup=None, runs=None, tolerance=None, gate_metrics=None, "
+    "batch_sizes=None): per-test settings of pytest-batchperf (tolerance is a "
+    "{metric: percent} dict, gate_metrics a list of metric names)"
 )
 
 
@@ -41,7 +42,10 @@ class _State:
 
     def get(self) -> BatchperfSession:
         if self.session is None:
-            from .options import Options
+            from dataclasses import replace
+
+            from .options import Interleave, Options
+            from .passes import SUPPORTED
             from .profiles import ProfileError
             from .session import BatchperfSession
 
@@ -49,6 +53,8 @@ class _State:
                 options = Options.from_config(self.config)
             except (ValueError, ProfileError) as exc:
                 raise pytest.UsageError(str(exc)) from None
+            if not SUPPORTED:
+                options = replace(options, interleave=Interleave.CASE)
             self.session = BatchperfSession(options, self.config.rootpath)
         return self.session
 
@@ -92,14 +98,21 @@ def _marker(node: Any) -> dict[str, Any]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = metafunc.fixturenames
-    if (
-        FIXTURE not in names
-        or "batch_size" not in names
-        or any("batch_size" in getattr(c, "params", {}) for c in metafunc._calls)
-    ):
+    if FIXTURE not in names or "batch_size" not in names or _parametrizes(metafunc, "batch_size"):
         return
     sizes = _marker(metafunc.definition).get("batch_sizes") or _batch_sizes(metafunc.config)
     metafunc.parametrize("batch_size", list(sizes), ids=[f"B{b}" for b in sizes])
+
+
+def _parametrizes(metafunc: pytest.Metafunc, name: str) -> bool:
+    """A ``parametrize`` marker of the test already gives ``name`` its values."""
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
 
 
 def _batch_sizes(config: pytest.Config) -> tuple[int, ...]:

@@ -20,14 +20,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .engines.config import KNOBS, KnobError
+from .device import Device
+from .engines import BUILTIN as BUILTIN_ENGINES
+from .engines.config import KnobError
 from .judge.catalog import parse_gate_metrics, parse_tolerances
 
 if TYPE_CHECKING:
     from .engines.base import EngineSpec
     from .workload.spec import WorkloadSpec
 
-ENGINES = tuple(KNOBS)
+ENGINES = tuple(BUILTIN_ENGINES)
 
 
 class ProfileError(ValueError):
@@ -39,7 +41,7 @@ class Profile:
     name: str
     engine: str
     model: str = "synthetic:tiny"
-    device: str = "cpu"  # "cpu" or "cuda"
+    device: Device = Device.CPU
     knobs: Mapping[str, Any] = field(default_factory=dict)  # the engine's own settings
     # Per-round timeout (s): a hung engine errors the case, the session goes on.
     timeout_s: float = 600.0
@@ -68,6 +70,9 @@ class Profile:
     gate_metrics: tuple[str, ...] = ()
     source: str = "built-in"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", Device.of(self.device))  # built-ins spell it
+
     def with_overrides(
         self, overrides: Mapping[str, Any], where: str = "--batchperf-set"
     ) -> Profile:
@@ -83,9 +88,10 @@ class Profile:
     def typed_knobs(self) -> Any:
         """The knobs as the engine's typed config (a dict for a custom adapter).
         Raises ProfileError naming an unknown or mistyped knob."""
-        config = KNOBS.get(self.engine)
-        if config is None:
+        builtin = BUILTIN_ENGINES.get(self.engine)
+        if builtin is None:
             return dict(self.knobs)
+        config = builtin.knobs
         try:
             return config.parse(self.knobs, f"profile {self.name!r}")
         except KnobError as exc:
@@ -112,7 +118,7 @@ class Profile:
 
     def gpus(self) -> int:
         """GPUs one engine of this profile computes on (0 on the CPU)."""
-        if not self.device.startswith("cuda"):
+        if not self.device.gpu:
             return 0
         knobs = self.typed_knobs()
         return knobs.gpus() if hasattr(knobs, "gpus") else 1
@@ -146,14 +152,14 @@ BUILTIN: dict[str, Profile] = {
             "default",
             "llama-cpp",
             "synthetic:tiny",
-            "cpu",
+            Device.CPU,
             {"n_threads": 2, "n_ctx": 4096, "n_batch": 512},
         ),
         Profile(
             "llama-cpp-cuda-1b",
             "llama-cpp",
             "synthetic:1b",
-            "cuda",
+            Device.CUDA,
             {"n_gpu_layers": -1, "n_ctx": 16384, "n_batch": 2048, "n_threads": 4},
             min_waves=GPU_MIN_WAVES,
             batch_sizes=GPU_BATCH_SIZES,
@@ -162,14 +168,14 @@ BUILTIN: dict[str, Profile] = {
             "transformers-tiny",
             "transformers",
             "synthetic:tiny",
-            "cpu",
+            Device.CPU,
             {"dtype": "float32", "threads": 2},
         ),
         Profile(
             "transformers-1b",
             "transformers",
             "synthetic:1b",
-            "cuda",
+            Device.CUDA,
             {"dtype": "bfloat16"},
             min_waves=GPU_MIN_WAVES,
             batch_sizes=GPU_BATCH_SIZES,
@@ -178,7 +184,7 @@ BUILTIN: dict[str, Profile] = {
             "vllm-synthetic-1b",
             "vllm",
             "synthetic:1b",
-            "cuda",
+            Device.CUDA,
             {
                 "gpu_memory_utilization": 0.85,
                 "max_model_len": 2048,
@@ -197,7 +203,7 @@ BUILTIN: dict[str, Profile] = {
             "vllm-synthetic-8b",
             "vllm",
             "synthetic:8b",
-            "cuda",
+            Device.CUDA,
             {
                 "gpu_memory_utilization": 0.85,
                 "max_model_len": 2048,
@@ -215,7 +221,7 @@ BUILTIN: dict[str, Profile] = {
             "llama-server-cpu",
             "openai-http",
             "synthetic:tiny",
-            "cpu",
+            Device.CPU,
             {
                 "command": [
                     "{llama_server}",
@@ -245,7 +251,7 @@ BUILTIN: dict[str, Profile] = {
             "llama-server-tiny",
             "openai-http",
             "synthetic:tiny",
-            "cpu",
+            Device.CPU,
             {"server": "llama_cpp.server", "n_threads": 2, "n_ctx": 4096, "startup_timeout_s": 120},
         ),
     )
@@ -270,6 +276,7 @@ def _parse_table(name: str, table: Any, source: str) -> Profile:
         raise ProfileError(f"{source}: profile {name!r}: env must be a table of variables")
     if device not in ("cpu", "cuda"):
         raise ProfileError(f"{source}: profile {name!r}: device must be 'cpu' or 'cuda'")
+    device = Device(device)
     sizing = _top_level(name, {k: top[k] for k in _SIZING if k in top}, source)
     return Profile(
         name=name,

@@ -131,6 +131,27 @@ def _fill(rep: Repetition, data: dict) -> Repetition:
     return rep
 
 
+def _committed(directory: Path, profile: str) -> tuple[dict, int]:
+    """The baseline judged against (this machine's class): each metric's run summaries, as
+    runs of one round, and its save jobs, so that the campaign's compact data can be judged
+    again without the file."""
+    from .judge import baseline
+    from .measure import environment
+    from .profiles import BUILTIN
+
+    device = BUILTIN[profile].device if profile in BUILTIN else "cpu"
+    path = baseline.baseline_path(directory, environment.hardware_class(device), profile)
+    base = baseline.load(path)
+    if base is None:
+        raise ValueError(f"{path}: no baseline to judge against")
+    saved = {
+        cid: {name: [[x] for x in m.summaries] for name, m in case.metrics.items()}
+        for cid, case in base.cases.items()
+    }
+    jobs = {len(m.jobs) for case in base.cases.values() for m in case.metrics.values()}
+    return saved, max(jobs, default=0) or 1
+
+
 def measure(
     suites: Sequence[str],
     out: Path,
@@ -162,6 +183,8 @@ def measure(
         *extra,
     ]
     saved: dict[str, dict[str, list[list[float]]]] = {}
+    if baseline_dir is not None and not ab:
+        saved, save_jobs = _committed(baseline_dir, profile)
     for job in range(1, save_jobs + 1) if not ab and baseline_dir is None else ():
         where = out / f"save-{job}"
         code, wall = _pytest(
@@ -211,6 +234,7 @@ def measure(
                     "suites": list(suites),
                     "save_runs": save_runs,
                     "save_jobs": save_jobs if saved else 0,
+                    "baseline_dir": str(baseline_dir) if baseline_dir else None,
                     "runs": runs,
                     "pairs": pairs,
                     "save": saved,
@@ -258,7 +282,7 @@ def rejudge_compact(data: dict) -> list[tuple[Repetition, Any]]:
     between-job variance stands in); A/B pairs are judged in the order the cases ran."""
     from .campaign import metric_runs as _metric_runs
     from .judge.gate import GatePolicy, compare_runs, rejudge_ab
-    from .judge.results import CaseResult, RunResults
+    from .judge.results import CaseResult, Mode, RunResults
 
     env = {"device": "cpu"}
     policy = GatePolicy(looks=1 + DEFAULT_EXTEND, planned=data.get("runs") or 1)
@@ -283,7 +307,7 @@ def rejudge_compact(data: dict) -> list[tuple[Repetition, Any]]:
             )
             for cid, m in r["runs"].items()
         }
-        run = RunResults(data["profile"], "", env, cases, mode=data["mode"])
+        run = RunResults(data["profile"], "", env, cases, mode=Mode(data["mode"]))
         if data["mode"] == "ab":
             pairs = data.get("pairs") or 3
             judged = rejudge_ab(run, replace(policy, planned=pairs), list(cases))

@@ -17,27 +17,28 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from . import engines
+from .device import Device
 from .engines.base import Engine, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
 from .judge import baseline as baselines
 from .judge import gate, stats
-from .judge.decision import Comparison, Verdict
-from .judge.results import CaseResult, MetricRuns, RunInfo, RunResults
+from .judge.decision import Verdict
+from .judge.results import CaseResult, MetricRuns, Mode, RunInfo, RunResults
 from .measure import environment, interference
 from .measure.roofline import DTYPE_BYTES, Roofline
 from .measure.runner import Driver, Rounds, RunMeasurement, measure_run
 from .models.resolve import ModelError
-from .options import DEFAULT_SAVE_RUNS, Options
+from .options import DEFAULT_SAVE_RUNS, Interleave, Options
 from .plan import Plan, Side, Slot
 from .profiles import Profile, ProfileError, resolve
 from .workload.spec import CaseSpec
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     PENDING = "pending"  # more runs of this case come in later passes
     PASS = "pass"
     WARN = "warn"  # inconclusive: shown, fails only under --batchperf-strict
@@ -87,7 +88,7 @@ class CaseRecord:
             if name not in m.metrics:
                 side.metrics[name] = runs.with_run(())
         disturbance = m.interference.to_dict() if m.interference else {}
-        side.runs.append(RunInfo(slot.index, slot.side.value, slot.extension, disturbance))
+        side.runs.append(RunInfo(slot.index, slot.side, slot.extension, disturbance))
         prefix = f"{slot.side.value} " if slot.side is Side.REFERENCE else ""
         self.warnings.extend(
             f"{prefix}run {len(side.runs)}: {w}"
@@ -154,7 +155,8 @@ def _check_python(profile: Profile) -> None:
     where = f"profile {profile.name!r}: python {profile.python}"
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise ProfileError(f"{where} does not exist or is not executable")
-    package, extra = engines.PACKAGES.get(profile.engine, ("", ""))
+    builtin = engines.BUILTIN.get(profile.engine)
+    package, extra = (builtin.package, builtin.extra) if builtin else ("", "")
     probe = (
         "import sys, importlib.util as u; v = sys.version_info; "
         f"sys.exit(3 if v < (3, 11) else 4 if {package!r} and not u.find_spec({package!r}) "
@@ -263,8 +265,8 @@ class BatchperfSession:
         specs = {}
         for side, profile in sides.items():
             _check_python(profile)
-            specs[side] = profile.engine_spec(resolve=gpu_here or profile.device == "cpu")
-        gpus = nvml.engine_gpus(candidate.gpus()) if candidate.device.startswith("cuda") else ()
+            specs[side] = profile.engine_spec(resolve=gpu_here or not profile.device.gpu)
+        gpus = nvml.engine_gpus(candidate.gpus()) if candidate.device.gpu else ()
         hardware_class = environment.hardware_class(candidate.device, gpus)
         path = baselines.baseline_path(o.baseline_dir, hardware_class, candidate.name)
         baseline = None if o.ab else baselines.load(path)
@@ -315,10 +317,10 @@ class BatchperfSession:
         machine's slow phases come and go within a pass (docs/results/cpu-gate.md); on a
         GPU a new engine costs a minute."""
         mode = self.options.interleave
-        if mode == "auto":
-            cpu = self.profile is not None and not self.profile.device.startswith("cuda")
-            mode = "case" if self.ab and cpu else "pass"
-        return mode == "pass"
+        if mode is Interleave.AUTO:
+            cpu = self.profile is not None and not self.profile.device.gpu
+            mode = Interleave.CASE if self.ab and cpu else Interleave.PASS
+        return mode is Interleave.PASS
 
     def plan(self, marker_runs: int | None = None) -> Plan:
         extend = 0 if self.saving else self.options.extend
@@ -337,7 +339,7 @@ class BatchperfSession:
             paired=self.ab,
             gate_metrics=o.gate_metrics or (self.profile.gate_metrics if self.profile else ()),
             planned=self.runs_per_case(),
-            device=self.profile.device if self.profile else "cpu",
+            device=self.profile.device if self.profile else Device.CPU,
             pass_order=self.ab and self.passes,
         )
 
@@ -537,22 +539,7 @@ class BatchperfSession:
             self.cases.pop(rec.case_id, None)
             return CaseOutcome(rec.result(), Action.SKIP, f"batch size {size} does not fit: {cand}")
         where = "the reference" if self.ab else "the baseline"
-        comparison = Comparison(
-            "max_batch_size",
-            "count",
-            "up",
-            Verdict.REGRESSED,
-            float(size),
-            math.nan,
-            math.nan,
-            None,
-            None,
-            None,
-            0.0,
-            1,
-            0,
-            note=f"batch size {size} fitted in {where} and no longer fits: {cand}",
-        )
+        comparison = gate.capacity_regression(size, where, cand)
         result = rec.result().with_comparisons((comparison,))
         self.cases[rec.case_id] = result
         return CaseOutcome(
@@ -699,7 +686,7 @@ class BatchperfSession:
             created=self.started,
             interrupted=interrupted,
             missing=missing,
-            mode="ab" if self.ab else "baseline",
+            mode=Mode.AB if self.ab else Mode.BASELINE,
             baseline_path=None if self.ab else str(self.baseline_path),
             baseline_environment=reference_env,
             gate=self.policy.to_dict(),

@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Gate v3 live on this CPU runner (docs/results/cpu-gate.md): a baseline saved in 3 jobs,
-# then A/A jobs and slowed jobs interleaved, each a fresh pytest process, all judged as they
-# ran; then jobs with one compute thread and one under `taskset -c 0`.
-#   bash scripts/cpu_gate_live.sh OUT [AA] [PER_SLOWDOWN]
+# Gate v3 live on this CPU runner (docs/results/cpu-gate.md), against the committed baseline
+# of this machine's class (saved in 3 jobs: `pytest suites --batchperf-save --batchperf-runs 3`,
+# three times). Every job is a fresh pytest process, judged as it ran:
+#   committed mode, all suites: A/A jobs and jobs 100 % and 25 % slower, interleaved;
+#   A/B mode, the batch sweep at B8: A/A jobs and 25 % jobs;
+#   jobs with one compute thread instead of two, and one under `taskset -c 0`.
+#   bash scripts/cpu_gate_live.sh OUT [AA] [PER_SLOWDOWN] [AB_EACH] [THREADS1]
 set -uo pipefail
-out=${1:?output dir}; aa=${2:-4}; per=${3:-2}
+out=${1:?output dir}; aa=${2:-7}; per=${3:-3}; ab=${4:-3}; threads1=${5:-2}
 mkdir -p "$out"
-{ grep -m1 'model name' /proc/cpuinfo; nproc; grep -o -w 'avx512[a-z_0-9]*\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } > "$out/machine.txt"
-suites=(suites/test_batch_sweep.py suites/test_variable_length.py)  # 21 cases
-batchperf gate-quality --suite "${suites[0]}" --suite "${suites[1]}" --save-jobs 3 --save-runs 3 \
-    --aa "$aa" --slowdowns 1.0,0.25 --per-slowdown "$per" --out "$out" | tee "$out/gate-quality.txt"
+{ grep -m1 'model name' /proc/cpuinfo; grep -m1 'cpu family' /proc/cpuinfo; grep -m1 '^model\s' /proc/cpuinfo
+  nproc; grep -o -w 'avx512[a-z_0-9]*\|avx_vnni\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } > "$out/machine.txt"
+batchperf gate-quality --baseline-dir baselines --aa "$aa" --slowdowns 1.0,0.25 \
+    --per-slowdown "$per" --out "$out/committed" | tee "$out/committed.txt"
+batchperf gate-quality --ab --suite suites/test_batch_sweep.py --aa "$ab" --slowdowns 0.25 \
+    --per-slowdown "$ab" --out "$out/ab" -- --batchperf-batch-sizes 8 | tee "$out/ab.txt"
 one() {  # name, then the command's prefix and pytest arguments
     local name=$1; shift
     local start; start=$(date +%s)
-    "$@" "${suites[@]}" -p no:cacheprovider -q --batchperf-baseline-dir "$out/baselines" \
-        --batchperf-report "$out/$name" > "$out/$name.log" 2>&1
+    "$@" suites -p no:cacheprovider -q --batchperf-report "$out/$name" > "$out/$name.log" 2>&1
     echo "$name: exit $? in $(( $(date +%s) - start )) s" | tee -a "$out/jobs.txt"
 }
-one threads1-1 pytest --batchperf-set n_threads=1
-one threads1-2 pytest --batchperf-set n_threads=1
+for i in $(seq "$threads1"); do one "threads1-$i" pytest --batchperf-set n_threads=1; done
 one taskset taskset -c 0 pytest
 touch "$out/DONE"

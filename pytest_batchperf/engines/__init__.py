@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 
 from .base import Engine, EngineCrashed, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
+from .config import Knobs, LlamaCppKnobs, OpenAIHTTPKnobs, TransformersKnobs, VLLMKnobs
 
 __all__ = [
-    "ADAPTERS",
-    "PACKAGES",
+    "BUILTIN",
+    "BuiltinEngine",
     "Engine",
     "EngineCrashed",
     "EngineError",
@@ -20,19 +22,36 @@ __all__ = [
     "start",
 ]
 
-# Imported lazily: each adapter imports its engine package, which may not be installed.
-ADAPTERS = {
-    "llama-cpp": "pytest_batchperf.engines.llama_cpp:LlamaCppEngine",
-    "vllm": "pytest_batchperf.engines.vllm_engine:VLLMEngine",
-    "openai-http": "pytest_batchperf.engines.openai_http:OpenAIHTTPEngine",
-    "transformers": "pytest_batchperf.engines.transformers_engine:TransformersEngine",
-}
-# The package each built-in engine needs, and the extra that installs it.
-PACKAGES = {
-    "llama-cpp": ("llama_cpp", "llama"),
-    "vllm": ("vllm", "vllm"),
-    "openai-http": ("httpx", "openai-http"),
-    "transformers": ("transformers", "transformers"),
+
+@dataclass(frozen=True)
+class BuiltinEngine:
+    """A built-in engine: everything a new one needs, in one entry."""
+
+    adapter: str  # "module:Class", imported lazily: it imports the engine's package
+    package: str  # the Python package it needs ...
+    extra: str  # ... and the pytest-batchperf extra that installs it
+    knobs: type[Knobs]  # its typed knobs, checked before any engine loads
+
+
+BUILTIN: dict[str, BuiltinEngine] = {
+    "llama-cpp": BuiltinEngine(
+        "pytest_batchperf.engines.llama_cpp:LlamaCppEngine", "llama_cpp", "llama", LlamaCppKnobs
+    ),
+    "vllm": BuiltinEngine(
+        "pytest_batchperf.engines.vllm_engine:VLLMEngine", "vllm", "vllm", VLLMKnobs
+    ),
+    "openai-http": BuiltinEngine(
+        "pytest_batchperf.engines.openai_http:OpenAIHTTPEngine",
+        "httpx",
+        "openai-http",
+        OpenAIHTTPKnobs,
+    ),
+    "transformers": BuiltinEngine(
+        "pytest_batchperf.engines.transformers_engine:TransformersEngine",
+        "transformers",
+        "transformers",
+        TransformersKnobs,
+    ),
 }
 
 
@@ -40,7 +59,8 @@ def load(spec: EngineSpec) -> Engine:
     """Build the spec's engine in this process."""
     for key, value in spec.env.items():
         os.environ.setdefault(key, value)
-    target = ADAPTERS.get(spec.engine, spec.engine)
+    builtin = BUILTIN.get(spec.engine)
+    target = builtin.adapter if builtin else spec.engine
     module, _, cls = target.partition(":")
     if not cls:
         raise EngineError(f"profile {spec.profile!r}: unknown engine {spec.engine!r}")
@@ -51,12 +71,11 @@ def load(spec: EngineSpec) -> Engine:
             f"profile {spec.profile!r}: {module} has no engine class {cls!r}"
         ) from None
     except ModuleNotFoundError as exc:
-        if spec.engine not in ADAPTERS:
+        if builtin is None:
             raise EngineError(f"profile {spec.profile!r}: cannot import {module}: {exc}") from None
-        package, extra = PACKAGES[spec.engine]
         raise EngineUnavailable(
-            f"engine {spec.engine!r} needs the Python package {exc.name or package!r}: "
-            f"pip install 'pytest-batchperf[{extra}]'"
+            f"engine {spec.engine!r} needs the Python package {exc.name or builtin.package!r}: "
+            f"pip install 'pytest-batchperf[{builtin.extra}]'"
         ) from None
     return adapter(spec)
 

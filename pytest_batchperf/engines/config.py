@@ -243,11 +243,6 @@ class TransformersKnobs(Knobs):
             )
 
 
-KNOBS: dict[str, type[Knobs]] = {
-    k.engine: k for k in (LlamaCppKnobs, VLLMKnobs, OpenAIHTTPKnobs, TransformersKnobs)
-}
-
-
 def model_format(knobs: Any) -> str:
     """The format the engine's model is resolved in ("" = the name is left as it is)."""
     if isinstance(knobs, OpenAIHTTPKnobs):

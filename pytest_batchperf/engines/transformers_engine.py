@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..device import Device
 from ..measure.trace import now
 from ..workload.spec import Request, Workload
 from ..workload.strategies import Strategy
@@ -68,12 +69,13 @@ class TransformersEngine(Engine):
     def __init__(self, spec: EngineSpec):
         k: TransformersKnobs = spec.knobs
         self.spec, self.knobs = spec, k
-        self.device = spec.device
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
+        self.device = str(spec.device)
+        self.on_gpu = Device.of(self.device).gpu
+        if self.on_gpu and not torch.cuda.is_available():
             raise EngineUnavailable(
                 f"profile {spec.profile!r} needs a CUDA GPU; torch {torch.__version__} sees none"
             )
-        self.dtype_name = k.dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
+        self.dtype_name = k.dtype or ("bfloat16" if self.on_gpu else "float32")
         if k.threads is not None:
             torch.set_num_threads(k.threads)
         self.path = spec.model.path
@@ -95,7 +97,7 @@ class TransformersEngine(Engine):
         self._vocab = int(cfg.vocab_size)
         # Padding rows use EOS; EOS never ends a row (min_new_tokens), so any id would do.
         self.pad_id = int(cfg.eos_token_id if cfg.eos_token_id is not None else 0)
-        self._sync = torch.cuda.synchronize if self.device.startswith("cuda") else (lambda: None)
+        self._sync = torch.cuda.synchronize if self.on_gpu else (lambda: None)
 
     @property
     def vocab_size(self) -> int:
@@ -113,7 +115,7 @@ class TransformersEngine(Engine):
             "device": self.device,
             "torch_threads": torch.get_num_threads(),
         }
-        if self.device.startswith("cuda"):
+        if self.on_gpu:
             d["cuda"] = torch.version.cuda
             d["gpu"] = torch.cuda.get_device_name()
         return d
@@ -174,5 +176,5 @@ class TransformersEngine(Engine):
 
     def close(self) -> None:
         self.model = None
-        if self.device.startswith("cuda"):
+        if self.on_gpu:
             torch.cuda.empty_cache()

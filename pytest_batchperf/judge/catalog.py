@@ -17,16 +17,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     UP = "up"  # higher is better
     DOWN = "down"  # lower is better
     INFO = "info"  # recorded and shown, never judged
 
+    @classmethod
+    def _missing_(cls, value: object) -> Direction:
+        return cls.INFO  # a direction a newer version wrote: shown, never judged
 
-class Kind(str, Enum):
+
+class Kind(StrEnum):
     TIMED = "timed"  # noisy: judged by tolerance AND statistical evidence
     EXACT = "exact"  # deterministic counts: compared exactly
 

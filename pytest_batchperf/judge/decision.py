@@ -20,14 +20,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from . import DEFAULT_ALPHA, DEFAULT_POWER, stats
 from .catalog import Direction, Kind, MetricSpec
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PASS = "pass"
     REGRESSED = "regressed"
     IMPROVED = "improved"
@@ -56,7 +56,7 @@ SUSPECT_FACTOR = 2.0  # an inconclusive change this many tolerances off is suspe
 class Comparison:
     metric: str
     unit: str
-    direction: str
+    direction: Direction
     verdict: Verdict
     reference: float  # geometric mean of the reference's run summaries
     current: float  # geometric mean of the candidate's run summaries
@@ -73,13 +73,49 @@ class Comparison:
     gated: bool = True  # False: shown with its change, never fails (not a headline metric)
     runs_needed: int | None = None  # inconclusive: candidate runs that would decide it
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", Direction(self.direction))  # from JSON: a string
+
+    @classmethod
+    def untested(
+        cls,
+        metric: str,
+        unit: str,
+        direction: Direction,
+        verdict: Verdict,
+        *,
+        reference: float = math.nan,
+        current: float = math.nan,
+        tolerance: float = 0.0,
+        n_reference: int = 0,
+        n_current: int = 0,
+        note: str = "",
+    ) -> Comparison:
+        """A verdict without a statistical test: no reference, or a batch that no longer fits."""
+        return cls(
+            metric=metric,
+            unit=unit,
+            direction=direction,
+            verdict=verdict,
+            reference=reference,
+            current=current,
+            change=math.nan,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            tolerance=tolerance,
+            n_reference=n_reference,
+            n_current=n_current,
+            note=note,
+        )
+
     @property
     def suspected(self) -> bool:
         """Inconclusive, but its estimate is worse than ``SUSPECT_FACTOR`` tolerances."""
         if self.verdict is not Verdict.INCONCLUSIVE or not math.isfinite(self.change):
             return False
         limit = SUSPECT_FACTOR * self.tolerance
-        return self.change < -limit if self.direction == "up" else self.change > limit
+        return self.change < -limit if self.direction is Direction.UP else self.change > limit
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -124,7 +160,7 @@ class Comparison:
         return (
             f"{self.metric}: {_fmt(self.reference)} -> {_fmt(self.current)} {self.unit} "
             f"({self.change:+.1%}{self.evidence()}{runs}; tolerance {self.tolerance:.0%}{mdc}, "
-            f"{'higher' if self.direction == 'up' else 'lower'} is better){note}"
+            f"{'higher' if self.direction is Direction.UP else 'lower'} is better){note}"
         )
 
 
@@ -215,7 +251,7 @@ def compare(
     base: dict[str, Any] = dict(
         metric=spec.name,
         unit=spec.unit,
-        direction=spec.direction.value,
+        direction=spec.direction,
         tolerance=tol,
         n_reference=len(ref),
         n_current=len(cur),

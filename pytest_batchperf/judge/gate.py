@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
+from ..device import Device
 from . import DEFAULT_ALPHA, DEFAULT_POWER, stats
 from .catalog import Direction, Kind, MetricSpec, lookup
 from .decision import (
@@ -31,7 +32,7 @@ from .decision import (
     log_ratios,
     summaries,
 )
-from .results import CaseResult, MetricRuns, RunResults
+from .results import CaseResult, MetricRuns, Mode, RunResults
 
 # The metrics that fail a case by default (a family name stands for its members); exact
 # counts always do. The rest are shown with their change.
@@ -71,8 +72,11 @@ class GatePolicy:
     paired: bool = False  # A/B mode: its tighter default tolerances
     gate_metrics: tuple[str, ...] = ()  # empty: HEADLINE
     planned: int = 0  # runs (pairs) of a case's first look; 0: looks are equally spaced
-    device: str = "cpu"  # the machine kind, for the default between-job variance
+    device: Device = Device.CPU  # the machine kind, for the default between-job variance
     pass_order: bool = False  # A/B: the cases of a pass share its engine processes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", Device.of(self.device))  # from JSON: a string
 
     def gates(self, metric: MetricSpec) -> bool:
         """Can this metric fail a case?"""
@@ -92,13 +96,13 @@ class GatePolicy:
 
     @property
     def job_prior(self) -> stats.Prior:
-        return stats.GPU_JOBS if self.device.startswith("cuda") else stats.CPU_JOBS
+        return stats.GPU_JOBS if self.device.gpu else stats.CPU_JOBS
 
     @property
     def pair_prior(self) -> stats.Prior:
         """A/B: the prior on pair log-ratio variance of a case with fewer than three pairs
         until three cases can fit one."""
-        return stats.GPU_PAIRS if self.device.startswith("cuda") else stats.CPU_PAIRS
+        return stats.GPU_PAIRS if self.device.gpu else stats.CPU_PAIRS
 
     def look_share(self, runs: int) -> float:
         """The part of a case's alpha that its look with ``runs`` runs may spend."""
@@ -336,21 +340,28 @@ def _shown(c: Comparison) -> Comparison:
 
 
 def _untested(name: str, cur: MetricRuns, verdict: Verdict, tol: float, note: str) -> Comparison:
-    return Comparison(
+    return Comparison.untested(
         name,
         cur.unit,
         cur.direction,
         verdict,
-        math.nan,
-        cur.median,
-        math.nan,
-        None,
-        None,
-        None,
-        tol,
-        0,
-        len(cur.runs),
+        current=cur.median,
+        tolerance=tol,
+        n_current=len(cur.runs),
         note=note,
+    )
+
+
+def capacity_regression(batch_size: int, where: str, error: str) -> Comparison:
+    """A batch size that fitted in the reference (``where``) and no longer fits."""
+    return Comparison.untested(
+        "max_batch_size",
+        "count",
+        Direction.UP,
+        Verdict.REGRESSED,
+        reference=float(batch_size),
+        n_reference=1,
+        note=f"batch size {batch_size} fitted in {where} and no longer fits: {error}",
     )
 
 
@@ -375,7 +386,7 @@ def compare_runs(
         suite=suite_effects(cases, policy, base_cases),
         missing=tuple(sorted(set(base_cases) - set(current.cases))),
         baseline_path=baseline_path,
-        mode="baseline",
+        mode=Mode.BASELINE,
         gate=policy.to_dict(),
         baseline_environment=dict(baseline.environment) if baseline else None,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .results import CaseResult, RunResults
+from .results import CaseResult, Mode, RunResults
 
 
 class MergeError(ValueError):
@@ -91,7 +91,7 @@ def merge(runs: Sequence[RunResults], names: Sequence[str] | None = None) -> Run
         baseline_environment=base_env or None,
         missing=tuple(sorted(missing)),
         interrupted=any(r.interrupted for r in runs_),
-        mode=runs_[0].mode if len({r.mode for r in runs_}) == 1 else "mixed",
+        mode=runs_[0].mode if len({r.mode for r in runs_}) == 1 else Mode.MIXED,
         gate=runs_[0].gate,
         notices=tuple(f"{label}: {n}" for label, run in merged.items() for n in run.notices),
     )

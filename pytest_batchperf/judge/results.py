@@ -14,9 +14,11 @@ import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from .. import SCHEMA_VERSION, __version__
+from ..plan import Side
 from ..workload.spec import CaseSpec
 from .catalog import Direction, lookup
 from .decision import Comparison, Verdict, worst
@@ -38,13 +40,22 @@ def _floats(values: Any) -> tuple[float, ...]:
     return tuple(math.nan if x is None else float(x) for x in values)
 
 
+class Mode(StrEnum):
+    BASELINE = "baseline"  # judged against a committed baseline
+    AB = "ab"  # reference and candidate interleaved in one job
+    MIXED = "mixed"  # shards of both, merged
+
+
 @dataclass(frozen=True)
 class MetricRuns:
     name: str
     unit: str
-    direction: str
+    direction: Direction
     runs: tuple[tuple[float, ...], ...] = ()  # each run's rounds (a baseline: its summary)
     jobs: tuple[int, ...] = ()  # a baseline: runs per save job, oldest first (empty: one job)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", Direction(self.direction))  # from JSON: a string
 
     @property
     def summaries(self) -> tuple[float, ...]:
@@ -91,7 +102,7 @@ class MetricRuns:
         return cls(
             name,
             spec.unit if spec else "",
-            spec.direction.value if spec else Direction.INFO.value,
+            spec.direction if spec else Direction.INFO,
             tuple(_floats(r) for r in runs),
         )
 
@@ -101,9 +112,12 @@ class RunInfo:
     """One run of a case: which engine process (slot) and side, and what disturbed it."""
 
     slot: int
-    side: str = "candidate"  # or "reference" (A/B)
+    side: Side = Side.CANDIDATE
     extension: bool = False  # added because the case was inconclusive
     interference: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "side", Side(self.side))
 
     def to_dict(self) -> dict:
         return {
@@ -117,7 +131,7 @@ class RunInfo:
     def from_dict(cls, d: Mapping[str, Any]) -> RunInfo:
         return cls(
             int(d.get("slot", 0)),
-            d.get("side", "candidate"),
+            Side(d.get("side", Side.CANDIDATE)),
             bool(d.get("extension", False)),
             dict(d.get("interference") or {}),
         )
@@ -202,7 +216,7 @@ class RunResults:
     # What the run was judged against: the baseline's environment, or in A/B mode the
     # reference side's (mode "ab"), diffed against this run's in the reports.
     baseline_environment: Mapping[str, Any] | None = None
-    mode: str = "baseline"  # or "ab"
+    mode: Mode = Mode.BASELINE
     gate: Mapping[str, Any] = field(default_factory=dict)  # the policy the verdicts used
     notices: tuple[str, ...] = ()  # run-level lines: a 1-run baseline, interference ...
     suite: tuple[Comparison, ...] = ()  # A/B: changes across all cases (gate.suite_effects)
@@ -210,6 +224,9 @@ class RunResults:
     interrupted: bool = False
     schema_version: int = SCHEMA_VERSION
     tool_version: str = __version__
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))
 
     def verdict_counts(self) -> dict[str, int]:
         counts = {v.value: 0 for v in Verdict}
@@ -255,7 +272,7 @@ class RunResults:
             created=d.get("created", ""),
             baseline_path=d.get("baseline_path"),
             baseline_environment=d.get("baseline_environment"),
-            mode=d.get("mode", "baseline"),
+            mode=Mode(d.get("mode", Mode.BASELINE)),
             gate=d.get("gate", {}),
             notices=tuple(d.get("notices", ())),
             suite=tuple(Comparison.from_dict(c) for c in d.get("suite", ())),

@@ -22,6 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .. import __version__
+from ..device import Device
 from . import nvml
 from .interference import usable_cores
 
@@ -98,13 +99,13 @@ def machine_cores() -> int:
     return os.cpu_count() or 1
 
 
-def hardware_class(device: str, gpus: Sequence[int] = (0,)) -> str:
+def hardware_class(device: str | Device, gpus: Sequence[int] = (0,)) -> str:
     """``nvidia-h200-140gb``, ``2x-nvidia-h200-140gb`` or
     ``cpu-amd-epyc-9b14-avx512bf16-f25m17-2c`` (CPU model, :func:`cpu_isa` level,
     :func:`cpu_uarch`, the machine's cores): the device and how many of them the engine
     uses, not the driver, so that a driver upgrade is compared with the old driver's
     baseline."""
-    if device.startswith("cuda"):
+    if Device.of(device).gpu:
         info = nvml.device_info(gpus)
         if not info:
             return "cuda-unknown"
@@ -127,7 +128,9 @@ def package_versions(names: Sequence[str] = ENGINE_PACKAGES) -> dict[str, str]:
     return out
 
 
-def capture(device: str, gpus: Sequence[int] = (), engine_info: dict | None = None) -> dict:
+def capture(
+    device: str | Device, gpus: Sequence[int] = (), engine_info: dict | None = None
+) -> dict:
     env: dict[str, Any] = {
         "batchperf": __version__,
         "python": platform.python_version(),

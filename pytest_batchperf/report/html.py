@@ -16,7 +16,7 @@ from markupsafe import Markup
 from ..atomic import write_atomic
 from ..judge.decision import SEVERITY, Comparison, _fmt
 from ..judge.gate import suite_line
-from ..judge.results import CaseResult, RunResults
+from ..judge.results import CaseResult, Mode, RunResults
 from ..measure.environment import diff
 from .charts import families, family_charts
 from .summary import key_comparison, suspected
@@ -145,9 +145,9 @@ def render(run: RunResults) -> str:
             env_headline=headline,
             env_rows=env_rows,
             has_reference=bool(run.baseline_environment),
-            ab=run.mode == "ab",
-            reference_name="reference" if run.mode == "ab" else "baseline",
-            current_name="candidate" if run.mode == "ab" else "now",
+            ab=run.mode is Mode.AB,
+            reference_name="reference" if run.mode is Mode.AB else "baseline",
+            current_name="candidate" if run.mode is Mode.AB else "now",
             gate_line=gate_line(run),
             suite=[(c.verdict.value, suite_line(c)) for c in run.suite],
             suspected=suspected(run),

@@ -7,7 +7,7 @@ import re
 
 from ..judge.decision import SEVERITY, Comparison, Verdict
 from ..judge.gate import suite_line
-from ..judge.results import CaseResult, RunResults
+from ..judge.results import CaseResult, Mode, RunResults
 from ..measure.environment import diff
 from .sweeps import Sweep, sweeps
 
@@ -63,7 +63,7 @@ def max_batch_size(sweep: Sweep) -> int | None:
 
 
 def reference_line(run: RunResults) -> str:
-    if run.mode == "ab":
+    if run.mode is Mode.AB:
         return "A/B: reference and candidate interleaved in this job, paired run by run"
     return f"baseline: {run.baseline_path or '-'}" + (
         "" if run.baseline_environment else " (none yet)"
@@ -168,7 +168,7 @@ def _detectable(case: CaseResult) -> str:
 
 
 def markdown(run: RunResults) -> str:
-    ab = run.mode == "ab"
+    ab = run.mode is Mode.AB
     where = (
         "A/B in one job: reference vs candidate, interleaved and paired run by run"
         if ab

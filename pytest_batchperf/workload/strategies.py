@@ -16,7 +16,7 @@ in flight. The rules are the whole difference between the strategies:
 from __future__ import annotations
 
 from collections import deque
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 _EPS = 1e-9  # seconds
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     SEQUENTIAL = "sequential"
     STATIC = "static"
     BUCKETED = "bucketed"

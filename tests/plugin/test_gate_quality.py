@@ -105,3 +105,27 @@ def test_schedule_spreads_slowdowns_among_a_a():
     assert sorted(order) == [0.0] * 6 + [0.1, 0.1, 0.25, 0.25]
     slowed = [i for i, s in enumerate(order) if s]
     assert min(b - a for a, b in itertools.pairwise(slowed)) >= 2
+
+
+def test_against_an_existing_baseline_the_data_keeps_it_for_judging_again(sim_project):
+    p = sim_project(noise=0.0)
+    assert _gate_quality(p, "--save-runs", "2", "--save-jobs", "3").returncode == 0
+    done = _gate_quality(p, "--baseline-dir", "gq/baselines", "--out", "again")
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((p.path / "again" / "gate-quality.json").read_text())
+    assert data["save_jobs"] == 3
+    assert {len(m) for c in data["save"].values() for m in c.values()} == {6}
+    alone = p.path / "committed" / "gate-quality.json"
+    alone.parent.mkdir()
+    alone.write_text((p.path / "again" / "gate-quality.json").read_text())
+    side = subprocess.run(
+        [*BATCHPERF, "gate-quality", "--rejudge", "--analyse", str(alone), "--out", "side"],
+        capture_output=True,
+        text=True,
+        cwd=p.path,
+    )
+    assert side.returncode == 0, side.stderr
+    rows = [r for r in side.stdout.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert [("failed" in r.split("|")[4]) for r in rows] == [
+        r["slowdown"] > 0 for r in data["repetitions"]
+    ]

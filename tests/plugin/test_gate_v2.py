@@ -293,3 +293,26 @@ def test_default(batchperf):
     run_sim(p, "--batchperf-set", "slowdown=1.0").assert_outcomes(passed=2)
     data = results(p)
     assert data["gate"]["gate_metrics"] == ["peak_rss_mib"] and data["suite"] == []
+
+
+def test_a_test_that_parametrizes_batch_size_itself_keeps_its_sizes(sim_project):
+    suite = """
+import pytest
+from pytest_batchperf.workload import WorkloadSpec, fixed
+WL = WorkloadSpec(num_requests=8, prompt=fixed(8), output=fixed(8))
+
+@pytest.mark.parametrize("batch_size", [3])
+def test_own(batchperf, batch_size):
+    batchperf.run(WL, "continuous", batch_size)
+"""
+    p = sim_project(suite=suite)
+    run_sim(p).assert_outcomes(passed=1)
+    assert list(results(p)["cases"]) == ["test_suite.py::test_own[3]"]
+
+
+def test_the_pass_loop_runs_on_this_pytest():
+    """The pass loop re-runs items with pytest's ``runtestprotocol`` (no public API): a pytest
+    that moves it must fail here, not silently change the run order."""
+    from pytest_batchperf import passes
+
+    assert passes.SUPPORTED

@@ -2,8 +2,8 @@
 
 import pytest
 
+from pytest_batchperf.engines import BUILTIN as ENGINES
 from pytest_batchperf.engines.config import (
-    KNOBS,
     KnobError,
     LlamaCppKnobs,
     OpenAIHTTPKnobs,
@@ -12,10 +12,16 @@ from pytest_batchperf.engines.config import (
 from pytest_batchperf.profiles import BUILTIN, ProfileError
 
 
-@pytest.mark.parametrize("engine", sorted(KNOBS))
+@pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_unknown_knob_is_refused_naming_it(engine):
     with pytest.raises(KnobError, match=r"^profile 'p': unknown .* knob\(s\) n_thread; known: "):
-        KNOBS[engine].parse({"n_thread": 2}, "profile 'p'")
+        ENGINES[engine].knobs.parse({"n_thread": 2}, "profile 'p'")
+
+
+def test_each_built_in_engine_is_one_registry_entry():
+    for name, engine in ENGINES.items():
+        assert engine.knobs.engine == name
+        assert engine.adapter.startswith("pytest_batchperf.engines.") and ":" in engine.adapter
 
 
 def test_wrong_types_are_refused():
