@@ -20,7 +20,7 @@ import pytest
 from .judge.catalog import parse_gate_metrics, parse_tolerances
 from .judge.results import CaseResult
 from .measure.runner import Driver, Rounds
-from .session import Action, CaseOutcome, CaseSettings
+from .records import Action, CaseOutcome, CaseSettings
 from .workload.spec import SLO, CaseSpec, WorkloadSpec
 from .workload.strategies import Strategy
 

@@ -55,7 +55,7 @@ def run_passes(session: pytest.Session, plans: dict[Any, tuple[Slot, ...]], bp: 
         nextitem: Any = next((i for i, _ in schedule[k + 1 :] if i not in ended), None)
         if nextitem is item:  # its own next run: tear the item down, keep its module's set-up
             nextitem = item.parent
-        bp.current_slot = slot
+        bp.enter_slot(slot)
         item.user_properties.clear()  # each run records them again
         if slot is None or slot == plans[item][-1]:
             item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
@@ -68,4 +68,4 @@ def run_passes(session: pytest.Session, plans: dict[Any, tuple[Slot, ...]], bp: 
             raise session.Failed(session.shouldfail)
         if session.shouldstop:
             raise session.Interrupted(session.shouldstop)
-    bp.current_slot = None
+    bp.enter_slot(None)

@@ -138,10 +138,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if state.error is not None:
         raise state.error
     s = state.prepared()
-    s.planned_cases = len(items)
+    s.collected(len(items))
     from . import progress
 
-    state.progress = progress.for_pytest(session.config, len(items))
+    # In passes each run of a case is reported as it ends: count runs, not cases.
+    runs = sum(len(s.plan(_marker(i).get("runs")).slots()) for i in items)
+    unit = "runs" if runs > len(items) and s.passes and not _xdist(session.config) else "cases"
+    total = runs if unit == "runs" else len(items)
+    state.progress = progress.for_pytest(session.config, total, unit)
 
 
 def _xdist(config: pytest.Config) -> bool:
@@ -194,8 +198,7 @@ def batchperf(request: pytest.FixtureRequest) -> Any:
         defaults=Rounds(s.options.rounds, s.options.warmup),
         engine=s.current_engine,
     )
-    slots = s.plan(_marker(request.node).get("runs")).slots()
-    final = s.current_slot is None or s.current_slot == slots[-1]
+    final = s.final_slot(_marker(request.node).get("runs"))
     return Batchperf(request, hooks, state.progress, drives=final)
 
 
@@ -206,9 +209,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     if data:
         from .judge.results import CaseResult
 
-        s = _state(node.config).prepared()
-        for cid, d in json.loads(data).items():
-            s.cases[cid] = CaseResult.from_dict(cid, d)
+        cases = {cid: CaseResult.from_dict(cid, d) for cid, d in json.loads(data).items()}
+        _state(node.config).prepared().add_cases(cases)
 
 
 @pytest.hookimpl(trylast=True)
@@ -223,9 +225,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         worker_output = config.workeroutput  # type: ignore[attr-defined]  # set by xdist
         worker_output["batchperf"] = json.dumps({k: c.to_dict() for k, c in s.cases.items()})
         return
-    if not (s.cases or s.infeasible or s.records):
+    if not s.measured:
         return
-    from . import report
     from .judge.baseline import BaselineError
 
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
@@ -242,6 +243,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     elif s.options.save:
         _line(tr, "batchperf: interrupted: baseline left untouched", red=True)
     if s.options.report_dir is not None:
+        from . import report  # after the save: a broken report must not lose the baseline
+
         written, errors = report.write_all(run, s.options.report_dir)
         if written:
             _line(

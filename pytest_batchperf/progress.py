@@ -24,9 +24,11 @@ class Progress:
         verbose: int = 0,
         interval_s: float = DEFAULT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        unit: str = "cases",  # "runs" where cases take several (passes count each run)
     ):
         self._write = write_line
         self.total = total
+        self.unit = unit
         self.verbose = verbose
         self.interval_s = interval_s
         self._clock = clock
@@ -37,7 +39,9 @@ class Progress:
         self._last = 0.0
 
     def _counter(self) -> str:
-        return f"[{self.done}/{self.total} cases done]" if self.total else f"[{self.done} done]"
+        if not self.total:
+            return f"[{self.done} done]"
+        return f"[{self.done}/{self.total} {self.unit} done]"
 
     def start(
         self, case_id: str, batch_size: int, strategy: str, rounds: int, slot: Any = None
@@ -93,7 +97,7 @@ class Progress:
         return driver
 
 
-def for_pytest(config, total: int) -> Progress | None:
+def for_pytest(config, total: int, unit: str = "cases") -> Progress | None:
     """A Progress writing to pytest's terminal, or None where nobody would see it
     (xdist workers, no terminal reporter)."""
     tr = config.pluginmanager.get_plugin("terminalreporter")
@@ -109,4 +113,4 @@ def for_pytest(config, total: int) -> Progress | None:
         with capman.global_and_fixture_disabled():
             tr.write_line(text)
 
-    return Progress(write_line, total, verbose=config.get_verbosity())
+    return Progress(write_line, total, verbose=config.get_verbosity(), unit=unit)

@@ -9,6 +9,7 @@
 #   g10 / g5 = a GPU-side spin of 10 % / 5 % of each engine step.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
+snapshot
 out=/tmp/out; mkdir -p "$out"
 profile=vllm-synthetic-8b
 cases="B8-continuous or B32-continuous or B128-continuous or B32-static"

@@ -5,6 +5,7 @@
 #   setsid bash scripts/gpu/full_baseline.sh > /tmp/out/job.log 2>&1 &
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
+snapshot
 out=/tmp/out; mkdir -p "$out"
 profile=${PROFILE:-vllm-synthetic-8b}
 common=(-p no:cacheprovider --batchperf-profile "$profile" --batchperf-rounds "${ROUNDS:-3}"

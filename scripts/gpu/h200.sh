@@ -8,6 +8,7 @@
 # 3. A/B: enforce_eager=true against the compiled engine, 2 pairs.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
+snapshot
 out=/tmp/out; mkdir -p "$out"
 profile=vllm-synthetic-8b
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv > "$out/gpu.csv"

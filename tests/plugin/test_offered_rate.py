@@ -15,6 +15,8 @@ from helpers.sim import run_sim
 from pytest_batchperf.judge import baseline as baselines
 from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
 from pytest_batchperf.options import Options
+from pytest_batchperf.prepared import Prepared
+from pytest_batchperf.profiles import Profile
 from pytest_batchperf.session import BatchperfSession
 from pytest_batchperf.workload import SLO, Arrival, CaseSpec, Strategy, WorkloadSpec
 
@@ -117,7 +119,19 @@ def test_session_reference_spec(tmp_path):
             {"t.py::test_a": CaseResult("t.py::test_a", "t::test_a", spec, measured)},
         ),
     )
-    session.baseline = baselines.load(path)
+    session.setup = Prepared(
+        profile=Profile("sim", "simulated_engine:SimulatedEngine"),
+        sides={},
+        specs={},
+        gpus=(),
+        hardware_class="cpu-x",
+        baseline_path=path,
+        baseline=baselines.load(path),
+        other_classes=(),
+        priors={},
+        roofline=None,
+        started="",
+    )
     got = session.reference_spec("t.py::test_a")
     assert got == spec and got.workload.arrival.rate == 3.4 and got.slo.ttft_ms == 100.0
     assert session.reference_spec("t.py::test_b") is None  # not in the baseline

@@ -93,3 +93,15 @@ def test_progress_reaches_the_terminal_through_capture(sim_project):
     )
     quiet = run_sim(p)
     assert "cases done" not in quiet.stdout.str()
+
+
+def test_in_passes_the_counter_counts_runs_and_never_passes_its_total(sim_project):
+    p = sim_project()
+    result = run_sim(p, "-v", "--batchperf-runs", "2")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "batchperf [[]0/8 runs done] test_suite.py::test_sweep[[]B2-static]*",
+            "batchperf [[]7/8 runs done] test_suite.py::test_sweep[[]B8-continuous]: *run 2*",
+        ]
+    )

@@ -1,0 +1,91 @@
+"""What a whole run says beside its cases, as pure functions of the run's state: the cases
+missing against the baseline, the largest batch that fitted in each sweep that hit a
+limit, and the run-level notices."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from .judge import gate, stats
+from .judge.results import CaseResult
+from .options import DEFAULT_SAVE_RUNS
+from .prepared import Prepared
+from .records import was_disturbed
+from .workload.spec import CaseSpec
+
+Infeasible = Mapping[str, tuple[str, CaseSpec, str]]  # case id -> (suite, spec, error)
+
+
+def missing(
+    baseline: Mapping[str, CaseResult], cases: Mapping[str, CaseResult], infeasible: Infeasible
+) -> tuple[str, ...]:
+    """The baseline's cases this run did not measure, in the suite files it ran (running
+    one file does not list every other file's cases)."""
+    files_run = {cid.split("::")[0] for cid in cases}
+    return tuple(
+        sorted(
+            cid
+            for cid in baseline
+            if cid not in cases and cid not in infeasible and cid.split("::")[0] in files_run
+        )
+    )
+
+
+def largest_fitting(infeasible: Infeasible, cases: Mapping[str, CaseResult]) -> dict[str, int]:
+    """Case id -> its batch size, for the largest case that fitted in each sweep (suite and
+    workload) where a larger batch size did not fit."""
+    limits: dict[tuple, int] = {}
+    for suite, spec, _ in infeasible.values():
+        key = (suite, *spec.sweep_key())
+        limits[key] = min(limits.get(key, spec.batch_size), spec.batch_size)
+    largest: dict[tuple, tuple[int, str]] = {}
+    for case in cases.values():
+        if case.spec is None or not case.metrics:
+            continue
+        key, size = (case.suite, *case.spec.sweep_key()), case.spec.batch_size
+        if key in limits and size < limits[key] and (key not in largest or size > largest[key][0]):
+            largest[key] = (size, case.case_id)
+    return {cid: size for size, cid in largest.values()}
+
+
+def notices(
+    setup: Prepared,
+    policy: gate.GatePolicy,
+    saving: bool,
+    cases: Mapping[str, CaseResult],
+    remeasured: Collection[str],
+    resting_on_disturbed: Collection[str],
+) -> tuple[str, ...]:
+    """Run-level lines: no baseline for this class, a baseline too thin to know its noise,
+    and cases that other work on the machine disturbed."""
+    out = []
+    if setup.other_classes:
+        out.append(
+            f"no baseline for class {setup.hardware_class}; baselines of this profile "
+            f"exist for: {', '.join(setup.other_classes)}"
+        )
+    base = setup.baseline
+    if base is not None and not saving and base.runs_per_case <= 1:
+        out.append(
+            f"{setup.baseline_path} holds one run per case: it is judged conservatively; "
+            f"re-save it with --batchperf-save (--batchperf-runs {DEFAULT_SAVE_RUNS})"
+        )
+    if base is not None and not saving and not policy.paired and base.saved_jobs < stats.MIN_JOBS:
+        out.append(
+            f"the baseline holds {base.saved_jobs} save job(s): the variance between jobs is "
+            f"the default for this machine kind ({policy.job_prior.s2**0.5:.0%}) until it "
+            f"holds {stats.MIN_JOBS}; add jobs with --batchperf-save or batchperf baseline "
+            "promote"
+        )
+    disturbed = set(remeasured) | {
+        cid for cid, c in cases.items() for r in c.runs if was_disturbed(r.interference)
+    }
+    if disturbed:
+        line = f"other work on the machine disturbed {len(disturbed)} case(s) (see warnings)"
+        if remeasured:
+            line += f"; {len(remeasured)} regressed on a disturbed run, measured again"
+        if resting_on_disturbed:
+            resting = ", ".join(sorted(resting_on_disturbed))
+            line += f"; still disturbed, rerun on a quiet runner: {resting}"
+        out.append(line)
+    return tuple(out)
