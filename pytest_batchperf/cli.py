@@ -27,7 +27,7 @@ class CliError(Exception):
     """Bad input: printed as one line, exit status 2."""
 
 
-def load(path: str) -> RunResults:
+def read_results(path: str) -> RunResults:
     """A results.json or a baseline file (one layout), validated like a baseline."""
     from .judge import baseline as baselines
     from .judge.baseline import BaselineError
@@ -81,7 +81,7 @@ def _write(run: RunResults, out: str | None) -> None:
 
 
 def cmd_report(args: Any) -> int:
-    run = load(args.results)
+    run = read_results(args.results)
     _print_summary(run)
     _write(run, args.output)
     return 0
@@ -90,7 +90,7 @@ def cmd_report(args: Any) -> int:
 def cmd_compare(args: Any) -> int:
     from .judge.gate import compare_runs
 
-    base, current = load(args.baseline), load(args.current)
+    base, current = read_results(args.baseline), read_results(args.current)
     policy = _policy(args, current.gate)
     if (base.profile, base.hardware_class) != (current.profile, current.hardware_class):
         print(
@@ -114,7 +114,7 @@ def cmd_merge(args: Any) -> int:
     from .judge.merge import MergeError, merge
 
     try:
-        run = merge([load(p) for p in args.shards], args.shards)
+        run = merge([read_results(p) for p in args.shards], args.shards)
     except MergeError as exc:
         raise CliError(str(exc)) from None
     _print_summary(run)
@@ -123,7 +123,7 @@ def cmd_merge(args: Any) -> int:
 
 
 def cmd_baseline_show(args: Any) -> int:
-    base = load(args.file)
+    base = read_results(args.file)
     print(
         f"{args.file}: {base.kind} of profile {base.profile} on {base.hardware_class}, "
         f"{len(base.cases)} cases, created {base.created or '-'}"
@@ -150,7 +150,7 @@ def cmd_baseline_promote(args: Any) -> int:
     from .judge import baseline as baselines
     from .judge.baseline import BaselineError
 
-    run = load(args.results)
+    run = read_results(args.results)
     if "," in run.hardware_class or "," in run.profile:
         raise CliError(
             f"{args.results}: a merge of several hardware classes or profiles "

@@ -45,7 +45,7 @@ class Hooks:
     """What the fixture may ask of the session."""
 
     run_case: Callable[..., CaseOutcome]
-    sized: Callable[[CaseSpec], CaseSpec]
+    sized_case: Callable[[CaseSpec], CaseSpec]
     reference_spec: Callable[[str], CaseSpec | None]
     defaults: Rounds
     engine: Callable[[], Any]
@@ -140,7 +140,7 @@ class Batchperf:
             raise pytest.UsageError(f"batch size must be a positive integer, got {batch_size!r}")
         node = self._request.node
         settings = case_settings(marker_kwargs(node), self._hooks.defaults)
-        spec = self._hooks.sized(
+        spec = self._hooks.sized_case(
             CaseSpec(workload, Strategy.parse(strategy), batch_size, slo or SLO())
         )
         progress = self._progress
@@ -213,4 +213,4 @@ class EngineView:
 
     def sized(self, workload: WorkloadSpec, batch_size: int) -> WorkloadSpec:
         """``workload`` as the profile runs it at ``batch_size`` (its min_waves)."""
-        return self._session.profile.sized(workload, batch_size)
+        return self._session.profile.sized_workload(workload, batch_size)

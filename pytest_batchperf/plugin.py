@@ -193,7 +193,7 @@ def batchperf(request: pytest.FixtureRequest) -> Any:
     s = state.prepared()
     hooks = Hooks(
         run_case=s.run_case,
-        sized=s.sized,
+        sized_case=s.sized_case,
         reference_spec=s.reference_spec,
         defaults=Rounds(s.options.rounds, s.options.warmup),
         engine=s.current_engine,

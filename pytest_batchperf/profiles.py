@@ -80,7 +80,7 @@ class Profile:
         knobs = {k: v for k, v in overrides.items() if k not in _TOP_LEVEL}
         return replace(self, **top, knobs={**self.knobs, **knobs})
 
-    def sized(self, workload: WorkloadSpec, batch_size: int) -> WorkloadSpec:
+    def sized_workload(self, workload: WorkloadSpec, batch_size: int) -> WorkloadSpec:
         """``workload`` with at least ``min_waves`` waves of ``batch_size`` requests."""
         need = self.min_waves * batch_size
         return replace(workload, num_requests=need) if need > workload.num_requests else workload

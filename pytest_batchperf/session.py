@@ -193,9 +193,9 @@ class BatchperfSession:
         rec = self.records.get(case_id)
         return rec.spec if rec is not None else None
 
-    def sized(self, spec: CaseSpec) -> CaseSpec:
+    def sized_case(self, spec: CaseSpec) -> CaseSpec:
         assert self.profile is not None
-        return replace(spec, workload=self.profile.sized(spec.workload, spec.batch_size))
+        return replace(spec, workload=self.profile.sized_workload(spec.workload, spec.batch_size))
 
     def run_case(
         self,

@@ -23,7 +23,7 @@ import llama_cpp as L
 import numpy as np
 
 from pytest_batchperf import workload as W
-from pytest_batchperf.engines import load
+from pytest_batchperf.engines import load_in_process as load
 from pytest_batchperf.llama_build import build
 from pytest_batchperf.models.gguf_model import gguf_path
 from pytest_batchperf.models.shapes import shape

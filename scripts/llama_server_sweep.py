@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fidelity_llama_cpp import quiet  # same directory
 
-from pytest_batchperf.engines import load
+from pytest_batchperf.engines import load_in_process as load
 from pytest_batchperf.measure.metrics import round_metrics
 from pytest_batchperf.measure.offered_load import at_rate
 from pytest_batchperf.profiles import declared

@@ -1,4 +1,5 @@
-"""Engine adapters. ``load`` builds one in this process; ``start`` gives it a process of its own."""
+"""Engine adapters: ``load_in_process`` builds one in this process, ``start`` gives it a
+process of its own."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ __all__ = [
     "EngineSpec",
     "EngineUnavailable",
     "OutOfMemory",
-    "load",
+    "load_in_process",
     "start",
 ]
 
@@ -55,7 +56,7 @@ BUILTIN: dict[str, BuiltinEngine] = {
 }
 
 
-def load(spec: EngineSpec) -> Engine:
+def load_in_process(spec: EngineSpec) -> Engine:
     """Build the spec's engine in this process."""
     for key, value in spec.env.items():
         os.environ.setdefault(key, value)
@@ -85,7 +86,7 @@ def start(
 ) -> Engine:
     """The spec's engine, in a process of its own unless ``isolate`` is false."""
     if not isolate:
-        return load(spec)
+        return load_in_process(spec)
     from .isolated import IsolatedEngine
 
     return IsolatedEngine(spec, timeout_s, python)

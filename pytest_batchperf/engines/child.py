@@ -50,10 +50,10 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGTERM, _end_group)  # the parent died, or stops us at once
     conn = Connection(fd)
     spec: EngineSpec = conn.recv()
-    from . import load
+    from . import load_in_process
 
     try:
-        engine = load(spec)
+        engine = load_in_process(spec)
         engine.warmup()
         conn.send(
             (

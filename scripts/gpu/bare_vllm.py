@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The yardstick for the plugin's overhead: vLLM's own ``LLM.generate``, timed by hand.
 
-    python scripts/bare_vllm.py [--requests 256] [--prompt 128] [--output 128] [--reps 5]
+    python scripts/gpu/bare_vllm.py [--requests 256] [--prompt 128] [--output 128] [--reps 5]
 
 Same model (the synthetic 1B), same engine knobs (the vllm-synthetic-1b profile), same
 prompt token ids (the plugin's seeded workload) and the same sampling parameters as the

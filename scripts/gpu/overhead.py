@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The plugin's side of the overhead check: the same workload as scripts/bare_vllm.py,
+"""The plugin's side of the overhead check: the same workload as scripts/gpu/bare_vllm.py,
 measured by the plugin (engine adapter + runner.measure: warm-up, rounds, sampling).
 
-    python scripts/gpu_overhead.py [--batch 256] [--rounds 5] [--isolate]
+    python scripts/gpu/overhead.py [--batch 256] [--rounds 5] [--isolate]
 
 Prints per-round output tok/s and the median as JSON on the last line.
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# On the GPU machine: join the vLLM bundle parts moved to /tmp/parts (../shared/offline/
-# bundle.sh vllm), install them into /tmp/site, install this repo (its entry points load the
+# On the GPU machine: join the vLLM bundle parts moved to /tmp/parts (scripts/gpu/bundle.sh
+# vllm), install them into /tmp/site, install this repo (its entry points load the
 # plugin and vLLM's slowdown plugin). Runbook: README.md beside this file.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"

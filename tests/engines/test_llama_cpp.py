@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_batchperf.engines import OutOfMemory, load
+from pytest_batchperf.engines import OutOfMemory
+from pytest_batchperf.engines import load_in_process as load
 from pytest_batchperf.measure.metrics import round_metrics
 from pytest_batchperf.models.gguf_model import gguf_path
 from pytest_batchperf.models.resolve import check_gguf, resolve

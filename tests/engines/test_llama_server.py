@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers.shipped import copy_suites
 
-from pytest_batchperf.engines import load
+from pytest_batchperf.engines import load_in_process as load
 from pytest_batchperf.llama_build import find_binary
 from pytest_batchperf.measure.metrics import round_metrics
 from pytest_batchperf.profiles import BUILTIN

@@ -12,7 +12,7 @@ import pytest
 from helpers.shipped import copy_suites
 
 from pytest_batchperf.engines import EngineCrashed, EngineError
-from pytest_batchperf.engines import load as load_spec
+from pytest_batchperf.engines import load_in_process as load_spec
 from pytest_batchperf.engines.openai_http import _redact_argv, prompt_text
 from pytest_batchperf.engines.process import free_port
 from pytest_batchperf.measure.metrics import round_metrics

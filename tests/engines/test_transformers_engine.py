@@ -5,7 +5,7 @@ from importlib.util import find_spec
 import pytest
 
 from pytest_batchperf.engines import EngineUnavailable
-from pytest_batchperf.engines import load as load_spec
+from pytest_batchperf.engines import load_in_process as load_spec
 from pytest_batchperf.measure.metrics import round_metrics
 from pytest_batchperf.models.resolve import ModelError
 from pytest_batchperf.profiles import BUILTIN, Profile

@@ -11,7 +11,7 @@ from types import SimpleNamespace as NS
 import pytest
 
 from pytest_batchperf.engines import EngineCrashed, EngineError, EngineUnavailable, OutOfMemory
-from pytest_batchperf.engines import load as load_spec
+from pytest_batchperf.engines import load_in_process as load_spec
 from pytest_batchperf.engines.config import KnobError, VLLMKnobs
 from pytest_batchperf.engines.vllm_engine import (
     PREEMPTIONS,
