@@ -48,6 +48,7 @@ class BatchperfSession:
         self.disturbed_verdicts: set[str] = set()  # ... and the verdict rests on disturbed runs
         self._error: Exception | None = None
         self._engines: EnginePool | None = None
+        self._policy: gate.GatePolicy | None = None
 
     # -- what the plugin and the pass loop tell it ----------------------------------------
 
@@ -119,6 +120,7 @@ class BatchperfSession:
             raise self._error
         try:
             self.setup = prepare(self.options, self.rootdir)
+            self._policy = None  # the profile's tolerances and device are known now
         except (ProfileError, baselines.BaselineError, ModelError) as exc:
             self._error = exc
             raise
@@ -154,6 +156,12 @@ class BatchperfSession:
 
     @property
     def policy(self) -> gate.GatePolicy:
+        """The run's judging policy, built once the profile and the cases are known."""
+        if self._policy is None or self._policy.cases != self.planned_cases:
+            self._policy = self._make_policy()
+        return self._policy
+
+    def _make_policy(self) -> gate.GatePolicy:
         o = self.options
         return gate.GatePolicy(
             o.tolerances,
