@@ -185,6 +185,8 @@ def measure(
     saved: dict[str, dict[str, list[list[float]]]] = {}
     if baseline_dir is not None and not ab:
         saved, save_jobs = _committed(baseline_dir, profile)
+        runs_in_save = {len(m) for case in saved.values() for m in case.values()}
+        save_runs = max(runs_in_save, default=0) // save_jobs or save_runs
     for job in range(1, save_jobs + 1) if not ab and baseline_dir is None else ():
         where = out / f"save-{job}"
         code, wall = _pytest(
