@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     from .workload.spec import WorkloadSpec
 
 ENGINES = tuple(BUILTIN_ENGINES)
+# An engine on several GPUs starts with NVLink multicast off in NCCL, PyTorch and NVSHMEM:
+# on shared hosts a program that uses it can take the host's GPUs out of service. A
+# profile's own ``env`` wins.
+MULTI_GPU_ENV = {
+    "NCCL_NVLS_ENABLE": "0",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+    "NVSHMEM_DISABLE_NVLS": "1",
+}
 
 
 class ProfileError(ValueError):
@@ -107,13 +115,9 @@ class Profile:
 
         knobs = self.typed_knobs()
         fmt = model_format(knobs) if resolve else ""
+        env = {**MULTI_GPU_ENV, **self.env} if self.gpus() > 1 else dict(self.env)
         return EngineSpec(
-            self.name,
-            self.engine,
-            self.device,
-            resolve_model(self.model, fmt),
-            knobs,
-            dict(self.env),
+            self.name, self.engine, self.device, resolve_model(self.model, fmt), knobs, env
         )
 
     def gpus(self) -> int:

@@ -54,3 +54,14 @@ def test_builtin_profiles_have_valid_knobs(name):
 def test_profile_override_typo_is_a_profile_error():
     with pytest.raises(ProfileError, match="unknown llama-cpp knob"):
         BUILTIN["default"].with_overrides({"n_thread": 1}).typed_knobs()
+
+
+def test_an_engine_on_several_gpus_starts_with_nvlink_multicast_off():
+    tp2 = BUILTIN["vllm-synthetic-8b"].with_overrides({"tensor_parallel_size": 2})
+    env = tp2.engine_spec(resolve=False).env
+    assert env["NCCL_NVLS_ENABLE"] == "0" and env["NVSHMEM_DISABLE_NVLS"] == "1"
+    assert env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
+    mine = tp2.with_overrides({"env": {"NCCL_NVLS_ENABLE": "1"}})
+    assert mine.engine_spec(resolve=False).env["NCCL_NVLS_ENABLE"] == "1"  # the profile wins
+    one = BUILTIN["vllm-synthetic-8b"].engine_spec(resolve=False).env
+    assert "NCCL_NVLS_ENABLE" not in one
