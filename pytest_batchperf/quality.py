@@ -258,7 +258,8 @@ def rejudge(data: dict, where: Path) -> dict:
     from .judge.results import RunResults
 
     saved = sorted(where.glob(f"baselines/*/{data['profile']}.json"))
-    base = baselines.load(saved[0]) if saved else None
+    # a campaign against an existing baseline keeps that baseline's runs in its data
+    base = baselines.load(saved[0]) if saved else _saved_baseline(data)
     order = _collected(data["suites"]) if data["mode"] == "ab" else None
     reps = []
     for r in data["repetitions"]:
@@ -277,6 +278,21 @@ def rejudge(data: dict, where: Path) -> dict:
     return {**data, "repetitions": reps}
 
 
+def _saved_baseline(data: dict) -> Any:
+    """The baseline a committed-baseline campaign's data keeps (its save jobs' runs), or
+    None (A/B data, or none kept)."""
+    from .campaign import metric_runs
+    from .judge.results import CaseResult, RunResults
+
+    if data["mode"] == "ab" or not data.get("save"):
+        return None
+    jobs = data.get("save_jobs") or 1
+    cases = {
+        cid: CaseResult(cid, "", metrics=metric_runs(m, jobs)) for cid, m in data["save"].items()
+    }
+    return RunResults(data["profile"], "", {"device": "cpu"}, cases, kind="baseline")
+
+
 def rejudge_compact(data: dict) -> list[tuple[Repetition, Any]]:
     """Every repetition of ``data`` judged by this version from the rounds the compact
     data keeps (no results.json needed): (the recorded repetition, today's RunResults).
@@ -288,14 +304,7 @@ def rejudge_compact(data: dict) -> list[tuple[Repetition, Any]]:
 
     env = {"device": "cpu"}
     policy = GatePolicy(looks=1 + DEFAULT_EXTEND, planned=data.get("runs") or 1)
-    base = None
-    if data["mode"] != "ab":
-        jobs = data.get("save_jobs") or 1
-        cases = {
-            cid: CaseResult(cid, "", metrics=_metric_runs(m, jobs))
-            for cid, m in data["save"].items()
-        }
-        base = RunResults(data["profile"], "", env, cases, kind="baseline")
+    base = _saved_baseline(data)
     out = []
     for r in data["repetitions"]:
         rep = Repetition(r["index"], r["slowdown"], r["exit_code"], r["wall_s"], r["verdicts"])

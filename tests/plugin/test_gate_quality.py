@@ -114,6 +114,13 @@ def test_against_an_existing_baseline_the_data_keeps_it_for_judging_again(sim_pr
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((p.path / "again" / "gate-quality.json").read_text())
     assert (data["save_jobs"], data["save_runs"]) == (3, 2)
+    beside = subprocess.run(  # with the repetitions' results.json beside it
+        [*BATCHPERF, "gate-quality", "--rejudge", "--analyse", "again/gate-quality.json"],
+        capture_output=True,
+        text=True,
+        cwd=p.path,
+    )
+    assert "| **whole run** | 0/2 (0%) | 1/1 (100%) |" in beside.stdout, beside.stderr
     assert {len(m) for c in data["save"].values() for m in c.values()} == {6}
     alone = p.path / "committed" / "gate-quality.json"
     alone.parent.mkdir()
