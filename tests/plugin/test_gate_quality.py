@@ -47,6 +47,22 @@ def _gate_quality(pytester, *args):
     )
 
 
+def _rejudged_alone(pytester, out):
+    """The side-by-side rows of ``out``'s data re-judged from a copy without its
+    repetitions' results.json (as the docs commit it)."""
+    alone = pytester.path / "committed" / "gate-quality.json"
+    alone.parent.mkdir()
+    alone.write_text((pytester.path / out / "gate-quality.json").read_text())
+    side = subprocess.run(
+        [*BATCHPERF, "gate-quality", "--rejudge", "--analyse", str(alone), "--out", "side"],
+        capture_output=True,
+        text=True,
+        cwd=pytester.path,
+    )
+    assert side.returncode == 0, side.stderr
+    return [r for r in side.stdout.splitlines() if r.startswith("| ") and r[2].isdigit()]
+
+
 @pytest.mark.parametrize(
     "mode",
     [("--save-runs", "2", "--save-jobs", "3"), ("--ab", "--pairs", "2")],
@@ -84,17 +100,7 @@ def test_gate_quality_measures_false_alarms_and_detection(sim_project, mode):
     assert rejudged.returncode == 0, rejudged.stderr
     assert "| **whole run** | 0/2 (0%) | 1/1 (100%) |" in rejudged.stdout
     # the compact data alone (as committed in docs): old and new verdicts side by side
-    alone = p.path / "committed" / "gate-quality.json"
-    alone.parent.mkdir()
-    alone.write_text((p.path / "gq" / "gate-quality.json").read_text())
-    side = subprocess.run(
-        [*BATCHPERF, "gate-quality", "--rejudge", "--analyse", str(alone), "--out", "side"],
-        capture_output=True,
-        text=True,
-        cwd=p.path,
-    )
-    assert side.returncode == 0, side.stderr
-    rows = [r for r in side.stdout.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    rows = _rejudged_alone(p, "gq")
     assert [("failed" in r.split("|")[3], "failed" in r.split("|")[4]) for r in rows] == [
         (r["slowdown"] > 0, r["slowdown"] > 0) for r in reps
     ]
@@ -122,17 +128,7 @@ def test_against_an_existing_baseline_the_data_keeps_it_for_judging_again(sim_pr
     )
     assert "| **whole run** | 0/2 (0%) | 1/1 (100%) |" in beside.stdout, beside.stderr
     assert {len(m) for c in data["save"].values() for m in c.values()} == {6}
-    alone = p.path / "committed" / "gate-quality.json"
-    alone.parent.mkdir()
-    alone.write_text((p.path / "again" / "gate-quality.json").read_text())
-    side = subprocess.run(
-        [*BATCHPERF, "gate-quality", "--rejudge", "--analyse", str(alone), "--out", "side"],
-        capture_output=True,
-        text=True,
-        cwd=p.path,
-    )
-    assert side.returncode == 0, side.stderr
-    rows = [r for r in side.stdout.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    rows = _rejudged_alone(p, "again")
     assert [("failed" in r.split("|")[4]) for r in rows] == [
         r["slowdown"] > 0 for r in data["repetitions"]
     ]
