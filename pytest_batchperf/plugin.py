@@ -223,7 +223,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workerinput"):
         worker_output = config.workeroutput  # type: ignore[attr-defined]  # set by xdist
-        worker_output["batchperf"] = json.dumps({k: c.to_dict() for k, c in s.cases.items()})
+        worker_output["batchperf"] = json.dumps(s.worker_cases())
         return
     if not s.measured:
         return

@@ -1,13 +1,14 @@
 """What a whole run says beside its cases, as pure functions of the run's state: the cases
 missing against the baseline, the largest batch that fitted in each sweep that hit a
-limit, and the run-level notices."""
+limit, the run-level notices, and the run's results with its suite-wide verdicts."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from .judge import gate, stats
-from .judge.results import CaseResult
+from .judge.results import CaseResult, Mode, RunResults
 from .options import DEFAULT_SAVE_RUNS
 from .prepared import Prepared
 from .records import was_disturbed
@@ -89,3 +90,38 @@ def notices(
             line += f"; still disturbed, rerun on a quiet runner: {resting}"
         out.append(line)
     return tuple(out)
+
+
+def run_results(
+    setup: Prepared,
+    policy: gate.GatePolicy,
+    cases: Mapping[str, CaseResult],
+    infeasible: Infeasible,
+    environments: tuple[dict[str, Any], dict[str, Any] | None],
+    notices: tuple[str, ...],
+    *,
+    saving: bool,
+    interrupted: bool,
+) -> RunResults:
+    """The run's results: its cases, what it lacks against the baseline, and the suite-wide
+    verdicts (A/B mode, or a comparison with a baseline). ``environments``: the
+    candidate's, and in A/B mode the reference side's."""
+    ab = policy.paired
+    base = setup.baseline
+    base_cases = base.cases if base else {}
+    compared = ab or (base is not None and not saving)
+    return RunResults(
+        profile=setup.profile.name,
+        hardware_class=setup.hardware_class,
+        environment=environments[0],
+        cases=dict(cases),
+        created=setup.started,
+        interrupted=interrupted,
+        missing=missing(base_cases, cases, infeasible),
+        mode=Mode.AB if ab else Mode.BASELINE,
+        baseline_path=None if ab else str(setup.baseline_path),
+        baseline_environment=environments[1] if ab else dict(base.environment) if base else None,
+        gate=policy.to_dict(),
+        notices=notices,
+        suite=gate.suite_effects(cases, policy, None if ab else base_cases) if compared else (),
+    )

@@ -61,6 +61,10 @@ class Engine(ABC):
     #: device the engine computes on; decides the hardware class of the baseline
     device: str = "cpu"
 
+    def __init__(self, spec: EngineSpec) -> None:
+        """What every built-in adapter keeps of its spec; a custom adapter may do as it likes."""
+        self.spec, self.knobs, self.device = spec, spec.knobs, spec.device
+
     def pids(self) -> list[int]:
         """Processes whose memory counts for the engine (children are walked too)."""
         return [os.getpid()]

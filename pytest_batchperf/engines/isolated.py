@@ -62,9 +62,8 @@ def child_path(python: str | None) -> list[str]:
 
 class IsolatedEngine(Engine):
     def __init__(self, spec: EngineSpec, timeout_s: float, python: str | None = None):
-        self.spec = spec
+        super().__init__(spec)
         self.name = spec.engine
-        self.device = spec.device
         self.timeout_s = timeout_s
         self.python = python or sys.executable
         self._proc: ChildProcess | None = None

@@ -130,9 +130,8 @@ class OpenAIHTTPEngine(Engine):
     name = "openai-http"
 
     def __init__(self, spec: EngineSpec):
-        k: OpenAIHTTPKnobs = spec.knobs
-        self.spec, self.knobs = spec, k
-        self.device = spec.device
+        super().__init__(spec)
+        k: OpenAIHTTPKnobs = self.knobs
         self.prompt_format = k.prompt_format
         self.api_key_env = k.api_key_env or "OPENAI_API_KEY"
         if k.api_key_env and not os.environ.get(k.api_key_env):

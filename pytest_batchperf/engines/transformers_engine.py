@@ -67,9 +67,8 @@ class TransformersEngine(Engine):
     name = "transformers"
 
     def __init__(self, spec: EngineSpec):
-        k: TransformersKnobs = spec.knobs
-        self.spec, self.knobs = spec, k
-        self.device = str(spec.device)
+        super().__init__(spec)
+        k: TransformersKnobs = self.knobs
         self.on_gpu = Device.of(self.device).gpu
         if self.on_gpu and not torch.cuda.is_available():
             raise EngineUnavailable(

@@ -89,9 +89,8 @@ class VLLMEngine(Engine):
     name = "vllm"
 
     def __init__(self, spec: EngineSpec):
-        k: VLLMKnobs = spec.knobs
-        self.spec, self.knobs = spec, k
-        self.device = spec.device
+        super().__init__(spec)
+        k: VLLMKnobs = self.knobs
         self.kwargs = k.llm_kwargs()
         # Read by vllm_slowdown.register() in the engine core's process.
         os.environ[vllm_slowdown.ENV] = repr(k.slowdown)

@@ -352,19 +352,6 @@ def _untested(name: str, cur: MetricRuns, verdict: Verdict, tol: float, note: st
     )
 
 
-def capacity_regression(batch_size: int, where: str, error: str) -> Comparison:
-    """A batch size that fitted in the reference (``where``) and no longer fits."""
-    return Comparison.untested(
-        "max_batch_size",
-        "count",
-        Direction.UP,
-        Verdict.REGRESSED,
-        reference=float(batch_size),
-        n_reference=1,
-        note=f"batch size {batch_size} fitted in {where} and no longer fits: {error}",
-    )
-
-
 def compare_runs(
     current: RunResults,
     baseline: RunResults | None,

@@ -175,8 +175,8 @@ def _session(root):
 def test_another_isa_levels_baseline_is_not_used_and_is_named(saved_on_avx512):
     s = _session(saved_on_avx512)
     s.prepare()
-    assert s.hardware_class == "cpu-amd-epyc-avx2-f25m17-2c"
-    assert s.baseline is None  # its cases are new
+    assert s.ready().hardware_class == "cpu-amd-epyc-avx2-f25m17-2c"
+    assert s.ready().baseline is None  # its cases are new
     assert s.notices() == (
         "no baseline for class cpu-amd-epyc-avx2-f25m17-2c; baselines of this profile exist "
         "for: cpu-amd-epyc-avx512bf16-f25m17-2c",

@@ -1,26 +1,35 @@
-"""The session's parts on their own: the engine pool (on the SimulatedEngine, a FAKE engine
-for the plugin's logic, in this process) and the run summary's pure functions."""
+"""The session's parts on their own: the engine pool and the case runner (on the
+SimulatedEngine, a FAKE engine for the plugin's logic, in this process), the capacity
+verdict and the run summary's pure functions."""
 
 import sys
 from pathlib import Path
 
 import pytest
 
+from pytest_batchperf.case_runner import CaseRunner
 from pytest_batchperf.engine_pool import EnginePool
 from pytest_batchperf.engines.base import EngineError, EngineSpec
-from pytest_batchperf.judge.results import CaseResult, MetricRuns
-from pytest_batchperf.plan import Side, Slot
+from pytest_batchperf.judge import gate
+from pytest_batchperf.judge.capacity import Fit, capacity_verdict
+from pytest_batchperf.judge.decision import Verdict
+from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
+from pytest_batchperf.measure.runner import Rounds
+from pytest_batchperf.plan import Plan, Side, Slot
+from pytest_batchperf.prepared import Prepared
 from pytest_batchperf.profiles import Profile
+from pytest_batchperf.records import Action, CaseSettings
 from pytest_batchperf.run_summary import largest_fitting, missing
-from pytest_batchperf.workload import CaseSpec, Strategy, WorkloadSpec
+from pytest_batchperf.workload import CaseSpec, Strategy, WorkloadSpec, fixed
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "helpers"))
 FAKE = "simulated_engine:SimulatedEngine"
 
 
-def _pool(engine=FAKE):
+def _pool(engine=FAKE, **knobs):
     profile = Profile("sim", engine, isolate=False)
-    return EnginePool({Side.CANDIDATE: profile}, {Side.CANDIDATE: EngineSpec("sim", engine)})
+    spec = EngineSpec("sim", engine, knobs=knobs)
+    return EnginePool({Side.CANDIDATE: profile}, {Side.CANDIDATE: spec})
 
 
 def test_a_slot_keeps_its_engine_and_the_next_slot_gets_a_fresh_one():
@@ -61,3 +70,82 @@ def test_the_largest_size_that_fitted_below_the_first_that_did_not():
 def test_missing_cases_are_those_of_the_files_this_run_measured():
     baseline = {cid: _case(cid, 2) for cid in ("a.py::x", "a.py::y", "b.py::z")}
     assert missing(baseline, {"a.py::x": baseline["a.py::x"]}, {}) == ("a.py::y",)
+
+
+def test_capacity_verdicts():
+    assert capacity_verdict(8, None, None, True, False, False) is None  # it fitted
+    lost = capacity_verdict(8, "out of memory", None, True, False, False)
+    assert lost.fit is Fit.REGRESSED and "fitted in the baseline" in lost.message
+    assert lost.comparison.verdict is Verdict.REGRESSED and lost.comparison.reference == 8
+    beyond = capacity_verdict(8, "out of memory", None, False, False, False)
+    assert beyond.fit is Fit.SKIP  # the baseline did not run it either: the sweep's limit
+    assert capacity_verdict(8, "out of memory", None, True, False, True).fit is Fit.SKIP
+    assert capacity_verdict(8, "out of memory", None, False, True, False) is None  # A/B: wait
+    ref = capacity_verdict(8, None, "out of memory\ntrace", False, True, False)
+    assert ref.fit is Fit.ERROR and ref.message.endswith("out of memory")  # never a pass
+
+
+class _Run:
+    """A RunContext of a committed-baseline run, without a baseline unless given one."""
+
+    def __init__(self, runs=2, baseline=None, **knobs):
+        self.current_slot = None
+        self.ab = False
+        self.saving = False
+        self.policy = gate.GatePolicy({}, cases=1)
+        self.engines = _pool(**knobs)
+        self._plan = Plan(runs, False, 1)
+        self._ready = Prepared(
+            Profile("sim", FAKE), {}, {}, (), "cpu-x", Path("b.json"), baseline, (), {}, None, ""
+        )
+
+    def plan(self, marker_runs=None):
+        return self._plan
+
+    def ready(self):
+        return self._ready
+
+
+def _spec(size):
+    return CaseSpec(WorkloadSpec(8, fixed(8), fixed(4)), Strategy.STATIC, size)
+
+
+SETTINGS = CaseSettings(Rounds(rounds=2, warmup=0))
+
+
+def test_the_runner_measures_a_case_in_passes_and_judges_it_after_its_last_planned_run():
+    run = _Run(runs=2)
+    runner = CaseRunner(run)
+    run.current_slot = Slot(1)
+    first = runner.run_case("f::t[B2]", "sweep", _spec(2), SETTINGS)
+    assert first.action is Action.PENDING and "f::t[B2]" not in runner.cases
+    run.current_slot = Slot(2)
+    last = runner.run_case("f::t[B2]", "sweep", _spec(2), SETTINGS)
+    assert last.action is Action.PASS and runner.records["f::t[B2]"].count(Side.CANDIDATE) == 2
+    assert runner.cases["f::t[B2]"].verdict is Verdict.NEW  # no baseline: nothing to compare
+    run.engines.close()
+
+
+def test_a_batch_that_does_not_fit_skips_and_the_largest_that_fitted_gets_max_batch_size():
+    run = _Run(runs=1, oom_above=4)
+    runner = CaseRunner(run)
+    assert runner.run_case("f::t[B4]", "sweep", _spec(4), SETTINGS).action is Action.PASS
+    skipped = runner.run_case("f::t[B8]", "sweep", _spec(8), SETTINGS)
+    assert skipped.action is Action.SKIP and "does not fit" in skipped.message
+    cases, infeasible = runner.finished_cases()
+    assert list(infeasible) == ["f::t[B8]"] and "f::t[B8]" not in cases
+    assert cases["f::t[B4]"].metrics["max_batch_size"].median == 4
+    run.engines.close()
+
+
+def test_a_batch_the_baseline_ran_and_the_candidate_cannot_is_a_capacity_regression():
+    base_run = _Run(runs=1)
+    fitted = CaseRunner(base_run)
+    fitted.run_case("f::t[B8]", "sweep", _spec(8), SETTINGS)
+    baseline = RunResults("sim", "cpu-x", {}, fitted.finished_cases()[0])
+    run = _Run(runs=1, baseline=baseline, oom_above=4)
+    outcome = CaseRunner(run).run_case("f::t[B8]", "sweep", _spec(8), SETTINGS)
+    assert outcome.action is Action.FAIL and "capacity regressed" in outcome.message
+    assert outcome.result.comparisons[0].verdict is Verdict.REGRESSED
+    base_run.engines.close()
+    run.engines.close()
