@@ -130,14 +130,14 @@ def loop(engine, npl: int) -> float:
     e, rng = engine, np.random.default_rng()
     L.llama_memory_clear(e._mem, True)
     cells = [(j, i) for j in range(npl) for i in range(PP)]
-    for s in range(0, len(cells), e.n_batch):  # the prompts, in n_batch chunks
-        chunk = cells[s : s + e.n_batch]
+    n_batch = e.knobs.n_batch
+    for s in range(0, len(cells), n_batch):  # the prompts, in n_batch chunks
+        chunk = cells[s : s + n_batch]
         for k, (j, i) in enumerate(chunk):
-            e._seq_ptrs[k][0], e._pos[k], e._logit_flags[k] = j, i, i == PP - 1
+            e._seq_ids[k], e._pos[k], e._logit_flags[k] = j, i, i == PP - 1
         e._tok[: len(chunk)] = rng.integers(4, e.vocab_size, len(chunk))
         e._decode(len(chunk))
-    for k in range(npl):
-        e._seq_ptrs[k][0] = k
+    e._seq_ids[:npl] = np.arange(npl)
     e._logit_flags[:npl] = 1
     t = time.perf_counter()
     for i in range(TG):

@@ -61,9 +61,8 @@ class LlamaCppEngine(Engine):
     name = "llama-cpp"
 
     def __init__(self, spec: EngineSpec):
-        k: LlamaCppKnobs = spec.knobs
-        self.spec, self.knobs = spec, k
-        self.device = spec.device
+        super().__init__(spec)
+        k: LlamaCppKnobs = self.knobs
         self.path = spec.model.path
         L.llama_backend_init()
         if not k.verbose:
@@ -101,7 +100,13 @@ class LlamaCppEngine(Engine):
         self._pos = np.ctypeslib.as_array(self._batch.pos, shape=(size,))
         self._nseq = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(size,))
         self._logit_flags = np.ctypeslib.as_array(self._batch.logits, shape=(size,))
-        self._seq_ptrs = [self._batch.seq_id[i] for i in range(size)]
+        # Every token's one sequence id lives in one array of ours, written with a slice:
+        # llama's per-token arrays would take a ctypes write per token per step.
+        self._seq_ids = np.zeros(size, dtype=np.int32)
+        addresses = ctypes.cast(self._batch.seq_id, ctypes.POINTER(ctypes.c_size_t))
+        self._seq_ptrs = np.ctypeslib.as_array(addresses, shape=(size,))
+        self._llama_seq_ptrs = self._seq_ptrs.copy()  # llama's own, restored before it frees them
+        self._seq_ptrs[:] = self._seq_ids.ctypes.data + 4 * np.arange(size)
         self._nseq[:] = 1
 
     @property
@@ -167,7 +172,7 @@ class LlamaCppEngine(Engine):
             self._decode(n)
             sampled = self._sample(len(outputs))
             t = rnd.clock()
-            for seq, tok in zip(outputs, sampled, strict=True):
+            for seq, tok in zip(outputs, sampled.tolist(), strict=True):
                 st = active[seq]
                 st.generated += 1
                 rnd.tokens(st.request.id, t)
@@ -177,7 +182,7 @@ class LlamaCppEngine(Engine):
                     del active[seq]
                     free.append(seq)
                 else:
-                    st.pending = [int(tok)]
+                    st.pending = [tok]
 
         run_steps(rnd, start, step)
         return rnd.trace()
@@ -187,21 +192,32 @@ class LlamaCppEngine(Engine):
 
         Returns the sequence ids whose logits this batch yields, in batch order, and the
         number of tokens packed."""
-        n, cap, outputs = 0, self.knobs.n_batch, []
-        order = sorted(active.items(), key=lambda kv: kv[1].generated == 0)
-        for seq, st in order:
+        cap = self.knobs.n_batch
+        decoding = [(seq, st) for seq, st in active.items() if st.generated][:cap]
+        n = len(decoding)
+        outputs = [seq for seq, _ in decoding]
+        if n:  # one token each, all of them sampled: written a column at a time
+            self._tok[:n] = [st.pending[0] for _, st in decoding]
+            self._pos[:n] = [st.pos for _, st in decoding]
+            self._seq_ids[:n] = outputs
+            self._logit_flags[:n] = 1
+            for _, st in decoding:
+                st.pos += 1
+                st.pending = []
+        for seq, st in active.items():
             if n >= cap:
                 break
+            if st.generated:
+                continue
             take = st.pending[: cap - n]
             k = len(take)
             self._tok[n : n + k] = take
             self._pos[n : n + k] = np.arange(st.pos, st.pos + k)
+            self._seq_ids[n : n + k] = seq
             self._logit_flags[n : n + k] = 0
-            for i in range(n, n + k):
-                self._seq_ptrs[i][0] = seq
             st.pos += k
             st.pending = st.pending[k:]
-            if not st.pending:  # the whole prompt (or the last token) is in: sample after it
+            if not st.pending:  # the whole prompt is in: sample after it
                 self._logit_flags[n + k - 1] = 1
                 outputs.append(seq)
             n += k
@@ -215,6 +231,7 @@ class LlamaCppEngine(Engine):
 
     def close(self) -> None:
         if getattr(self, "_ctx", None):
+            self._seq_ptrs[:] = self._llama_seq_ptrs
             L.llama_batch_free(self._batch)
             L.llama_free(self._ctx)
             L.llama_model_free(self._model)
