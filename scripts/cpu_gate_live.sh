@@ -21,6 +21,7 @@ one() {  # name, then the command's prefix and pytest arguments
     "$@" suites -p no:cacheprovider -q --batchperf-report "$out/$name" > "$out/$name.log" 2>&1
     echo "$name: exit $? in $(( $(date +%s) - start )) s" | tee -a "$out/jobs.txt"
 }
-for i in $(seq "$threads1"); do one "threads1-$i" pytest --batchperf-set n_threads=1; done
-one taskset taskset -c 0 pytest
+# pytest_job.py: an interrupt (kill -INT) still writes the results so far in the background
+for i in $(seq "$threads1"); do one "threads1-$i" python scripts/pytest_job.py --batchperf-set n_threads=1; done
+one taskset taskset -c 0 python scripts/pytest_job.py
 touch "$out/DONE"

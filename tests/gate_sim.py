@@ -9,7 +9,9 @@ A log metric of case c in run r of job j is
          + round noise (``round``), each normal with the sd given (fractions ~ log).
 
 Committed mode: a baseline of ``jobs`` save jobs of ``k`` runs per case, then one
-candidate job of ``runs`` runs. A/B mode: ``pairs`` pairs per case, in case or pass order.
+candidate job of ``runs`` runs; a case still inconclusive adds up to ``extend`` runs of its
+job, one look each, as the plugin does. A/B mode: ``pairs`` pairs per case, in case or
+pass order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import random
 from dataclasses import dataclass, replace
 
 from pytest_batchperf.judge import gate
+from pytest_batchperf.judge.decision import Verdict
 from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
 
 # (metric, direction): throughput falls by the shift, latencies rise by it
@@ -40,6 +43,7 @@ class Design:
     jobs: int = 3
     k: int = 5  # runs per case in a save job
     runs: int = 1  # candidate runs (committed mode)
+    extend: int = 2  # runs an inconclusive candidate case may add (committed mode)
     pairs: int = 3  # A/B
     rounds: int = 3
     pass_order: bool = True  # A/B
@@ -64,18 +68,22 @@ def _run(rng, design, noise, offsets, shifts) -> dict[str, list[float]]:
     return out
 
 
+Extra = dict[str, list[dict[str, list[float]]]]  # case id -> its runs: planned, extension
+
+
 def committed(
     rng: random.Random, design: Design, noise: Noise, shift: float, shifted: int | None = None
-) -> tuple[RunResults, RunResults]:
-    """(baseline, candidate job). ``shift``: the log slowdown of every case, or of case
-    ``shifted`` alone. The candidate is one more job: its own offsets, processes, rounds."""
+) -> tuple[RunResults, RunResults, Extra]:
+    """(baseline, candidate job, every candidate case's runs with its extension runs).
+    ``shift``: the log slowdown of every case, or of case ``shifted`` alone. The candidate is
+    one more job: its own offsets, processes, rounds."""
     # offsets[j][i]: job j's log offset for case i (the last job is the candidate's)
     offsets = []
     for _ in range(design.jobs + 1):
         shared = rng.gauss(0, noise.job_shared)
         offsets.append([shared + rng.gauss(0, noise.job_case) for _ in range(design.cases)])
     env = {"device": design.device}
-    base, cand = {}, {}
+    base, cand, runs_of = {}, {}, {}
     sizes = tuple([design.k] * design.jobs) if design.jobs > 1 else ()
     for i in range(design.cases):
         cid = f"c{i}"
@@ -90,17 +98,35 @@ def committed(
         }
         base[cid] = CaseResult(cid, "sim", metrics=metrics)
         s = shift if shifted is None or shifted == i else 0.0
-        runs = [_run(rng, design, noise, offsets[-1][i], s) for _ in range(design.runs)]
-        cand[cid] = CaseResult(cid, "sim", metrics=_case_metrics(runs))
+        runs_of[cid] = [_run(rng, design, noise, offsets[-1][i], s) for _ in range(design.runs)]
+        cand[cid] = CaseResult(cid, "sim", metrics=_case_metrics(runs_of[cid]))
+    for i in range(design.cases):  # drawn last: the planned runs do not depend on extend
+        s = shift if shifted is None or shifted == i else 0.0
+        more = [_run(rng, design, noise, offsets[-1][i], s) for _ in range(design.extend)]
+        runs_of[f"c{i}"] += more
     return (
         RunResults("sim", "sim", env, base, kind="baseline"),
         RunResults("sim", "sim", env, cand),
+        runs_of,
     )
 
 
-def judge_committed(base: RunResults, cand: RunResults, design: Design) -> RunResults:
-    policy = gate.GatePolicy(looks=3, planned=design.runs, device=design.device)
-    return gate.compare_runs(cand, base, policy)
+def judge_committed(base: RunResults, cand: RunResults, runs: Extra, design: Design) -> RunResults:
+    """The candidate judged as the plugin judges it: every case at its planned runs, then an
+    inconclusive case at each run it adds, up to ``extend``; the suite test on the result."""
+    policy = gate.GatePolicy(looks=1 + design.extend, planned=design.runs, device=design.device)
+    run = gate.compare_runs(cand, base, policy)
+    policy = replace(policy, cases=len(cand.cases), paired=False)  # as compare_runs judged
+    priors = gate.priors(c.metrics for c in base.cases.values())
+    cases = dict(run.cases)
+    for cid, case in cases.items():
+        n = design.runs
+        while case.verdict is Verdict.INCONCLUSIVE and n < len(runs[cid]):
+            n += 1
+            more = CaseResult(cid, "sim", metrics=_case_metrics(runs[cid][:n]))
+            case = gate.judge_case(more, base.cases[cid].metrics, policy, priors, measured=n)
+        cases[cid] = case
+    return replace(run, cases=cases, suite=gate.suite_effects(cases, policy, base.cases))
 
 
 def ab(rng: random.Random, design: Design, noise: Noise, shift: float) -> RunResults:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+from ..judge.catalog import lookup
 from ..judge.decision import SEVERITY, Comparison, Verdict
 from ..judge.gate import suite_line
 from ..judge.results import CaseResult, Mode, RunResults
@@ -27,18 +28,26 @@ def counts_line(run: RunResults) -> str:
 
 
 def suspected(run: RunResults) -> list[str]:
-    """One line per suspected regression: inconclusive, but worse than twice its
-    tolerance; what would decide it."""
+    """One line per case with a suspected regression (inconclusive, but worse than twice
+    its tolerance): one metric of each family (they share one test), and what would decide
+    it."""
     out = []
     for case in sorted(run.cases.values(), key=lambda c: c.case_id):
+        found: dict[str, Comparison] = {}
         for c in case.comparisons:
             if c.suspected and c.gated:
-                need = (
-                    f"about {c.runs_needed} runs would decide it"
-                    if c.runs_needed
-                    else "more runs alone cannot decide it here: more saved jobs or A/B mode"
-                )
-                out.append(f"{case.case_id}: {c.metric} {c.change:+.1%}, inconclusive; {need}")
+                spec = lookup(c.metric)
+                found.setdefault(spec.family if spec else c.metric, c)
+        if not found:
+            continue
+        needs = [c.runs_needed for c in found.values() if c.runs_needed]
+        need = (
+            f"about {min(needs)} runs would decide it"
+            if needs
+            else "more runs alone cannot decide it here: more saved jobs or A/B mode"
+        )
+        changes = ", ".join(f"{c.metric} {c.change:+.1%}" for c in found.values())
+        out.append(f"{case.case_id}: {changes}, inconclusive; {need}")
     return out
 
 

@@ -33,7 +33,7 @@ for kind in $order; do
   esac
   nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 1
   start=$(date +%s.%N)
-  python3 -m pytest suites/test_batch_sweep.py -p no:cacheprovider -q -k "$cases" \
+  python3 scripts/pytest_job.py suites/test_batch_sweep.py -p no:cacheprovider -q -k "$cases" \
       --batchperf-profile "$profile" --batchperf-rounds 3 --batchperf-set "$capture" "${set_args[@]}" \
       --batchperf-baseline-dir /tmp/no-baselines --batchperf-report "$out/$name" \
       > "$out/$name.log" 2>&1

@@ -19,11 +19,11 @@ stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
 clear_gpu() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 2; }
 wait_for_model
 stamp save
-python3 -m pytest suites "${common[@]}" --batchperf-save --batchperf-runs "${RUNS:-3}" \
+python3 scripts/pytest_job.py suites "${common[@]}" --batchperf-save --batchperf-runs "${RUNS:-3}" \
     --batchperf-report "$out/save" > "$out/save.log" 2>&1
 echo "save rc=$?" >> "$out/stages.txt"
 clear_gpu; stamp aa
-python3 -m pytest suites "${common[@]}" --batchperf-report "$out/aa" > "$out/aa.log" 2>&1
+python3 scripts/pytest_job.py suites "${common[@]}" --batchperf-report "$out/aa" > "$out/aa.log" 2>&1
 echo "aa rc=$?" >> "$out/stages.txt"
 stamp done
 touch "$out/DONE"

@@ -23,7 +23,7 @@ python3 -m pytest tests/engines/test_vllm_engine.py -m gpu -k "not slowdown" -p 
     -q -x > "$out/gpu-tests.log" 2>&1
 wait_for_model
 clear_gpu; stamp save
-python3 -m pytest suites -p no:cacheprovider --batchperf-profile "$profile" \
+python3 scripts/pytest_job.py suites -p no:cacheprovider --batchperf-profile "$profile" \
     --batchperf-save --batchperf-runs 3 --batchperf-rounds 3 --batchperf-baseline-dir "$out/baselines" \
     --batchperf-report "$out/save" > "$out/save.log" 2>&1
 touch "$out/save.DONE"
@@ -34,7 +34,7 @@ python3 -m pytest_batchperf.cli gate-quality --profile "$profile" --suite suites
     --batchperf-rounds 3 --batchperf-set slowdown_on=gpu > "$out/gq.log" 2>&1
 touch "$out/gq.DONE"
 clear_gpu; stamp ab
-python3 -m pytest suites/test_batch_sweep.py -p no:cacheprovider \
+python3 scripts/pytest_job.py suites/test_batch_sweep.py -p no:cacheprovider \
     --batchperf-profile "$profile" -k "B32-continuous" --batchperf-rounds 3 --batchperf-pairs 2 \
     --batchperf-set enforce_eager=true --batchperf-reference enforce_eager=false \
     --batchperf-report "$out/ab" > "$out/ab.log" 2>&1

@@ -7,8 +7,8 @@ dir=${1:?dir}; wait=${2:-540}
 pack() { tar czf "$OUT/.out.tar.gz" -C "$dir" . 2>/dev/null && mv "$OUT/.out.tar.gz" "$OUT/out.tar.gz"; }
 if [ -e "$(dirname "$0")/INTERRUPT" ]; then
   pkill -f full_baseline.sh  # no later stage starts
-  pkill -INT -f "python3 -m pytest suites"
-  for _ in $(seq 120); do pgrep -f "python3 -m pytest suites" >/dev/null || break; sleep 1; done
+  pkill -INT -f "pytest_job.py suites"
+  for _ in $(seq 120); do pgrep -f "pytest_job.py suites" >/dev/null || break; sleep 1; done
   touch "$dir/DONE"
 fi
 for i in $(seq "$wait"); do

@@ -53,10 +53,13 @@ def test_a_uniform_25_percent_shift_fails_the_run_when_jobs_vary_case_by_case():
 
 
 def test_a_25_percent_shift_in_one_case_is_caught():
-    """Issue #19 asks 80 %; judging each metric at half the alpha (the saved jobs' spread or
-    the machine kind's, docs/gate.md) gives 77 % on this seed: the floor guards that."""
+    """Issue #19 asks 80 %. The case's first look alone catches 88 % on this seed; the runs
+    an inconclusive case adds (``extend``) decide the rest, as they do in the plugin."""
     whole, by_case, _ = rate(60, 4, _committed(Noise(job_shared=0.0), SHIFT, shifted=0))
-    assert by_case >= 0.75
+    assert by_case >= 0.8
+    first_look = Design(extend=0)
+    _, alone, _ = rate(60, 4, _committed(Noise(job_shared=0.0), SHIFT, first_look, shifted=0))
+    assert alone < by_case  # the extension runs are where the rest is caught
 
 
 def test_a_uniform_2x_fails_the_run_suite_wide_on_a_noisy_runner():
