@@ -127,7 +127,7 @@ def test_continuous(batchperf):
 
 def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     """The default profile on real llama.cpp: save, rerun (A/A), then slow the engine for
-    real (``slowdown=3`` busy-waits 3x each decode call's duration after it: about 75 %
+    real (``slowdown=9`` busy-waits 9x each decode call's duration after it: about 90 %
     less throughput): caught, with readable lines, and the baseline untouched.
 
     Tolerance 60 %: on a shared 2-core VM whole processes run 30-45 % slower now and then
@@ -160,7 +160,8 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
     aa.assert_outcomes(passed=1)
     assert "regressed" not in aa.stdout.str().lower()
 
-    slow = pytester.runpytest_subprocess(*common, "--batchperf-set", "slowdown=3")
+    # 9x, not 3x: at 3x one noisy hour read -59 % against the 60 % tolerance
+    slow = pytester.runpytest_subprocess(*common, "--batchperf-set", "slowdown=9")
     slow.assert_outcomes(failed=1)
     slow.stdout.fnmatch_lines(
         [
