@@ -181,9 +181,9 @@ def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
 
 
 def test_a_real_slowdown_fails_in_ab_mode(pytester):
-    """Real llama.cpp on both sides, the candidate busy-waiting 3x each decode call. Four
-    pairs: one case alone has only its own pairs' degrees of freedom, and at three pairs
-    plus two added a noisy hour left a -82 % in 5 of 5 pairs inconclusive."""
+    """Real llama.cpp on both sides, the candidate busy-waiting 3x each decode call. Six
+    pairs: one case alone has only its own pairs' degrees of freedom, and in a noisy hour
+    -82 % in 5 of 5 pairs and -86 % in 4 of 4 stayed inconclusive (a gate weakness, #19)."""
     _copy_batch_sweep(pytester)
     result = pytester.runpytest_subprocess(
         "-p",
@@ -200,7 +200,7 @@ def test_a_real_slowdown_fails_in_ab_mode(pytester):
         "--batchperf-reference",
         "slowdown=0",
         "--batchperf-pairs",
-        "4",
+        "6",
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*; tolerance 5%*"])
