@@ -114,9 +114,10 @@ def committed(
 def judge_committed(base: RunResults, cand: RunResults, runs: Extra, design: Design) -> RunResults:
     """The candidate judged as the plugin judges it: every case at its planned runs, then an
     inconclusive case at each run it adds, up to ``extend``; the suite test on the result."""
-    policy = gate.GatePolicy(looks=1 + design.extend, planned=design.runs, device=design.device)
+    policy = gate.GatePolicy(
+        looks=1 + design.extend, planned=design.runs, device=design.device, cases=len(cand.cases)
+    )
     run = gate.compare_runs(cand, base, policy)
-    policy = replace(policy, cases=len(cand.cases), paired=False)  # as compare_runs judged
     priors = gate.priors(c.metrics for c in base.cases.values())
     cases = dict(run.cases)
     for cid, case in cases.items():
