@@ -483,7 +483,10 @@ def _suite_estimate(
             passes = [[d[i] for d in pairs if len(d) > i] for i in range(max(map(len, pairs)))]
             means = [e.delta for p in passes if (e := stats.trimmed(p)) is not None]
             return stats.one_sample(means, policy.pair_prior)
-        return stats.trimmed([sum(d) / len(d) for d in pairs if d])
+        across = stats.trimmed([sum(d) / len(d) for d in pairs if d])
+        pooled = stats.pooled_pairs(pairs)
+        found = [e for e in (across, pooled) if e is not None]
+        return stats.narrower_of(found) if found else None
     deltas, offsets = [], []
     for c in cases:
         ref = _logs(baseline[c.case_id].metrics[name])

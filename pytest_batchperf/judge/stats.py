@@ -249,11 +249,16 @@ def narrower(base: Estimate, *choices: Sequence[tuple[float, float]], at: float 
     keeps the false-alarm rate (``Estimate.choices``)."""
 
     def built(parts: Sequence[tuple[float, float]]) -> Estimate:
-        se = math.sqrt(sum(v for v, _ in parts))
-        return replace(base, se=se, df=_satterthwaite(parts), choices=len(choices))
+        return replace(base, se=math.sqrt(sum(v for v, _ in parts)), df=_satterthwaite(parts))
 
-    found = [built(p) for p in choices]
-    return min(found, key=lambda e: float(_t().ppf(1 - at, e.df)) * e.se)
+    return narrower_of([built(p) for p in choices], at)
+
+
+def narrower_of(found: Sequence[Estimate], at: float = 1e-3) -> Estimate:
+    """The estimate of ``found`` whose interval at ``at`` is narrowest, chosen by width
+    alone (never the change) and marked to be tested at alpha / len(found)."""
+    best = min(found, key=lambda e: float(_t().ppf(1 - at, e.df)) * e.se)
+    return replace(best, choices=len(found))
 
 
 def _split(values: Sequence[float], sizes: Sequence[int]) -> list[list[float]]:
@@ -293,6 +298,22 @@ def trimmed(values: Sequence[float], share: float = 0.2) -> Estimate | None:
     winsorized = [x[k]] * k + kept + [x[n - k - 1]] * k
     se = math.sqrt(_ss(winsorized) / (n - 1)) / ((1 - 2 * k / n) * math.sqrt(n))
     return Estimate(_mean(kept), se, n - 2 * k - 1, n, n)
+
+
+def pooled_pairs(groups: Sequence[Sequence[float]]) -> Estimate | None:
+    """The mean of the cases' mean pair log ratios, its variance from the pairs within each
+    case pooled across cases: cases whose pairs are their own processes (A/B case order)
+    give every pair's degree of freedom, where a test on the cases' means alone has
+    cases - 1. Not moderated: a default narrower than the runner's spread would make the
+    test too bold, and the pooled estimate has df enough of its own."""
+    groups = [g for g in groups if g]
+    df = sum(len(g) - 1 for g in groups)
+    if len(groups) < 2 or df < 2:
+        return None
+    s2 = sum(map(_ss, groups)) / df
+    n = len(groups)
+    se = math.sqrt(s2 * sum(1 / len(g) for g in groups)) / n
+    return Estimate(_mean([_mean(g) for g in groups]), se, df, n, n)
 
 
 def combined(est: Estimate, *shared: tuple[float, float]) -> Estimate:

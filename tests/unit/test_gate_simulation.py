@@ -77,6 +77,18 @@ def test_a_b_catches_a_uniform_25_percent_shift(pass_order):
     assert whole >= 0.95
 
 
+def test_a_b_with_three_cases_catches_a_uniform_25_percent_shift_on_a_noisy_runner():
+    """The live A/B job of issue #19: three cases of five pairs, processes 17 % apart (a
+    noisy hour). The suite test pools the pairs within the cases (12 df), where the cases'
+    means alone have 2: 29 % of runs caught before, 73 % with it; A/A stays calm."""
+    design = Design(cases=3, pairs=5, pass_order=False)
+    noise = Noise(process=0.17, pass_shared=0.03)
+    whole, _, _ = rate(100, 8, lambda rng: ab(rng, design, noise, SHIFT))
+    assert whole >= 0.6
+    whole, _, _ = rate(TRIALS, 9, lambda rng: ab(rng, design, noise, 0.0))
+    assert calm(whole)
+
+
 def test_a_uniform_2x_fails_the_run_on_a_calm_runner_with_five_saved_jobs():
     """Jobs that move every case by 5 % together: five saved jobs know that offset well
     enough for a 2x to fail the run (with three, 2 df, only about 70 % of runs)."""
