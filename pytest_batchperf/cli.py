@@ -317,7 +317,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_build_llama_cpp(args: Any) -> int:
-    from .llama_build import BuildError, build
+    from .engines.llama_build import BuildError, build
 
     try:
         built = build(tuple(args.target or ["llama-server"]), args.cache, args.jobs)

@@ -1,7 +1,7 @@
 """Decode speed of our llama-cpp engine against llama.cpp's own llama-batched-bench (CPU).
 
 Both run the same synthetic GGUF on the same llama.cpp source (the pinned
-llama-cpp-python's, built by pytest_batchperf.llama_build), with the same threads,
+llama-cpp-python's, built by pytest_batchperf.engines.llama_build), with the same threads,
 context, batch sizes and a unified KV cache. A third column runs batched-bench's loop
 through llama-cpp-python on our engine's own context, which splits the gap into the
 engine's per-step work and everything else. Runs alternate (ours, theirs, loop) so that
@@ -24,7 +24,7 @@ import numpy as np
 
 from pytest_batchperf import workload as W
 from pytest_batchperf.engines import load_in_process as load
-from pytest_batchperf.llama_build import build
+from pytest_batchperf.engines.llama_build import build
 from pytest_batchperf.models.gguf_model import gguf_path
 from pytest_batchperf.models.shapes import shape
 from pytest_batchperf.profiles import BUILTIN

@@ -101,7 +101,7 @@ def _redact_argv(argv: list[str]) -> list[str]:
 
 def _llama_server() -> str:
     """llama.cpp's own server: on PATH, else where ``batchperf build-llama-cpp`` put it."""
-    from ..llama_build import find_binary
+    from .llama_build import find_binary
 
     found = find_binary("llama-server")
     if found is None:

@@ -485,8 +485,8 @@ def _suite_estimate(
             return stats.one_sample(means, policy.pair_prior)
         across = stats.trimmed([sum(d) / len(d) for d in pairs if d])
         pooled = stats.pooled_pairs(pairs)
-        found = [e for e in (across, pooled) if e is not None]
-        return stats.narrower_of(found) if found else None
+        tests = [e for e in (across, pooled) if e is not None]
+        return stats.narrower_of(tests) if tests else None
     deltas, offsets = [], []
     for c in cases:
         ref = _logs(baseline[c.case_id].metrics[name])

@@ -13,7 +13,7 @@ import pytest
 from helpers.shipped import copy_suites
 
 from pytest_batchperf.engines import load_in_process as load
-from pytest_batchperf.llama_build import find_binary
+from pytest_batchperf.engines.llama_build import find_binary
 from pytest_batchperf.measure.metrics import round_metrics
 from pytest_batchperf.profiles import BUILTIN
 from pytest_batchperf.workload import Strategy, WorkloadSpec, build, fixed

