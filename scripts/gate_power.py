@@ -30,6 +30,10 @@ SCENARIOS = {
     "committed, 5 jobs, shared job noise 16 %": ("c5", Noise(job_shared=0.16)),
     "A/B 3 pairs, pass order, 3 % per pass": ("p", Noise(pass_shared=0.03)),
     "A/B 3 pairs, case order, 3 % per pass": ("o", Noise(pass_shared=0.03)),
+    "A/B 3 cases x 5 pairs, case order, processes 17 %": (
+        "o3",
+        Noise(process=0.17, pass_shared=0.03),
+    ),
 }
 
 
@@ -37,7 +41,11 @@ def one(kind: str, noise: Noise, shift: float):
     if kind.startswith("c"):
         design = COMMITTED if kind == "c" else Design(jobs=5)
         return lambda rng: judge_committed(*committed(rng, design, noise, shift), design)
-    design = AB if kind == "p" else Design(cases=21, pairs=3, pass_order=False)
+    design = {
+        "p": AB,
+        "o": Design(cases=21, pairs=3, pass_order=False),
+        "o3": Design(cases=3, pairs=5, pass_order=False),
+    }[kind]
     return lambda rng: ab(rng, design, noise, shift)
 
 
