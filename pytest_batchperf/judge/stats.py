@@ -28,6 +28,7 @@ hold the machine kind's between-job variance (``prediction``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -173,12 +174,13 @@ class Estimate:
         adding a degree of freedom (None: not within ``most``, or the floor is too high)."""
         if self.per_run <= 0:
             return None
+        import numpy as np
+
         floor = self.se**2 - self.per_run / self.n_candidate
-        for n in range(self.n_candidate, most + 1):
-            z = float(_t().ppf(1 - alpha, self.df + n - self.n_candidate))
-            if floor + self.per_run / n <= (shift / z) ** 2:
-                return n
-        return None
+        n = np.arange(self.n_candidate, most + 1)
+        z = _t().ppf(1 - alpha, self.df + n - self.n_candidate)  # one call: scipy is slow per call
+        told = np.flatnonzero(floor + self.per_run / n <= (shift / z) ** 2)
+        return int(n[told[0]]) if told.size else None
 
 
 def _mean(x: Sequence[float]) -> float:
@@ -338,6 +340,7 @@ def variance(values: Sequence[float]) -> tuple[float, int] | None:
     return (_ss(values) / (len(values) - 1), len(values) - 1) if len(values) > 1 else None
 
 
+@functools.cache
 def _t():
     from scipy import stats
 
