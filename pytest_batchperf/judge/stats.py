@@ -28,10 +28,10 @@ hold the machine kind's between-job variance (``prediction``).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 # A prior is never worth more degrees of freedom than went into fitting it, nor this many.
 DF_CAP = 1000.0
@@ -178,7 +178,7 @@ class Estimate:
 
         floor = self.se**2 - self.per_run / self.n_candidate
         n = np.arange(self.n_candidate, most + 1)
-        z = _t().ppf(1 - alpha, self.df + n - self.n_candidate)  # one call: scipy is slow per call
+        z = _t_quantile(1 - alpha, self.df + n - self.n_candidate)
         told = np.flatnonzero(floor + self.per_run / n <= (shift / z) ** 2)
         return int(n[told[0]]) if told.size else None
 
@@ -259,7 +259,7 @@ def narrower(base: Estimate, *choices: Sequence[tuple[float, float]], at: float 
 def narrower_of(found: Sequence[Estimate], at: float = 1e-3) -> Estimate:
     """The estimate of ``found`` whose interval at ``at`` is narrowest, chosen by width
     alone (never the change) and marked to be tested at alpha / len(found)."""
-    best = min(found, key=lambda e: float(_t().ppf(1 - at, e.df)) * e.se)
+    best = min(found, key=lambda e: float(_t_quantile(1 - at, e.df)) * e.se)
     return replace(best, choices=len(found))
 
 
@@ -340,37 +340,43 @@ def variance(values: Sequence[float]) -> tuple[float, int] | None:
     return (_ss(values) / (len(values) - 1), len(values) - 1) if len(values) > 1 else None
 
 
-@functools.cache
-def _t():
-    from scipy import stats
+def _t_quantile(q: float, df: Any) -> Any:
+    """Student t quantile (``df`` may be an array): scipy's ufunc, not ``stats.t.ppf``,
+    whose argument checks cost 50 times the computation in the gate's inner loops."""
+    from scipy.special import stdtrit
 
-    return stats.t
+    return stdtrit(df, q)
+
+
+def _t_cdf(x: float, df: float) -> float:
+    from scipy.special import stdtr
+
+    return float(stdtr(df, x))
 
 
 def p_below(est: Estimate) -> float:
     """One-sided p-value that the true log ratio is below zero (evidence of a drop)."""
     if est.se == 0:
         return 0.0 if est.delta < 0 else 1.0
-    return float(_t().cdf(est.delta / est.se, est.df))
+    return _t_cdf(est.delta / est.se, est.df)
 
 
 def p_above(est: Estimate) -> float:
     if est.se == 0:
         return 0.0 if est.delta > 0 else 1.0
-    return float(_t().sf(est.delta / est.se, est.df))
+    return _t_cdf(-est.delta / est.se, est.df)
 
 
 def bounds(est: Estimate, alpha: float) -> tuple[float, float]:
     """One-sided ``alpha`` bounds on each side of the log ratio."""
-    q = float(_t().ppf(1 - alpha, est.df)) * est.se
+    q = float(_t_quantile(1 - alpha, est.df)) * est.se
     return est.delta - q, est.delta + q
 
 
 def detectable(est: Estimate, alpha: float, power: float) -> float:
     """The smallest log-ratio shift detected with probability ``power`` by a one-sided test
     at ``alpha`` with this estimate's standard error and degrees of freedom."""
-    t = _t()
-    return float(t.ppf(1 - alpha, est.df) + t.ppf(power, est.df)) * est.se
+    return float(_t_quantile(1 - alpha, est.df) + _t_quantile(power, est.df)) * est.se
 
 
 def welch(reference: Sequence[float], candidate: Sequence[float]) -> Estimate | None:

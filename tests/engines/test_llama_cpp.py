@@ -139,7 +139,9 @@ def test_end_to_end_a_a_passes_and_real_slowdown_fails(pytester):
         "no:cacheprovider",
         "--benchmark-disable",
         "--batchperf-rounds",
-        "5",
+        "3",
+        "--batchperf-warmup",
+        "0",
         "--batchperf-tolerance",
         "*=60",
     )

@@ -61,6 +61,8 @@ def test_the_suites_run_unchanged_against_it(pytester):
         "1,8",
         "--batchperf-rounds",
         "2",
+        "--batchperf-warmup",
+        "0",
         "-k",
         "sequential or B8",
     )
