@@ -340,10 +340,24 @@ def cmd_gate_quality(args: Any) -> int:
         raise CliError(f"{args.compact}: no such directory")
     if args.rejudge and not args.analyse:
         raise CliError("--rejudge re-judges recorded data: give it with --analyse FILE.json")
+    args.slowdowns = _slowdowns(args)
+    if not (args.analyse or args.compact) and not quality.schedule(
+        args.aa, args.per_slowdown, args.slowdowns
+    ):
+        raise CliError("nothing to measure: give --aa N or --slowdowns with --per-slowdown N")
     try:
         return quality.main(args)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CliError(str(exc)) from None
+
+
+def _slowdowns(args: Any) -> list[float]:
+    try:
+        return [float(x) for x in args.slowdowns.split(",") if x.strip()]
+    except ValueError:
+        raise CliError(
+            f"--slowdowns takes fractions such as 0.1,0.25, got {args.slowdowns!r}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -495,14 +495,13 @@ def main(args: Any) -> int:
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(out / "gate-quality.json", json.dumps(data, separators=(",", ":")) + "\n")
     else:
-        slowdowns = [float(x) for x in args.slowdowns.split(",") if x.strip()]
         measure(
             args.suites,
             out,
             args.profile,
             args.aa,
             args.per_slowdown,
-            slowdowns,
+            args.slowdowns,  # fractions (cli.py parsed them)
             args.save_runs,
             args.runs,
             args.ab,

@@ -319,3 +319,16 @@ def test_end_to_end_llama_cpp_run_then_compare(pytester):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 pass" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--aa", "0", "--slowdowns", ""], "nothing to measure"),
+        (["--slowdowns", "ten"], "--slowdowns takes fractions"),
+    ],
+)
+def test_gate_quality_refuses_a_campaign_it_cannot_run_in_one_line(capsys, args, message):
+    assert main(["gate-quality", *args]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err + out
