@@ -418,7 +418,9 @@ def suite_effects(
     is plain across 20 cases long before any one case's few runs show it.
 
     - A/B in case order: Yuen's trimmed-mean test on the cases' mean pair log ratios
-      (pairing cancels drift, so A/A effects scatter independently around zero).
+      (pairing cancels drift, so A/A effects scatter independently around zero), or the
+      same ratios with the pairs' variance pooled within cases (``stats.pooled_pairs``),
+      whichever is narrower, each at half the alpha.
     - A/B in pass order: the cases of a pass share its engine processes and so an offset;
       the test is on the passes' trimmed means across cases (pairs - 1 df).
     - Against a committed baseline (``baseline``): the trimmed mean of the cases' changes,
