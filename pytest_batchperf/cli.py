@@ -312,6 +312,14 @@ def parser() -> argparse.ArgumentParser:
         help="cache directory (default $BATCHPERF_CACHE_DIR or ~/.cache/pytest-batchperf)",
     )
     ll.add_argument("--jobs", type=int, help="parallel compile jobs (default: the usable CPUs)")
+    ll.add_argument(
+        "-D",
+        "--define",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="CMake definition (repeatable), e.g. -D GGML_CUDA=ON; builds into its own directory",
+    )
     ll.set_defaults(func=cmd_build_llama_cpp)
     return p
 
@@ -320,7 +328,7 @@ def cmd_build_llama_cpp(args: Any) -> int:
     from .engines.llama_build import BuildError, build
 
     try:
-        built = build(tuple(args.target or ["llama-server"]), args.cache, args.jobs)
+        built = build(tuple(args.target or ["llama-server"]), args.cache, args.jobs, args.define)
     except BuildError as exc:
         raise CliError(str(exc)) from None
     for path in built.values():

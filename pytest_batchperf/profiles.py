@@ -164,9 +164,16 @@ BUILTIN: dict[str, Profile] = {
             "llama-cpp",
             "synthetic:1b",
             Device.CUDA,
-            {"n_gpu_layers": -1, "n_ctx": 16384, "n_batch": 2048, "n_threads": 4},
+            # 256 sequences (llama.cpp's most) of 32+64 tokens in one unified KV cache
+            {
+                "n_gpu_layers": -1,
+                "n_ctx": 32768,
+                "n_batch": 2048,
+                "n_seq_max": 256,
+                "n_threads": 4,
+            },
             min_waves=GPU_MIN_WAVES,
-            batch_sizes=GPU_BATCH_SIZES,
+            batch_sizes=(8, 32, 128, 256),  # B=1 is the sequential case
         ),
         Profile(
             "transformers-tiny",

@@ -1,13 +1,15 @@
-"""Decode speed of our llama-cpp engine against llama.cpp's own llama-batched-bench (CPU).
+"""Decode speed of our llama-cpp engine against llama.cpp's own llama-batched-bench.
 
 Both run the same synthetic GGUF on the same llama.cpp source (the pinned
-llama-cpp-python's, built by pytest_batchperf.engines.llama_build), with the same threads,
-context, batch sizes and a unified KV cache. A third column runs batched-bench's loop
+llama-cpp-python's, built by pytest_batchperf.engines.llama_build), with the profile's
+threads, context, batch sizes, GPU layers and a unified KV cache. A third column runs batched-bench's loop
 through llama-cpp-python on our engine's own context, which splits the gap into the
 engine's per-step work and everything else. Runs alternate (ours, theirs, loop) so that
 drift in the machine's load hits all alike. Prints S_TG medians and their ratios.
 
     PYTHONPATH=. python scripts/fidelity_llama_cpp.py [--shapes tiny,small] [--reps 7] [--raw FILE]
+    # on a GPU: the tools and llama-cpp-python's libraries of one CUDA build (scripts/gpu/)
+    ... --profile llama-cpp-cuda-1b --shapes 1b --npl 1,8,32,128 --bench PATH --quiet-limit 0
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from pytest_batchperf.engines import load_in_process as load
 from pytest_batchperf.engines.llama_build import build
 from pytest_batchperf.models.gguf_model import gguf_path
 from pytest_batchperf.models.shapes import shape
-from pytest_batchperf.profiles import BUILTIN
+from pytest_batchperf.profiles import BUILTIN, parse_overrides
 from pytest_batchperf.workload import Strategy
 
 PP, TG = 32, 64
-CTX = {"n_ctx": 4096, "n_batch": 512, "n_ubatch": 512, "n_threads": 2}  # profile `default`
+CTX: dict[str, int] = {}  # the profile's context knobs, set by main()
 
 
 def others_cpu() -> dict[int, float]:
@@ -48,11 +50,17 @@ def others_cpu() -> dict[int, float]:
     return out
 
 
-def quiet(measure, *args, limit=0.05, tries=20, wait_s=900):
+QUIET = {"limit": 0.05}  # --quiet-limit
+
+
+def quiet(measure, *args, limit=None, tries=20, wait_s=900):
     """measure(*args), taken while no other process used more than ``limit`` of a CPU:
     this machine's 2 cores are shared, and a co-runner slows the OpenMP threads of both
     tools many-fold. Waits (up to wait_s) for a quiet half second first; retries a
-    disturbed sample."""
+    disturbed sample. A limit of 0 measures at once."""
+    limit = QUIET["limit"] if limit is None else limit
+    if limit <= 0:
+        return measure(*args)
     for _ in range(tries):
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
@@ -83,9 +91,11 @@ def theirs(bench, model, npl: int) -> float:
         "-ub",
         str(CTX["n_ubatch"]),
         "-t",
-        "2",
+        str(CTX["n_threads"]),
         "-tb",
-        "2",
+        str(CTX["n_threads"]),
+        "-ngl",
+        str(999 if CTX["n_gpu_layers"] < 0 else CTX["n_gpu_layers"]),
         "-kvu",
         "-npp",
         str(PP),
@@ -154,17 +164,36 @@ def main() -> None:
     p.add_argument("--npl", default="1,8,32")
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--raw", help="write every sample to this JSON file")
+    p.add_argument("--profile", default="default", help="built-in profile whose knobs both use")
+    p.add_argument("--bench", help="llama-batched-bench to run (default: build the CPU one)")
+    p.add_argument("--quiet-limit", type=float, default=QUIET["limit"], help="0: do not wait")
+    p.add_argument("--set", action="append", default=[], help="KEY=VALUE: a knob of ours only")
     args = p.parse_args()
+    QUIET["limit"] = args.quiet_limit
     raw = {}
     npls = [int(x) for x in args.npl.split(",")]
-    bench = build(("llama-batched-bench",))["llama-batched-bench"]
+    profile = BUILTIN[args.profile]
+    k = profile.typed_knobs()
+    CTX.update(
+        n_ctx=k.n_ctx,
+        n_batch=k.n_batch,
+        n_ubatch=k.n_ubatch or k.n_batch,
+        n_threads=k.n_threads,
+        n_gpu_layers=k.n_gpu_layers,
+    )
+    bench = args.bench or build(("llama-batched-bench",))["llama-batched-bench"]
     print(f"load average at start: {os.getloadavg()}")
     for name in args.shapes.split(","):
         model = gguf_path(shape(name))
         engine = load(
-            BUILTIN["default"]
-            .with_overrides({"model": f"synthetic:{name}", **CTX, "n_seq_max": max(npls)})
-            .engine_spec()
+            profile.with_overrides(
+                {
+                    "model": f"synthetic:{name}",
+                    **CTX,
+                    "n_seq_max": max(npls),
+                    **parse_overrides(args.set, "--set"),
+                }
+            ).engine_spec()
         )
         engine.warmup()
         for npl in npls:  # unrecorded: first rounds of each size

@@ -9,6 +9,7 @@ batch_size) -> ("ok", RoundTrace) | ("error", kind, message); ("close",) ends it
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -46,6 +47,7 @@ def _end_group(signum: int, frame: object) -> None:
 
 
 def serve(fd: int) -> None:
+    faulthandler.enable()  # a crash in native code leaves its Python stack in the engine's log
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, _end_group)  # the parent died, or stops us at once
     conn = Connection(fd)

@@ -103,6 +103,9 @@ class LlamaCppKnobs(Knobs):
     use_mmap: bool | None = None
     use_mlock: bool | None = None
     verbose: bool = False
+    # Greedy sampling inside llama.cpp's graph (its backend sampling), on the GPU where the
+    # model is: no vocabulary-wide logits reach the host, and no argmax runs in numpy.
+    backend_sampling: bool = False
     # Busy-waits this fraction of each llama_decode call's own duration after it: a real,
     # proportional slowdown for measuring the gate's power.
     slowdown: float = 0.0

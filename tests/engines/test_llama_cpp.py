@@ -12,7 +12,16 @@ from pytest_batchperf.models.gguf_model import gguf_path
 from pytest_batchperf.models.resolve import check_gguf, resolve
 from pytest_batchperf.models.shapes import shape
 from pytest_batchperf.profiles import BUILTIN
-from pytest_batchperf.workload import Request, Strategy, Workload, WorkloadSpec, build, fixed
+from pytest_batchperf.workload import (
+    Request,
+    Strategy,
+    Workload,
+    WorkloadSpec,
+    build,
+    fixed,
+    lognormal,
+    uniform,
+)
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra 'llama')")
 
@@ -102,6 +111,34 @@ def test_bucketed_waves_group_by_length(engine):
 def test_batch_larger_than_n_seq_max_is_out_of_memory(engine):
     with pytest.raises(OutOfMemory, match="exceeds the profile's n_seq_max=16"):
         engine.run_round(_workload([2] * 4), Strategy.CONTINUOUS, 32)
+
+
+def test_backend_sampling_picks_the_same_greedy_tokens_as_the_host_argmax(engine, monkeypatch):
+    """llama.cpp's in-graph greedy sampler, read back by batch position, against numpy's
+    argmax over the logits: same tokens at every step, mixed prompt lengths and continuous
+    refills included (a wrong position would pick another row's token)."""
+    spec = WorkloadSpec(
+        num_requests=12, prompt=lognormal(40, sigma=0.8, low=4, high=200), output=uniform(4, 24)
+    )
+    backend = load(
+        spec_of(BUILTIN["default"].with_overrides({"n_seq_max": 16, "backend_sampling": True}))
+    )
+    picked = {}
+    try:
+        for name, e in (("host", engine), ("backend", backend)):
+            steps = picked[name] = []
+            real = e._sample
+
+            def recorded(rows, n, real=real, steps=steps):
+                tokens = real(rows, n)
+                steps.append(tokens.tolist())
+                return tokens
+
+            monkeypatch.setattr(e, "_sample", recorded)
+            e.run_round(build(spec, e.vocab_size), Strategy.CONTINUOUS, 4)
+    finally:
+        backend.close()
+    assert picked["host"] == picked["backend"] and sum(map(len, picked["host"])) > 100
 
 
 def test_kv_cache_full_is_out_of_memory():

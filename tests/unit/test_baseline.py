@@ -166,6 +166,19 @@ def test_save_merges_and_skips_errored_cases(tmp_path):
     assert set(baseline.load(path).cases) == {"suites/a.py::t[B8]", "suites/a.py::t[B16]"}
 
 
+def test_a_save_that_measured_nothing_leaves_the_file_and_says_so(tmp_path):
+    crashed = {"suites/a.py::t[B8]": CaseResult("suites/a.py::t[B8]", error="engine crashed")}
+    with pytest.raises(baseline.BaselineError, match="no case of this run measured anything"):
+        baseline.save(tmp_path / "new.json", _run(cases=crashed))
+    assert not any(tmp_path.iterdir())
+    path = tmp_path / "b.json"
+    baseline.save(path, _run())
+    before = path.read_text()
+    with pytest.raises(baseline.BaselineError):
+        baseline.save(path, _run(cases=crashed))
+    assert path.read_text() == before
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

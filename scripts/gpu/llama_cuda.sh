@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# On the GPU machine (no network), with the llama bundle's parts and wheels in /tmp/parts
+# (scripts/gpu/bundle.sh llama): one CUDA build of the llama.cpp that llama-cpp-python
+# vendors gives llama-batched-bench, llama-server and the libraries llama-cpp-python loads
+# (LLAMA_CPP_LIB_PATH), so both sides of the fidelity table run the same compiled code.
+# Then: which engine settings load (llama_probe.py), fidelity at npl 1-128 with host and
+# backend sampling, llama-server's -np sweep, and the baseline save of the batch sweep and
+# variable lengths on llama-cpp-cuda-1b. Output under /tmp/out (poll.sh packs it).
+#   setsid bash scripts/gpu/llama_cuda.sh > /tmp/out/job.log 2>&1 &
+# STAGES (default "probe fidelity save"; "np" adds the -np sweep) picks stages; RUNS=2
+# ROUNDS=2 size the save.
+set -uo pipefail
+source "$(dirname "$0")/env.sh"
+snapshot
+out=/tmp/out; mkdir -p "$out"
+stages=${STAGES:-probe fidelity save}
+stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
+stamp setup
+mkdir -p /tmp/llama && cat /tmp/parts/llama.tar.* | tar x -C /tmp/llama || exit 1
+python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/llama/*.whl /tmp/parts/*.whl
+tar xzf /tmp/llama/llama_cpp_python-*.tar.gz -C /tmp/llama
+# The bindings are pure Python; their libraries come from the build below.
+cp -r /tmp/llama/llama_cpp_python-*/llama_cpp /tmp/site/
+mkdir -p "$BATCHPERF_CACHE_DIR/sdist" && cp /tmp/llama/llama_cpp_python-*.tar.gz "$BATCHPERF_CACHE_DIR/sdist/"
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 \
+    || export PYTEST_PLUGINS=pytest_batchperf.plugin
+python3 -c "
+from pytest_batchperf.models.gguf_model import gguf_path; from pytest_batchperf.models.shapes import shape
+print(gguf_path(shape('1b')))" > "$out/model.txt" 2>&1 &
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
+  nvcc --version | tail -2; cmake --version | head -1
+  grep -m1 'model name' /proc/cpuinfo; nproc
+} > "$out/machine.txt" 2>&1
+stamp build
+python3 -m pytest_batchperf.engines.llama_build --target llama --target llama-batched-bench \
+    ${TOOLS:---target llama-server} -D GGML_CUDA=ON -D CMAKE_CUDA_ARCHITECTURES=90 -D BUILD_SHARED_LIBS=ON \
+    > "$out/build.txt" 2>&1
+rc=$?
+cp "$BATCHPERF_CACHE_DIR"/llama.cpp-*-*/build.log "$out/build.log" 2>/dev/null
+echo "build rc=$rc" >> "$out/stages.txt"
+[ $rc = 0 ] || { touch "$out/DONE"; exit 1; }
+bin=$(dirname "$(head -1 "$out/build.txt")")
+export LLAMA_CPP_LIB_PATH=$bin PATH="$bin:$PATH"
+python3 -c "import llama_cpp as L; print('llama-cpp-python', L.__version__, 'gpu offload', L.llama_supports_gpu_offload())" >> "$out/machine.txt" 2>&1
+wait  # the model
+if [[ $stages == *probe* ]]; then
+  stamp probe
+  python3 scripts/gpu/llama_probe.py > "$out/probe.txt" 2>&1
+fi
+fidelity() {  # NAME [--set KEY=VALUE]
+  python3 scripts/fidelity_llama_cpp.py --profile llama-cpp-cuda-1b --shapes 1b --npl 1,8,32,128 \
+      --reps "${REPS:-3}" --bench "$bin/llama-batched-bench" --quiet-limit 0 --raw "$out/fidelity-$1.json" \
+      "${@:2}" > "$out/fidelity-$1.log" 2>&1
+  echo "fidelity $1 rc=$?" >> "$out/stages.txt"
+}
+if [[ $stages == *fidelity* ]]; then
+  stamp fidelity
+  fidelity host
+  fidelity backend --set backend_sampling=true
+fi
+if [[ $stages == *np* ]]; then
+  stamp np
+  python3 scripts/llama_server_sweep.py --profiles scripts/gpu/llama-server-slots-cuda.toml \
+      --slots 1,8,32,64,128 --concurrency 256 --requests 256 --rate 1000 --rounds 2 --quiet-limit 0 \
+      > "$out/np.log" 2>&1
+  echo "np rc=$?" >> "$out/stages.txt"
+fi
+if [[ $stages == *save* ]]; then
+  # What the probe and the fidelity runs showed: 256 sequences where the engine's process
+  # ran them, backend sampling where it ran and decoded faster.
+  knobs=()
+  grep -q "isolated n_seq_max=256 backend_sampling=0: rc=0" "$out/probe.txt" 2>/dev/null \
+      || knobs+=(--batchperf-set n_seq_max=128 --batchperf-batch-sizes 8,32,128)
+  faster=$(python3 - "$out" <<'PY'
+import json, statistics, sys
+try:
+    h, b = (json.load(open(f"{sys.argv[1]}/fidelity-{x}.json"))["1b"] for x in ("host", "backend"))
+    r = [statistics.median(b[n][0]) / statistics.median(h[n][0]) for n in h]
+    print("true" if statistics.geometric_mean(r) > 1.02 else "false")
+except Exception:
+    print("false")
+PY
+)
+  grep -q "backend_sampling=1: rc=0" "$out/probe.txt" 2>/dev/null || faster=false
+  knobs+=(--batchperf-set "backend_sampling=$faster")
+  echo "save knobs: ${knobs[*]}" >> "$out/stages.txt"
+  for suite in batch_sweep variable_length; do  # the sweep first: it is the baseline's core
+    stamp "save $suite"
+    python3 scripts/pytest_job.py "suites/test_$suite.py" \
+        -p no:cacheprovider --batchperf-profile llama-cpp-cuda-1b --batchperf-save \
+        --batchperf-runs "${RUNS:-2}" --batchperf-rounds "${ROUNDS:-2}" "${knobs[@]}" \
+        --batchperf-baseline-dir "$out/baselines" --batchperf-report "$out/save-$suite" \
+        > "$out/save-$suite.log" 2>&1
+    echo "save $suite rc=$?" >> "$out/stages.txt"
+  done
+fi
+stamp done
+touch "$out/DONE"
