@@ -9,7 +9,9 @@ batch_size) -> ("ok", RoundTrace) | ("error", kind, message); ("close",) ends it
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import importlib
 import os
 import signal
 import sys
@@ -46,12 +48,25 @@ def _end_group(signum: int, frame: object) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
+def import_engine_package(engine: str) -> None:
+    """A built-in engine's package, before anything of ours imports numpy: with numpy
+    loaded first, llama.cpp's CUDA build segfaulted loading the model (numpy 2.5,
+    docs/results/llama-cpp-cuda.md). A failure is left for the adapter to report."""
+    from . import BUILTIN
+
+    builtin = BUILTIN.get(engine)
+    if builtin is not None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(builtin.package)
+
+
 def serve(fd: int) -> None:
     faulthandler.enable()  # a crash in native code leaves its Python stack in the engine's log
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, _end_group)  # the parent died, or stops us at once
     conn = Connection(fd)
     spec: EngineSpec = conn.recv()
+    import_engine_package(spec.engine)
     from . import load_in_process
 
     try:

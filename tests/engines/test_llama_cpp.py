@@ -1,6 +1,9 @@
 """The llama-cpp engine on a real llama.cpp, on the synthetic tiny model, on the CPU."""
 
 import json
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -229,3 +232,24 @@ def test_use_mmap_false_reads_the_weights_into_memory_instead_of_mapping_the_fil
             assert [r.output_tokens for r in trace.requests] == [4, 4]
         finally:
             e.close()
+
+
+def test_the_engines_process_loads_llama_cpp_before_numpy():
+    """With numpy's libraries loaded first, llama.cpp's CUDA build segfaulted loading the
+    model; the engine's process imports llama_cpp before anything of ours imports numpy."""
+    code = (  # records where each import starts (sys.modules' order is not that)
+        "import pickle, sys\n"
+        "started = []\n"
+        "class Record:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        started.append(name)\n"
+        "sys.meta_path.insert(0, Record())\n"
+        "from pytest_batchperf.engines import child\n"
+        "spec = pickle.loads(sys.stdin.buffer.read())\n"
+        "child.import_engine_package(spec.engine)\n"
+        "import numpy\n"
+        "print(started.index('llama_cpp') < started.index('numpy'))\n"
+    )
+    spec = pickle.dumps(spec_of(BUILTIN["default"]))
+    out = subprocess.run([sys.executable, "-c", code], input=spec, capture_output=True, check=True)
+    assert out.stdout.strip() == b"True"
