@@ -163,15 +163,15 @@ def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
         "no:cacheprovider",
         "--benchmark-disable",
         "--batchperf-batch-sizes",
-        "2",
+        "8",
         "-k",
-        "B2-continuous",
+        "B8-continuous",
         "--batchperf-rounds",
         "2",
         "--batchperf-warmup",
         "0",
         "--batchperf-set",
-        "n_threads=1",
+        "n_ctx=2048",
         "--batchperf-reference",
         "n_ctx=4096",
         "--batchperf-pairs",
@@ -180,20 +180,27 @@ def test_the_real_suites_run_unchanged_in_ab_mode(pytester):
     result.assert_outcomes(passed=1)
 
 
+SMALL_SWEEP = """
+from pytest_batchperf.workload import WorkloadSpec, fixed
+WL = WorkloadSpec(name="small", num_requests=32, prompt=fixed(16), output=fixed(32), seed=1)
+
+def test_small(batchperf):
+    batchperf.run(WL, "continuous", 4)
+"""
+
+
 def test_a_real_slowdown_fails_in_ab_mode(pytester):
     """Real llama.cpp on both sides, the candidate busy-waiting 3x each decode call. One
     case alone has only its own pairs' degrees of freedom: on a noisy 2-core runner a 2x
     in 6 pairs stayed inconclusive at the run's 1 % (listed as suspected), so this job
-    takes 6 pairs at the 5 % a user of a one-case job would choose."""
-    _copy_batch_sweep(pytester)
+    takes 6 pairs at the 5 % a user of a one-case job would choose. A quarter of the sweep's
+    tokens per round: the shipped suite runs in A/B mode in the test above."""
+    pytest.importorskip("llama_cpp", reason="the default profile is llama-cpp")
+    pytester.makepyfile(test_small=SMALL_SWEEP)
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
         "--benchmark-disable",
-        "--batchperf-batch-sizes",
-        "4",
-        "-k",
-        "B4-continuous",
         "--batchperf-rounds",
         "2",
         "--batchperf-warmup",
@@ -209,7 +216,7 @@ def test_a_real_slowdown_fails_in_ab_mode(pytester):
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*output_tok_s: * -> * 1/s (-*%, interval*; tolerance 5%*"])
-    case = results(pytester)["cases"]["suites/test_batch_sweep.py::test_batch_sweep[B4-continuous]"]
+    case = results(pytester)["cases"]["test_small.py::test_small"]
     assert case["verdict"] == "regressed" and {r["side"] for r in case["runs"]} == {
         "reference",
         "candidate",
