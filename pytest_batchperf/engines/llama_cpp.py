@@ -241,7 +241,10 @@ class LlamaCppEngine(Engine):
             return np.empty(0, dtype=int)
         if self._samplers:  # sampled in the graph; read by batch position
             at = np.flatnonzero(self._logit_flags[:n]).tolist()
-            return np.array([L.llama_get_sampled_token_ith(self._ctx, i) for i in at])
+            tokens = np.array([L.llama_get_sampled_token_ith(self._ctx, i) for i in at])
+            if (tokens < 0).any():  # LLAMA_TOKEN_NULL: that output was not sampled
+                raise EngineError("llama.cpp's backend sampler returned no token for an output")
+            return tokens
         logits = np.ctypeslib.as_array(L.llama_get_logits(self._ctx), shape=(rows, self._n_vocab))
         return logits.argmax(axis=1)
 

@@ -7,8 +7,8 @@
 # backend sampling, llama-server's -np sweep, and the baseline save of the batch sweep and
 # variable lengths on llama-cpp-cuda-1b. Output under /tmp/out (poll.sh packs it).
 #   setsid bash scripts/gpu/llama_cuda.sh > /tmp/out/job.log 2>&1 &
-# STAGES (default "probe fidelity save"; "np" adds the -np sweep) picks stages; RUNS=2
-# ROUNDS=2 size the save.
+# STAGES (default "probe fidelity save"; "np" adds the -np sweep) picks stages; TOOLS="" skips
+# llama-server; RUNS=2 ROUNDS=2 size the save; REPS=3 the fidelity runs.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 snapshot
@@ -34,7 +34,7 @@ print(gguf_path(shape('1b')))" > "$out/model.txt" 2>&1 &
 } > "$out/machine.txt" 2>&1
 stamp build
 python3 -m pytest_batchperf.engines.llama_build --target llama --target llama-batched-bench \
-    ${TOOLS:---target llama-server} -D GGML_CUDA=ON -D CMAKE_CUDA_ARCHITECTURES=90 -D BUILD_SHARED_LIBS=ON \
+    ${TOOLS---target llama-server} -D GGML_CUDA=ON -D CMAKE_CUDA_ARCHITECTURES=90 -D BUILD_SHARED_LIBS=ON \
     > "$out/build.txt" 2>&1
 rc=$?
 cp "$BATCHPERF_CACHE_DIR"/llama.cpp-*-*/build.log "$out/build.log" 2>/dev/null
