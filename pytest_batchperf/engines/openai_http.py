@@ -56,6 +56,10 @@ class RequestFailed(Exception):
     """One request failed; the message is one line for the user."""
 
 
+class RequestTimedOut(RequestFailed):
+    """No data within request_timeout_s: a server we started is presumed hung."""
+
+
 @dataclass
 class _Stream:
     """What one streamed response delivered."""
@@ -346,6 +350,12 @@ class OpenAIHTTPEngine(Engine):
         n = len(workload.requests)
         try:
             self._loop.run_until_complete(run_tasks(rnd, lambda r: self._send(rnd, r, n)))
+        except RequestTimedOut as exc:
+            if self.server is None or not self.server.alive():
+                raise self._failure(str(exc)) from None
+            error = self._failure(f"{exc}; the server was stopped, the next case starts afresh")
+            self.server.stop(grace_s=0)  # alive but hung: reusing it would fail every case
+            raise error from None
         except RequestFailed as exc:
             raise self._failure(str(exc)) from None
         return rnd.trace()
@@ -387,7 +397,7 @@ class OpenAIHTTPEngine(Engine):
         except RequestFailed as exc:
             raise RequestFailed(f"request {r.id} of {n} failed: {exc}") from None
         except httpx.TimeoutException:
-            raise RequestFailed(
+            raise RequestTimedOut(
                 f"request {r.id} of {n} failed: no data for "
                 f"{self.knobs.request_timeout_s:g}s (request_timeout_s)"
             ) from None

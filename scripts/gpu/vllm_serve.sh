@@ -11,7 +11,10 @@ snapshot
 out=/tmp/out; mkdir -p "$out"
 stages=${STAGES:-import sweep load priority faults}
 stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
-server=(--batchperf-profiles-file examples/servers.toml --batchperf-profile vllm-serve-8b)
+# SERVER / PATTERN: another server profile and its process's command-line pattern (the fault
+# stage was tried on the CPU with llama-server-cpu and llama-server).
+read -r -a server <<< "${SERVER:---batchperf-profiles-file examples/servers.toml --batchperf-profile vllm-serve-8b}"
+pattern=${PATTERN:-vllm.entrypoints.openai.api_server}
 save=(--batchperf-save --batchperf-runs "${RUNS:-1}" --batchperf-rounds "${ROUNDS:-2}"
       --batchperf-baseline-dir "$out/baselines")
 clear_gpu() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 2; }
@@ -30,18 +33,26 @@ for suite in sweep load priority; do
   echo "$suite rc=$?" >> "$out/stages.txt"
   clear_gpu
 done
-# Faults on the real server: two cases; once the first has measured a round, the server is
-# killed (then, in the second pass, stopped so its requests hang). That case must error in
-# one line and the next case pass on a fresh server.
+# Faults on the real server: two cases; two seconds after the server's log shows the first
+# request, the server is killed (then, in the second pass, stopped so that its requests hang).
+# That case must error in one line and the next case pass on a fresh server.
+request=${REQUEST:-POST /v1/completions}  # uvicorn's access line; llama-server: launch_slot
 fault() {  # NAME SIGNAL
-  local log="$out/fault-$1.log"
+  local log="$out/fault-$1.log" t0 job server_log
+  t0=$(date +%s)
   python3 scripts/pytest_job.py suites/test_batch_sweep.py -p no:cacheprovider "${server[@]}" \
       -k "B8-static or B8-continuous" --batchperf-batch-sizes 8 --batchperf-rounds 3 \
       --batchperf-set request_timeout_s=30 --batchperf-report "$out/fault-$1" > "$log" 2>&1 &
-  local job=$!
-  for _ in $(seq 600); do grep -q "round 2/3" "$log" && break; sleep 1; done
-  pkill "-$2" -f "vllm.entrypoints.openai.api_server" && echo "$1: sent SIG$2" >> "$out/stages.txt"
-  wait $job
+  job=$!
+  for _ in $(seq 900); do
+    kill -0 "$job" 2>/dev/null || break
+    server_log=$(find /tmp -maxdepth 1 -name 'batchperf-server-*.log' -newermt "@$t0" | head -1)
+    [ -n "$server_log" ] && grep -q "$request" "$server_log" && break
+    sleep 1
+  done
+  sleep 2
+  pkill "-$2" -f "$pattern" && echo "$1: sent SIG$2" >> "$out/stages.txt"
+  wait "$job"
   echo "fault $1 rc=$? $(grep -c '^FAILED' "$log") failed, $(grep -o '[0-9]* passed' "$log")" >> "$out/stages.txt"
   clear_gpu
 }

@@ -259,6 +259,22 @@ def test_a_server_that_dies_mid_round_is_restarted():
         engine.close()
 
 
+def test_a_hung_request_errors_the_round_and_the_next_gets_a_fresh_server():
+    """A server that stops answering mid-stream is alive but useless: the round errors
+    after request_timeout_s, and the server is replaced, not reused."""
+    engine = load(misbehaving_profile("--how", "stall", request_timeout_s=1))
+    try:
+        hung = engine.server.pid
+        wl = build(WorkloadSpec(num_requests=2, prompt=fixed(8), output=fixed(FAIL_ON)), 4096)
+        with pytest.raises(EngineError, match=r"no data for 1s .*the server was stopped"):
+            engine.run_round(wl, Strategy.CONTINUOUS, 1)
+        ok = engine.run_round(workload(n=2, out=4), Strategy.CONTINUOUS, 2)
+        assert [r.output_tokens for r in ok.requests] == [4, 4]
+        assert engine.server.pid != hung
+    finally:
+        engine.close()
+
+
 def test_a_killed_engine_process_takes_its_server_down():
     """A hung round gets the engine's child process SIGKILLed (no cleanup runs there):
     the server it started must not outlive it."""

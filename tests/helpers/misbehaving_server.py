@@ -1,12 +1,14 @@
 """MisbehavingServer: a real OpenAI-style completions server on loopback (stdlib only)
 that fails on purpose, for the openai-http engine's fault tests.
 
-    python misbehaving_server.py --port PORT [--fail-on N] [--how 500|error-event|cut|done-early|exit|hang]
+    python misbehaving_server.py --port PORT [--fail-on N]
+                                 [--how 500|error-event|cut|done-early|exit|hang|stall]
                                  [--exit-at-start] [--api-key KEY] [--token-delay 0.002]
 
 It streams well-formed SSE completions (one chunk per token, then a finish_reason chunk
 and ``[DONE]``), except for requests whose ``max_tokens`` equals ``--fail-on``: those fail
-the way ``--how`` says. Every failure is also written to stderr, as a real server logs.
+the way ``--how`` says (``stall``: a few tokens, then nothing, as a hung server). Every
+failure is also written to stderr, as a real server logs.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ class Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(2)
                     self.close_connection = True
                     return
+                if self.args.how == "stall":
+                    log("stalling mid-stream on purpose")
+                    time.sleep(3600)
                 if self.args.how == "done-early":
                     log("ending the stream early on purpose")
                     self._chunk("[DONE]")
@@ -129,7 +134,9 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--fail-on", type=int, default=-1)
     p.add_argument(
-        "--how", default="500", choices=["500", "error-event", "cut", "done-early", "exit", "hang"]
+        "--how",
+        default="500",
+        choices=["500", "error-event", "cut", "done-early", "exit", "hang", "stall"],
     )
     p.add_argument("--exit-at-start", action="store_true")
     p.add_argument("--api-key", default="")
