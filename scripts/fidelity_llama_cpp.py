@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import time
 
-import llama_cpp as L
+import llama_cpp as L  # before numpy: the other order crashed the CUDA build's model load
 import numpy as np
 
 from pytest_batchperf import workload as W
