@@ -102,6 +102,8 @@ METRICS: dict[str, MetricSpec] = {
 
 # Per priority class: ttft_ms_p50_prio0, ttft_ms_p95_prio1, ...
 _PRIORITY = re.compile(r"^(ttft_ms_p50|ttft_ms_p95)_prio(\d+)$")
+# Per GPU of a multi-GPU engine (NVML index): peak_gpu_mem_mib_gpu1, energy_j_per_tok_gpu0 ...
+_PER_GPU = re.compile(r"^(peak_gpu_mem_mib|energy_j_per_tok)_gpu(\d+)$")
 
 
 class UnknownMetricError(ValueError):
@@ -116,6 +118,10 @@ def lookup(name: str) -> MetricSpec | None:
     if m:
         base = METRICS[m.group(1)]
         return replace(base, name=name, label=f"{base.label} (priority {m.group(2)})", family=name)
+    m = _PER_GPU.match(name)
+    if m:
+        base = METRICS[m.group(1)]
+        return replace(base, name=name, label=f"{base.label} (GPU {m.group(2)})", family=name)
     return None
 
 

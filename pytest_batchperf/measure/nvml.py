@@ -1,8 +1,8 @@
 """NVIDIA GPU readings through NVML (nvidia-ml-py), over the GPUs an engine uses.
 
 Every function degrades to None (or empty) when there is no driver or no GPU, so CPU runs
-never fail on them. ``gpus`` are NVML indices; readings that add up (memory, energy) are
-summed over them, utilisation and clocks averaged.
+never fail on them. ``gpus`` are NVML indices; readings that add up (memory, energy) come
+per GPU, utilisation and clocks averaged.
 """
 
 from __future__ import annotations
@@ -138,14 +138,17 @@ def _processes(index: int) -> list[Any]:
         return []
 
 
-def process_memory_mib(pids: set[int], gpus: Sequence[int] = (0,)) -> float | None:
-    """GPU memory used by ``pids`` (None when NVML cannot attribute it per process)."""
+def process_memory_by_gpu(pids: set[int], gpus: Sequence[int] = (0,)) -> dict[int, float] | None:
+    """MiB each GPU holds for ``pids`` (None when NVML cannot attribute it per process)."""
     if not available():
         return None
-    used = [
-        p.usedGpuMemory for i in gpus for p in _processes(i) if p.pid in pids and p.usedGpuMemory
-    ]
-    return sum(used) / (1 << 20) if used else None
+    used = {
+        i: [p.usedGpuMemory for p in _processes(i) if p.pid in pids and p.usedGpuMemory]
+        for i in gpus
+    }
+    if not any(used.values()):
+        return None
+    return {i: sum(v) / (1 << 20) for i, v in used.items()}
 
 
 def other_processes(ours: set[int], gpus: Sequence[int] = (0,)) -> list[int]:
@@ -155,13 +158,15 @@ def other_processes(ours: set[int], gpus: Sequence[int] = (0,)) -> list[int]:
     return sorted({p.pid for i in gpus for p in _processes(i) if p.pid not in ours})
 
 
-def used_memory_mib(gpus: Sequence[int] = (0,)) -> float | None:
+def used_memory_by_gpu(gpus: Sequence[int] = (0,)) -> dict[int, float] | None:
+    """MiB in use on each GPU, by anyone."""
     nv = _nvml()
     if not nv:
         return None
-    return sum(nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(i)).used for i in gpus) / (
-        1 << 20
-    )
+    return {
+        i: nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(i)).used / (1 << 20)
+        for i in gpus
+    }
 
 
 def utilization_pct(gpus: Sequence[int] = (0,)) -> float | None:
@@ -177,17 +182,15 @@ def utilization_pct(gpus: Sequence[int] = (0,)) -> float | None:
     return float(sum(values)) / len(values)
 
 
-def energy_mj(gpus: Sequence[int] = (0,)) -> float | None:
-    """Total energy since driver load, in millijoules (Volta and newer), summed."""
+def energy_mj_by_gpu(gpus: Sequence[int] = (0,)) -> dict[int, float] | None:
+    """Each GPU's energy since driver load, in millijoules (Volta and newer)."""
     nv = _nvml()
     if not nv:
         return None
     try:
-        return float(
-            sum(
-                nv.nvmlDeviceGetTotalEnergyConsumption(nv.nvmlDeviceGetHandleByIndex(i))
-                for i in gpus
-            )
-        )
+        return {
+            i: float(nv.nvmlDeviceGetTotalEnergyConsumption(nv.nvmlDeviceGetHandleByIndex(i)))
+            for i in gpus
+        }
     except Exception:
         return None

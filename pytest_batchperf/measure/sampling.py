@@ -47,11 +47,12 @@ class ResourceSampler:
         self.gpus = tuple(gpus)
         self.gpu = bool(gpus) and nvml.available()
         self.peak_rss_mib = 0.0
-        self.peak_gpu_mem_mib: float | None = None
+        self.peak_gpu_mem_mib: float | None = None  # of the sum over the GPUs
+        self._gpu_mem_peaks: dict[int, float] = {}  # each GPU's own
         self._util: list[float] = []
         self._clock: list[float] = []
-        self._energy0: float | None = None
-        self._energy1: float | None = None
+        self._energy0: dict[int, float] | None = None
+        self._energy1: dict[int, float] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,11 +61,13 @@ class ResourceSampler:
         self.peak_rss_mib = max(self.peak_rss_mib, rss_mib(pids, procs))
         if not self.gpu:
             return
-        mem = nvml.process_memory_mib({p.pid for p in procs}, self.gpus)
+        mem = nvml.process_memory_by_gpu({p.pid for p in procs}, self.gpus)
         if mem is None:  # containers often hide per-process attribution: device-wide then
-            mem = nvml.used_memory_mib(self.gpus)
+            mem = nvml.used_memory_by_gpu(self.gpus)
         if mem is not None:
-            self.peak_gpu_mem_mib = max(self.peak_gpu_mem_mib or 0.0, mem)
+            self.peak_gpu_mem_mib = max(self.peak_gpu_mem_mib or 0.0, sum(mem.values()))
+            for i, mib in mem.items():
+                self._gpu_mem_peaks[i] = max(self._gpu_mem_peaks.get(i, 0.0), mib)
         util = nvml.utilization_pct(self.gpus)
         if util is not None:
             self._util.append(util)
@@ -83,7 +86,7 @@ class ResourceSampler:
         pids = self._pids_fn()
         self._sample(pids)
         if self.gpu:
-            self._energy0 = nvml.energy_mj(self.gpus)
+            self._energy0 = nvml.energy_mj_by_gpu(self.gpus)
         if self.interval_s > 0:
             self._thread = threading.Thread(target=self._loop, args=(pids,), daemon=True)
             self._thread.start()
@@ -95,7 +98,7 @@ class ResourceSampler:
             self._thread.join()
         self._sample(self._pids_fn())
         if self.gpu:
-            self._energy1 = nvml.energy_mj(self.gpus)
+            self._energy1 = nvml.energy_mj_by_gpu(self.gpus)
 
     def metrics(self, output_tokens: float) -> dict[str, float]:
         m = {"peak_rss_mib": self.peak_rss_mib}
@@ -105,6 +108,14 @@ class ResourceSampler:
             m["gpu_util_pct"] = sum(self._util) / len(self._util)
         if self._clock:
             m["sm_clock_mhz"] = sum(self._clock) / len(self._clock)
+        energy: dict[int, float] = {}
         if self._energy0 is not None and self._energy1 is not None and output_tokens:
-            m["energy_j_per_tok"] = (self._energy1 - self._energy0) / 1000.0 / output_tokens
+            energy = {
+                i: (self._energy1[i] - self._energy0[i]) / 1000.0 / output_tokens
+                for i in self._energy0
+            }
+            m["energy_j_per_tok"] = sum(energy.values())
+        if len(self.gpus) > 1:  # each GPU beside the sum: an unbalanced split shows
+            m.update({f"peak_gpu_mem_mib_gpu{i}": v for i, v in self._gpu_mem_peaks.items()})
+            m.update({f"energy_j_per_tok_gpu{i}": v for i, v in energy.items()})
         return m
