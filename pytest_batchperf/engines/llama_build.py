@@ -15,6 +15,7 @@ that same build with ``LLAMA_CPP_LIB_PATH=<that bin>``.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import re
@@ -50,6 +51,7 @@ class BuildError(RuntimeError):
     """An expected failure; str() is one line for the user."""
 
 
+@functools.cache  # asked by every path below; a failing import would load the library again
 def version() -> str:
     """The installed llama-cpp-python's version, else the pinned one."""
     try:

@@ -350,13 +350,12 @@ class OpenAIHTTPEngine(Engine):
         n = len(workload.requests)
         try:
             self._loop.run_until_complete(run_tasks(rnd, lambda r: self._send(rnd, r, n)))
-        except RequestTimedOut as exc:
-            if self.server is None or not self.server.alive():
-                raise self._failure(str(exc)) from None
-            error = self._failure(f"{exc}; the server was stopped, the next case starts afresh")
-            self.server.stop(grace_s=0)  # alive but hung: reusing it would fail every case
-            raise error from None
         except RequestFailed as exc:
+            server = self.server if isinstance(exc, RequestTimedOut) else None
+            if server is not None and server.alive():  # hung: reused, it fails every later case
+                error = self._failure(f"{exc}; the server was stopped, the next case starts afresh")
+                server.stop(grace_s=0)
+                raise error from None
             raise self._failure(str(exc)) from None
         return rnd.trace()
 
