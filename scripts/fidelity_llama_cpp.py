@@ -158,6 +158,42 @@ def loop(engine, npl: int) -> float:
     return npl * TG / (time.perf_counter() - t)
 
 
+def step_parts(engine, npl: int, rounds: int = 3) -> dict[str, float]:
+    """Where one decode step of ours goes, in microseconds (medians over the decode steps of
+    ``rounds`` rounds): packing the batch (fill), llama_decode until the device is done
+    (decode), reading the logits and sampling (sample), and the rest of the step: the
+    engine's Python bookkeeping. Wraps engine internals for the time of the call."""
+    calls: dict[str, list[float]] = {"_fill_batch": [], "_decode": [], "_sample": []}
+    steps, parts = [], []
+
+    def timed(name, fn):
+        def wrapper(*args):
+            t = time.perf_counter()
+            out = fn(*args)
+            if name == "_decode":  # CUDA decodes asynchronously: wait for the device
+                L.llama_synchronize(engine._ctx)
+            calls[name].append(time.perf_counter() - t)
+            return out
+
+        return wrapper
+
+    for name in calls:
+        setattr(engine, name, timed(name, getattr(engine, name)))
+    try:
+        for seed in range(rounds):
+            for v in calls.values():
+                v.clear()
+            steps.append(npl / ours(engine, npl, seed))
+            parts.append({k: statistics.median(v[1:]) for k, v in calls.items()})  # [0]: prompts
+    finally:
+        for name in calls:
+            del engine.__dict__[name]
+    out = {k.strip("_").split("_")[0]: 1e6 * statistics.median(p[k] for p in parts) for k in calls}
+    out["step"] = 1e6 * statistics.median(steps)
+    out["rest"] = out["step"] - out["fill"] - out["decode"] - out["sample"]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--shapes", default="tiny,small")
@@ -168,6 +204,7 @@ def main() -> None:
     p.add_argument("--bench", help="llama-batched-bench to run (default: build the CPU one)")
     p.add_argument("--quiet-limit", type=float, default=QUIET["limit"], help="0: do not wait")
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE: a knob of ours only")
+    p.add_argument("--steps", action="store_true", help="also split our decode step by part")
     args = p.parse_args()
     QUIET["limit"] = args.quiet_limit
     raw = {}
@@ -204,14 +241,27 @@ def main() -> None:
                 got[npl][0].append(quiet(ours, engine, npl, rep))
                 got[npl][1].append(quiet(theirs, bench, model, npl))
                 got[npl][2].append(quiet(loop, engine, npl))
+        parts = {npl: step_parts(engine, npl) for npl in npls} if args.steps else {}
         engine.close()
         raw[name] = got
+        if parts:
+            raw[f"{name}-steps-us"] = parts
         print(f"\nshape {name}  (S_TG tokens/s, median of {args.reps})")
         print("| npl | ours | batched-bench | ours/bb | bb loop in-process | ours/loop |")
         print("|----:|-----:|--------------:|--------:|-------------------:|----------:|")
         for npl, runs in got.items():
             a, b, c = (statistics.median(x) for x in runs)
             print(f"| {npl} | {a:.0f} | {b:.0f} | {a / b:.3f} | {c:.0f} | {a / c:.3f} |")
+        if parts:
+            print("\nour decode step by part, microseconds (batched-bench's whole step beside it)")
+            print("| npl | step | fill | decode | sample | rest | bb step |")
+            print("|----:|-----:|-----:|-------:|-------:|-----:|--------:|")
+            for npl, x in parts.items():
+                bb = 1e6 * npl / statistics.median(got[npl][1])
+                print(
+                    f"| {npl} | {x['step']:.0f} | {x['fill']:.0f} | {x['decode']:.0f} "
+                    f"| {x['sample']:.0f} | {x['rest']:.0f} | {bb:.0f} |"
+                )
     if args.raw:
         with open(args.raw, "w") as f:
             json.dump(raw, f)

@@ -3,17 +3,20 @@
 # (scripts/gpu/bundle.sh llama): one CUDA build of the llama.cpp that llama-cpp-python
 # vendors gives llama-batched-bench, llama-server and the libraries llama-cpp-python loads
 # (LLAMA_CPP_LIB_PATH), so both sides of the fidelity table run the same compiled code.
-# Then: which engine settings load (llama_probe.py), fidelity at npl 1-128 with host and
-# backend sampling, llama-server's -np sweep, and the baseline save of the batch sweep and
-# variable lengths on llama-cpp-cuda-1b. Output under /tmp/out (poll.sh packs it).
+# Then the baseline save of the batch sweep and variable lengths on llama-cpp-cuda-1b (into a
+# copy of baselines/, so that a save on the same setup adds a job), fidelity at npl 1-128
+# with our decode step split by part, and llama-server's -np sweep. Output under /tmp/out
+# (poll.sh packs it).
 #   setsid bash scripts/gpu/llama_cuda.sh > /tmp/out/job.log 2>&1 &
-# STAGES (default "probe fidelity save"; "np" adds the -np sweep) picks stages; TOOLS="" skips
-# llama-server; RUNS=2 ROUNDS=2 size the save; REPS=3 the fidelity runs.
+# STAGES (default "save fidelity"; "probe" first tries which engine settings load, "backend"
+# adds fidelity with backend sampling, "np" the -np sweep); TOOLS="" skips building
+# llama-server; RUNS=2 (or RUNS_batch_sweep, RUNS_variable_length) ROUNDS=2 size the save;
+# REPS=11 the fidelity runs.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 snapshot
 out=/tmp/out; mkdir -p "$out"
-stages=${STAGES:-probe fidelity save}
+stages=${STAGES:-save fidelity}
 stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
 stamp setup
 mkdir -p /tmp/llama && cat /tmp/parts/llama.tar.* | tar x -C /tmp/llama || exit 1
@@ -48,16 +51,35 @@ if [[ $stages == *probe* ]]; then
   stamp probe
   python3 scripts/gpu/llama_probe.py > "$out/probe.txt" 2>&1
 fi
+if [[ $stages == *save* ]]; then
+  # Into a copy of the committed baselines: a save on the same setup adds a job to a case.
+  cp -r baselines "$out/baselines"
+  knobs=()
+  if [ -e "$out/probe.txt" ] && ! grep -q "isolated n_seq_max=256 backend_sampling=0: rc=0" "$out/probe.txt"; then
+    knobs+=(--batchperf-set n_seq_max=128 --batchperf-batch-sizes 8,32,128)
+  fi
+  echo "save knobs: ${knobs[*]}" >> "$out/stages.txt"
+  for suite in batch_sweep variable_length; do  # the sweep first: it is the baseline's core
+    runs=RUNS_$suite
+    stamp "save $suite"
+    python3 scripts/pytest_job.py "suites/test_$suite.py" \
+        -p no:cacheprovider --batchperf-profile llama-cpp-cuda-1b --batchperf-save \
+        --batchperf-runs "${!runs:-${RUNS:-2}}" --batchperf-rounds "${ROUNDS:-2}" ${knobs[@]+"${knobs[@]}"} \
+        --batchperf-baseline-dir "$out/baselines" --batchperf-report "$out/save-$suite" \
+        > "$out/save-$suite.log" 2>&1
+    echo "save $suite rc=$?" >> "$out/stages.txt"
+  done
+fi
 fidelity() {  # NAME [--set KEY=VALUE]
   python3 scripts/fidelity_llama_cpp.py --profile llama-cpp-cuda-1b --shapes 1b --npl 1,8,32,128 \
-      --reps "${REPS:-3}" --bench "$bin/llama-batched-bench" --quiet-limit 0 --raw "$out/fidelity-$1.json" \
+      --reps "${REPS:-11}" --bench "$bin/llama-batched-bench" --quiet-limit 0 --raw "$out/fidelity-$1.json" \
       "${@:2}" > "$out/fidelity-$1.log" 2>&1
   echo "fidelity $1 rc=$?" >> "$out/stages.txt"
 }
 if [[ $stages == *fidelity* ]]; then
   stamp fidelity
-  fidelity host
-  fidelity backend --set backend_sampling=true
+  fidelity host --steps
+  [[ $stages == *backend* ]] && fidelity backend --set backend_sampling=true --steps
 fi
 if [[ $stages == *np* ]]; then
   stamp np
@@ -65,35 +87,6 @@ if [[ $stages == *np* ]]; then
       --slots 1,8,32,64,128 --concurrency 256 --requests 256 --rate 1000 --rounds 2 --quiet-limit 0 \
       > "$out/np.log" 2>&1
   echo "np rc=$?" >> "$out/stages.txt"
-fi
-if [[ $stages == *save* ]]; then
-  # What the probe and the fidelity runs showed: 256 sequences where the engine's process
-  # ran them, backend sampling where it ran and decoded faster.
-  knobs=()
-  grep -q "isolated n_seq_max=256 backend_sampling=0: rc=0" "$out/probe.txt" 2>/dev/null \
-      || knobs+=(--batchperf-set n_seq_max=128 --batchperf-batch-sizes 8,32,128)
-  faster=$(python3 - "$out" <<'PY'
-import json, statistics, sys
-try:
-    h, b = (json.load(open(f"{sys.argv[1]}/fidelity-{x}.json"))["1b"] for x in ("host", "backend"))
-    r = [statistics.median(b[n][0]) / statistics.median(h[n][0]) for n in h]
-    print("true" if statistics.geometric_mean(r) > 1.02 else "false")
-except Exception:
-    print("false")
-PY
-)
-  grep -q "backend_sampling=1: rc=0" "$out/probe.txt" 2>/dev/null || faster=false
-  knobs+=(--batchperf-set "backend_sampling=$faster")
-  echo "save knobs: ${knobs[*]}" >> "$out/stages.txt"
-  for suite in batch_sweep variable_length; do  # the sweep first: it is the baseline's core
-    stamp "save $suite"
-    python3 scripts/pytest_job.py "suites/test_$suite.py" \
-        -p no:cacheprovider --batchperf-profile llama-cpp-cuda-1b --batchperf-save \
-        --batchperf-runs "${RUNS:-2}" --batchperf-rounds "${ROUNDS:-2}" "${knobs[@]}" \
-        --batchperf-baseline-dir "$out/baselines" --batchperf-report "$out/save-$suite" \
-        > "$out/save-$suite.log" 2>&1
-    echo "save $suite rc=$?" >> "$out/stages.txt"
-  done
 fi
 stamp done
 touch "$out/DONE"
