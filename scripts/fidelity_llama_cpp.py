@@ -159,11 +159,12 @@ def loop(engine, npl: int) -> float:
 
 
 def step_parts(engine, npl: int, rounds: int = 3) -> dict[str, float]:
-    """Where one decode step of ours goes, in microseconds (medians over the decode steps of
-    ``rounds`` rounds): packing the batch (fill), llama_decode until the device is done
+    """Where one decode step of ours goes, in microseconds (means over the decode steps, as
+    S_TG is; medians over ``rounds`` rounds): packing the batch (fill), llama_decode until the device is done
     (decode), reading the logits and sampling (sample), and the rest of the step: the
     engine's Python bookkeeping. Wraps engine internals for the time of the call."""
     calls: dict[str, list[float]] = {"_fill_batch": [], "_decode": [], "_sample": []}
+    sizes: list[int] = []  # tokens in each step's batch
     steps, parts = [], []
 
     def timed(name, fn):
@@ -172,6 +173,7 @@ def step_parts(engine, npl: int, rounds: int = 3) -> dict[str, float]:
             out = fn(*args)
             if name == "_decode":  # CUDA decodes asynchronously: wait for the device
                 L.llama_synchronize(engine._ctx)
+                sizes.append(args[0])
             calls[name].append(time.perf_counter() - t)
             return out
 
@@ -181,10 +183,11 @@ def step_parts(engine, npl: int, rounds: int = 3) -> dict[str, float]:
         setattr(engine, name, timed(name, getattr(engine, name)))
     try:
         for seed in range(rounds):
-            for v in calls.values():
+            for v in (*calls.values(), sizes):
                 v.clear()
             steps.append(npl / ours(engine, npl, seed))
-            parts.append({k: statistics.median(v[1:]) for k, v in calls.items()})  # [0]: prompts
+            decode = [i for i, n in enumerate(sizes) if n == npl]  # not the prompts' steps
+            parts.append({k: statistics.fmean(v[i] for i in decode) for k, v in calls.items()})
     finally:
         for name in calls:
             del engine.__dict__[name]
