@@ -10,7 +10,8 @@
 #   setsid bash scripts/gpu/llama_cuda.sh > /tmp/out/job.log 2>&1 &
 # STAGES (default "save fidelity"; "probe" first tries which engine settings load, "backend"
 # adds fidelity with backend sampling, "np" the -np sweep); TOOLS="" skips building
-# llama-server; RUNS=2 (or RUNS_batch_sweep, RUNS_variable_length) ROUNDS=2 size the save;
+# llama-server; SUITES (default "batch_sweep variable_length") are saved in that order, RUNS=2
+# (or RUNS_batch_sweep, RUNS_variable_length) ROUNDS=2 size the save;
 # REPS=11 the fidelity runs.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
@@ -59,7 +60,7 @@ if [[ $stages == *save* ]]; then
     knobs+=(--batchperf-set n_seq_max=128 --batchperf-batch-sizes 8,32,128)
   fi
   echo "save knobs: ${knobs[*]}" >> "$out/stages.txt"
-  for suite in batch_sweep variable_length; do  # the sweep first: it is the baseline's core
+  for suite in ${SUITES:-batch_sweep variable_length}; do
     runs=RUNS_$suite
     stamp "save $suite"
     python3 scripts/pytest_job.py "suites/test_$suite.py" \
