@@ -2,12 +2,18 @@
 
 Both run the same synthetic GGUF on the same llama.cpp source (the pinned
 llama-cpp-python's, built by pytest_batchperf.engines.llama_build), with the profile's
-threads, context, batch sizes, GPU layers and a unified KV cache. A third column runs batched-bench's loop
-through llama-cpp-python on our engine's own context, which splits the gap into the
-engine's per-step work and everything else. Runs alternate (ours, theirs, loop) so that
-drift in the machine's load hits all alike. Prints S_TG medians and their ratios.
+threads, context, batch sizes, GPU layers and a unified KV cache. A third column runs
+batched-bench's loop through llama-cpp-python on our engine's own context (the engine's
+per-step work is ours / loop). Where the bench is a shared-library build
+(``-D BUILD_SHARED_LIBS=ON``, with LLAMA_CPP_LIB_PATH at its bin/), a fourth runs the same
+loop in C on that libllama (llama_decode_loop.c): loop / C is what driving llama.cpp from
+Python costs at all. Runs alternate so that drift in the machine's load hits all alike.
+Prints S_TG medians and the medians of each repetition's ratios; ``--steps`` splits our
+decode step by part.
 
     PYTHONPATH=. python scripts/fidelity_llama_cpp.py [--shapes tiny,small] [--reps 7] [--raw FILE]
+    # the C loop too: LLAMA_CPP_LIB_PATH=<bin> ... --bench <bin>/llama-batched-bench, where
+    # <bin> is what `batchperf build-llama-cpp -D BUILD_SHARED_LIBS=ON` prints
     # on a GPU: the tools and llama-cpp-python's libraries of one CUDA build (scripts/gpu/)
     ... --profile llama-cpp-cuda-1b --shapes 1b --npl 1,8,32,128 --bench PATH --quiet-limit 0
 """
@@ -116,6 +122,34 @@ def theirs(bench, model, npl: int) -> float:
     raise RuntimeError(f"no result lines from {' '.join(cmd)}")
 
 
+def compile_c_loop(bench) -> str | None:
+    """llama_decode_loop.c built against the libllama beside ``bench`` (a shared-library
+    build, which LLAMA_CPP_LIB_PATH makes our engine load too); None where there is none."""
+    bin_dir = os.path.dirname(os.path.abspath(bench))
+    if not os.path.exists(f"{bin_dir}/libllama.so"):
+        return None
+    src, exe = f"{bin_dir}/../src", f"{bin_dir}/llama-decode-loop"
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llama_decode_loop.c")
+    subprocess.run(
+        ["cc", "-O2", f"-I{src}/include", f"-I{src}/ggml/include", here, f"-L{bin_dir}", "-lllama", f"-Wl,-rpath,{bin_dir}", "-o", exe],
+        check=True,
+    )
+    return exe
+
+
+def c_loop(exe, model, npl: int) -> float:
+    """The decode loop in C on the same libllama: one unrecorded repetition, one recorded."""
+    args = [CTX[k] for k in ("n_ctx", "n_batch", "n_ubatch", "n_threads")]
+    ngl = 999 if CTX["n_gpu_layers"] < 0 else CTX["n_gpu_layers"]
+    cmd = [exe, str(model), str(npl), "1", *map(str, args), str(ngl), str(PP), str(TG)]
+    return float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1])
+
+
+def ratio(x: list[float], y: list[float]) -> float:
+    """Median of each repetition's own ratio: drift between repetitions cancels."""
+    return statistics.median(u / v for u, v in zip(x, y, strict=True))
+
+
 def s_tg(trace, npl: int) -> float:
     """Tokens/s over the steps where all npl requests decode one token each: from the last
     request's first token to the first request's last token. With the whole wave's prompt
@@ -222,6 +256,11 @@ def main() -> None:
         n_gpu_layers=k.n_gpu_layers,
     )
     bench = args.bench or build(("llama-batched-bench",))["llama-batched-bench"]
+    c_exe = compile_c_loop(bench)
+    if c_exe and os.environ.get("LLAMA_CPP_LIB_PATH") != os.path.dirname(os.path.abspath(bench)):
+        print(
+            "note: LLAMA_CPP_LIB_PATH is not the bench's bin/: ours and the C loop differ in build"
+        )
     print(f"load average at start: {os.getloadavg()}")
     for name in args.shapes.split(","):
         model = gguf_path(shape(name))
@@ -238,23 +277,30 @@ def main() -> None:
         engine.warmup()
         for npl in npls:  # unrecorded: first rounds of each size
             ours(engine, npl, seed=99)
-        got = {npl: ([], [], []) for npl in npls}
+        got = {npl: ([], [], [], []) for npl in npls}
         for rep in range(args.reps):
             for npl in npls:
                 got[npl][0].append(quiet(ours, engine, npl, rep))
                 got[npl][1].append(quiet(theirs, bench, model, npl))
                 got[npl][2].append(quiet(loop, engine, npl))
+                if c_exe:
+                    got[npl][3].append(quiet(c_loop, c_exe, model, npl))
         parts = {npl: step_parts(engine, npl) for npl in npls} if args.steps else {}
         engine.close()
         raw[name] = got
         if parts:
             raw[f"{name}-steps-us"] = parts
         print(f"\nshape {name}  (S_TG tokens/s, median of {args.reps})")
-        print("| npl | ours | batched-bench | ours/bb | bb loop in-process | ours/loop |")
-        print("|----:|-----:|--------------:|--------:|-------------------:|----------:|")
-        for npl, runs in got.items():
-            a, b, c = (statistics.median(x) for x in runs)
-            print(f"| {npl} | {a:.0f} | {b:.0f} | {a / b:.3f} | {c:.0f} | {a / c:.3f} |")
+        head = "| npl | ours | batched-bench | ours/bb | bb loop in-process | ours/loop "
+        print(head + "| C loop | ours/C | loop/C |")
+        print("|----:" * 9 + "|")
+        for npl, (mine, bb, py, c) in got.items():
+            row = [f"{statistics.median(mine):.0f}", f"{statistics.median(bb):.0f}"]
+            row += [f"{ratio(mine, bb):.3f}", f"{statistics.median(py):.0f}"]
+            row += [f"{ratio(mine, py):.3f}"]
+            row += [f"{statistics.median(c):.0f}", f"{ratio(mine, c):.3f}"] if c else ["-", "-"]
+            row += [f"{ratio(py, c):.3f}"] if c else ["-"]
+            print(f"| {npl} | " + " | ".join(row) + " |")
         if parts:
             print("\nour decode step by part, microseconds (batched-bench's whole step beside it)")
             print("| npl | step | fill | decode | sample | rest | bb step |")
