@@ -105,6 +105,7 @@ class LlamaCppEngine(Engine):
             )
         self._mem = L.llama_get_memory(self._ctx)
         self._n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self._model))
+        self._logits_at, self._logits = 0, np.empty((0, self._n_vocab), dtype=np.float32)
         self._batch = L.llama_batch_init(k.n_batch, 0, 1)
         size = k.n_batch
         self._tok = np.ctypeslib.as_array(self._batch.token, shape=(size,))
@@ -245,8 +246,13 @@ class LlamaCppEngine(Engine):
             if (tokens < 0).any():  # LLAMA_TOKEN_NULL: that output was not sampled
                 raise EngineError("llama.cpp's backend sampler returned no token for an output")
             return tokens
-        logits = np.ctypeslib.as_array(L.llama_get_logits(self._ctx), shape=(rows, self._n_vocab))
-        return logits.argmax(axis=1)
+        ptr = L.llama_get_logits(self._ctx)
+        at = ctypes.addressof(ptr.contents)
+        if at != self._logits_at:  # llama.cpp moves its output buffer when it grows it
+            # A view of n_batch rows (a step's most); only the step's own rows are read.
+            self._logits = np.ctypeslib.as_array(ptr, shape=(self.knobs.n_batch, self._n_vocab))
+            self._logits_at = at
+        return self._logits[:rows].argmax(axis=1)
 
     def _free_samplers(self) -> None:
         for chain in self._samplers:
