@@ -21,10 +21,10 @@ stages=${STAGES:-save fidelity}
 stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
 stamp setup
 mkdir -p /tmp/llama && cat /tmp/parts/llama.tar.* | tar x -C /tmp/llama || exit 1
-python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/llama/*.whl /tmp/parts/*.whl
+python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/llama/*.whl || { touch "$out/DONE"; exit 1; }
 tar xzf /tmp/llama/llama_cpp_python-*.tar.gz -C /tmp/llama
 # The bindings are pure Python; their libraries come from the build below.
-cp -r /tmp/llama/llama_cpp_python-*/llama_cpp /tmp/site/
+mkdir -p /tmp/site && cp -r /tmp/llama/llama_cpp_python-*/llama_cpp /tmp/site/
 mkdir -p "$BATCHPERF_CACHE_DIR/sdist" && cp /tmp/llama/llama_cpp_python-*.tar.gz "$BATCHPERF_CACHE_DIR/sdist/"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 \
     || export PYTEST_PLUGINS=pytest_batchperf.plugin
