@@ -54,7 +54,7 @@ if [[ $stages == *probe* ]]; then
 fi
 if [[ $stages == *save* ]]; then
   # Into a copy of the committed baselines: a save on the same setup adds a job to a case.
-  cp -r baselines "$out/baselines"
+  [ -d "$out/baselines" ] || cp -r baselines "$out/baselines"
   knobs=()
   if [ -e "$out/probe.txt" ] && ! grep -q "isolated n_seq_max=256 backend_sampling=0: rc=0" "$out/probe.txt"; then
     knobs+=(--batchperf-set n_seq_max=128 --batchperf-batch-sizes 8,32,128)
