@@ -144,6 +144,30 @@ def test_backend_sampling_picks_the_same_greedy_tokens_as_the_host_argmax(engine
     assert picked["host"] == picked["backend"] and sum(map(len, picked["host"])) > 100
 
 
+def test_host_argmax_follows_llama_cpp_when_it_moves_its_logits_buffer(engine, monkeypatch):
+    """The engine keeps one view of llama.cpp's logits buffer; a buffer at a new address
+    (llama.cpp reallocates it when more outputs need room) gets a new view, not stale rows."""
+    import ctypes
+
+    import numpy as np
+
+    from pytest_batchperf.engines import llama_cpp as module
+
+    shape = (engine.knobs.n_batch, engine.vocab_size)
+    buffers = [np.zeros(shape, dtype=np.float32) for _ in range(2)]
+    buffers[0][0, 5] = buffers[1][0, 7] = 1.0
+    current = []
+    monkeypatch.setattr(
+        module.L,
+        "llama_get_logits",
+        lambda ctx: current[-1].ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+    )
+    current.append(buffers[0])
+    assert engine._sample(1, 1).tolist() == [5]
+    current.append(buffers[1])
+    assert engine._sample(1, 1).tolist() == [7]
+
+
 def test_kv_cache_full_is_out_of_memory():
     e = load(spec_of(BUILTIN["default"].with_overrides({"n_ctx": 256, "n_batch": 256})))
     try:
