@@ -131,7 +131,18 @@ def compile_c_loop(bench) -> str | None:
     src, exe = f"{bin_dir}/../src", f"{bin_dir}/llama-decode-loop"
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llama_decode_loop.c")
     subprocess.run(
-        ["cc", "-O2", f"-I{src}/include", f"-I{src}/ggml/include", here, f"-L{bin_dir}", "-lllama", f"-Wl,-rpath,{bin_dir}", "-o", exe],
+        [
+            "cc",
+            "-O2",
+            f"-I{src}/include",
+            f"-I{src}/ggml/include",
+            here,
+            f"-L{bin_dir}",
+            "-lllama",
+            f"-Wl,-rpath,{bin_dir}",
+            "-o",
+            exe,
+        ],
         check=True,
     )
     return exe

@@ -241,8 +241,8 @@ class LlamaCppEngine(Engine):
         if not rows:
             return np.empty(0, dtype=int)
         if self._samplers:  # sampled in the graph; read by batch position
-            at = np.flatnonzero(self._logit_flags[:n]).tolist()
-            tokens = np.array([L.llama_get_sampled_token_ith(self._ctx, i) for i in at])
+            outputs = np.flatnonzero(self._logit_flags[:n]).tolist()
+            tokens = np.array([L.llama_get_sampled_token_ith(self._ctx, i) for i in outputs])
             if (tokens < 0).any():  # LLAMA_TOKEN_NULL: that output was not sampled
                 raise EngineError("llama.cpp's backend sampler returned no token for an output")
             return tokens
