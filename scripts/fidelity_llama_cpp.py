@@ -205,10 +205,11 @@ def loop(engine, npl: int) -> float:
 
 def step_parts(engine, npl: int, rounds: int = 3) -> dict[str, float]:
     """Where one decode step of ours goes, in microseconds (means over the decode steps, as
-    S_TG is; medians over ``rounds`` rounds): packing the batch (fill), llama_decode until the device is done
-    (decode), reading the logits and sampling (sample), and the rest of the step: the
-    engine's Python bookkeeping. Wraps engine internals for the time of the call."""
-    calls: dict[str, list[float]] = {"_fill_batch": [], "_decode": [], "_sample": []}
+    S_TG is; medians over ``rounds`` rounds): packing the batch (fill), llama_decode until
+    the device is done (decode), reading the logits and sampling (sample), and the rest of
+    the step: the engine's Python bookkeeping. Wraps engine internals for the call."""
+    part = {"_fill_batch": "fill", "_decode": "decode", "_sample": "sample"}
+    calls: dict[str, list[float]] = {name: [] for name in part}
     sizes: list[int] = []  # tokens in each step's batch
     steps, parts = [], []
 
@@ -236,7 +237,7 @@ def step_parts(engine, npl: int, rounds: int = 3) -> dict[str, float]:
     finally:
         for name in calls:
             del engine.__dict__[name]
-    out = {k.strip("_").split("_")[0]: 1e6 * statistics.median(p[k] for p in parts) for k in calls}
+    out = {part[k]: 1e6 * statistics.median(p[k] for p in parts) for k in calls}
     out["step"] = 1e6 * statistics.median(steps)
     out["rest"] = out["step"] - out["fill"] - out["decode"] - out["sample"]
     return out
