@@ -7,6 +7,8 @@ source "$(dirname "$0")/env.sh"
 mkdir -p /tmp/whl
 cat /tmp/parts/vllm.tar.* | tar x -C /tmp/whl
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/whl/*.whl
+# Every package the bundle needs that neither it nor the machine has, named at once.
+mkdir -p /tmp/out && python3 scripts/gpu/bundle_check.py /tmp/whl/*.whl > /tmp/out/bundle_check.txt || true
 # The entry points load the plugin; without them pytest loads it from $PYTEST_PLUGINS.
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . \
     || echo "export PYTEST_PLUGINS=pytest_batchperf.plugin" > /tmp/plugin.env
