@@ -8,8 +8,8 @@ per-step work is ours / loop). Where the bench is a shared-library build
 (``-D BUILD_SHARED_LIBS=ON``, with LLAMA_CPP_LIB_PATH at its bin/), a fourth runs the same
 loop in C on that libllama (llama_decode_loop.c): loop / C is what driving llama.cpp from
 Python costs at all. Runs alternate so that drift in the machine's load hits all alike.
-Prints S_TG medians and the medians of each repetition's ratios; ``--steps`` splits our
-decode step by part.
+Prints S_TG medians and the medians of each repetition's ratios with 95 % bootstrap
+intervals; ``--steps`` splits our decode step by part.
 
     PYTHONPATH=. python scripts/fidelity_llama_cpp.py [--shapes tiny,small] [--reps 7] [--raw FILE]
     # the C loop too: LLAMA_CPP_LIB_PATH=<bin> ... --bench <bin>/llama-batched-bench, where
@@ -156,9 +156,15 @@ def c_loop(exe, model, npl: int) -> float:
     return float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1])
 
 
-def ratio(x: list[float], y: list[float]) -> float:
-    """Median of each repetition's own ratio: drift between repetitions cancels."""
-    return statistics.median(u / v for u, v in zip(x, y, strict=True))
+def ratio(x: list[float], y: list[float]) -> str:
+    """Median of each repetition's own ratio (drift between repetitions cancels), with its
+    95 % bootstrap interval: the host's noise decides how close a ratio can be placed."""
+    r = np.array([u / v for u, v in zip(x, y, strict=True)])
+    if len(r) < 5:
+        return f"{np.median(r):.3f}"
+    boot = np.median(np.random.default_rng(0).choice(r, (2000, len(r))), axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return f"{np.median(r):.3f} [{lo:.2f}, {hi:.2f}]"
 
 
 def s_tg(trace, npl: int) -> float:
@@ -308,10 +314,8 @@ def main() -> None:
         print("|----:" * 9 + "|")
         for npl, (mine, bb, py, c) in got.items():
             row = [f"{statistics.median(mine):.0f}", f"{statistics.median(bb):.0f}"]
-            row += [f"{ratio(mine, bb):.3f}", f"{statistics.median(py):.0f}"]
-            row += [f"{ratio(mine, py):.3f}"]
-            row += [f"{statistics.median(c):.0f}", f"{ratio(mine, c):.3f}"] if c else ["-", "-"]
-            row += [f"{ratio(py, c):.3f}"] if c else ["-"]
+            row += [ratio(mine, bb), f"{statistics.median(py):.0f}", ratio(mine, py)]
+            row += [f"{statistics.median(c):.0f}", ratio(mine, c), ratio(py, c)] if c else ["-"] * 3
             print(f"| {npl} | " + " | ".join(row) + " |")
         if parts:
             print("\nour decode step by part, microseconds (batched-bench's whole step beside it)")
