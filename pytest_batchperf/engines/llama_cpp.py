@@ -105,6 +105,7 @@ class LlamaCppEngine(Engine):
             )
         self._mem = L.llama_get_memory(self._ctx)
         self._n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self._model))
+        # The logits view and its address: reading the address off the view costs 1 us a step.
         self._logits_at, self._logits = 0, np.empty((0, self._n_vocab), dtype=np.float32)
         self._batch = L.llama_batch_init(k.n_batch, 0, 1)
         size = k.n_batch

@@ -100,10 +100,13 @@ METRICS: dict[str, MetricSpec] = {
     )
 }
 
-# Per priority class: ttft_ms_p50_prio0, ttft_ms_p95_prio1, ...
-_PRIORITY = re.compile(r"^(ttft_ms_p50|ttft_ms_p95)_prio(\d+)$")
-# Per GPU of a multi-GPU engine (NVML index): peak_gpu_mem_mib_gpu1, energy_j_per_tok_gpu0 ...
-_PER_GPU = re.compile(r"^(peak_gpu_mem_mib|energy_j_per_tok)_gpu(\d+)$")
+# Metrics of one part of a case, named after a base metric, with what the label calls the part
+_PARTS = (
+    # per priority class: ttft_ms_p50_prio0, ttft_ms_p95_prio1, ...
+    (re.compile(r"^(ttft_ms_p50|ttft_ms_p95)_prio(\d+)$"), "priority"),
+    # per GPU of a multi-GPU engine (NVML index): peak_gpu_mem_mib_gpu1, energy_j_per_tok_gpu0
+    (re.compile(r"^(peak_gpu_mem_mib|energy_j_per_tok)_gpu(\d+)$"), "GPU"),
+)
 
 
 class UnknownMetricError(ValueError):
@@ -111,17 +114,15 @@ class UnknownMetricError(ValueError):
 
 
 def lookup(name: str) -> MetricSpec | None:
-    """The metric's spec, per-priority metrics included; None for unknown names."""
+    """The metric's spec, per-priority and per-GPU metrics included; None for unknown names."""
     if name in METRICS:
         return METRICS[name]
-    m = _PRIORITY.match(name)
-    if m:
-        base = METRICS[m.group(1)]
-        return replace(base, name=name, label=f"{base.label} (priority {m.group(2)})", family=name)
-    m = _PER_GPU.match(name)
-    if m:
-        base = METRICS[m.group(1)]
-        return replace(base, name=name, label=f"{base.label} (GPU {m.group(2)})", family=name)
+    for pattern, part in _PARTS:
+        m = pattern.match(name)
+        if m:
+            base = METRICS[m.group(1)]
+            label = f"{base.label} ({part} {m.group(2)})"
+            return replace(base, name=name, label=label, family=name)
     return None
 
 
