@@ -12,3 +12,7 @@ snapshot() {
 }
 # model.sh touches this when the models are written (it may still be running).
 wait_for_model() { while [ ! -e /tmp/model.done ]; do sleep 2; done; }
+# The job scripts' own: a stage's start time in $out/stages.txt, and our leftover GPU
+# processes cleared between stages (a stopped pytest leaves vLLM's engine core holding memory).
+stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
+clear_gpu() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 2; }

@@ -17,8 +17,6 @@ common=(-p no:cacheprovider --batchperf-profile "$profile" --batchperf-rounds "$
   python3 -c "import vllm, torch, platform; print('vllm', vllm.__version__, 'torch', torch.__version__, 'cuda', torch.version.cuda, 'python', platform.python_version())"
   grep -m1 'model name' /proc/cpuinfo; nproc
 } > "$out/machine.txt" 2>&1
-stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
-clear_gpu() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 2; }
 wait_for_model
 if [[ $stages == *save* ]]; then
   stamp save

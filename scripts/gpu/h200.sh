@@ -12,10 +12,8 @@ snapshot
 out=/tmp/out; mkdir -p "$out"
 profile=vllm-synthetic-8b
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv > "$out/gpu.csv"
-stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
 # Engines of an earlier stage that was stopped from outside may still hold GPU memory, and
-# every later engine start would fail: our own leftovers go before each stage.
-clear_gpu() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 2; }
+# every later engine start would fail: our own leftovers go before each stage (clear_gpu).
 # 0. the vLLM adapter on the tiny model first (while the 8b model is still being written);
 #    the slowdown tests start two engines each, so they run last, in a stage of their own
 stamp gpu-tests

@@ -18,7 +18,6 @@ source "$(dirname "$0")/env.sh"
 snapshot
 out=/tmp/out; mkdir -p "$out"
 stages=${STAGES:-save fidelity}
-stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
 stamp setup
 mkdir -p /tmp/llama && cat /tmp/parts/llama.tar.* | tar x -C /tmp/llama || exit 1
 python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/llama/*.whl || { touch "$out/DONE"; exit 1; }

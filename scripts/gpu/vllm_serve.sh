@@ -10,14 +10,12 @@ source "$(dirname "$0")/env.sh"
 snapshot
 out=/tmp/out; mkdir -p "$out"
 stages=${STAGES:-import sweep load priority faults}
-stamp() { date -u +"%s $1" >> "$out/stages.txt"; }
 # SERVER / PATTERN: another server profile and its process's command-line pattern (the fault
 # stage was tried on the CPU with llama-server-cpu and llama-server).
 read -r -a server <<< "${SERVER:---batchperf-profiles-file examples/servers.toml --batchperf-profile vllm-serve-8b}"
 pattern=${PATTERN:-vllm.entrypoints.openai.api_server}
 save=(--batchperf-save --batchperf-runs "${RUNS:-1}" --batchperf-rounds "${ROUNDS:-2}"
       --batchperf-baseline-dir "$out/baselines")
-clear_gpu() { nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 2; }
 wait_for_model
 if [[ $stages == *import* ]]; then  # a missing package is named here, in one line
   stamp import
