@@ -160,19 +160,28 @@ class ChildProcess:
                 self.proc.wait(wait_s)
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM to the whole process group, SIGKILL after ``grace_s`` (0: at once)."""
+        """SIGTERM to the whole process group, SIGKILL after ``grace_s`` (0: at once), and
+        wait until the group is gone, so that a fresh server finds its GPU memory free."""
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        if grace_s > 0:
+        if grace_s > 0 and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(grace_s)
-        # The leader may be gone while its workers linger: the group goes too.
+        # A leader that died (or was killed) leaves its workers running: vllm serve's engine
+        # core holds the GPU memory the next server needs.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
 
     def remove_log(self) -> None:
         with contextlib.suppress(OSError):

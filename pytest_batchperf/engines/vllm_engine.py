@@ -192,7 +192,9 @@ class VLLMEngine(Engine):
         )
 
     def _check(self, workload: Workload, batch_size: int) -> None:
-        if batch_size > self.max_num_seqs:
+        # A priority case keeps more in flight than the engine runs, so that it queues here.
+        queues = self.priority and any(r.priority for r in workload.requests)
+        if batch_size > self.max_num_seqs and not queues:
             raise OutOfMemory(
                 f"batch size {batch_size} exceeds max_num_seqs={self.max_num_seqs} "
                 "(the engine's upper bound; raise it in the profile to try)"

@@ -1,63 +1,83 @@
 #!/usr/bin/env bash
 # On the GPU machine, after setup.sh (the vLLM bundle) and `model.sh 8b`: `vllm serve` through
-# the openai-http engine, profile vllm-serve-8b of examples/servers.toml. Output under /tmp/out.
+# the openai-http engine (profiles vllm-serve-8b and vllm-serve-8b-priority of
+# examples/servers.toml). Output under /tmp/out; DONE when finished.
 #   setsid bash scripts/gpu/vllm_serve.sh > /tmp/out/job.log 2>&1 &
-# STAGES (default "import sweep load priority faults"); RUNS=1 ROUNDS=2 size the saves.
-# The offline engine at the same loads is the committed baselines/nvidia-h100-80gb-hbm3/
-# vllm-synthetic-8b.json (same GPU class), so no offline run is needed here.
+# STAGES (default "import suites priority faults offline"); RUNS=1 ROUNDS=2 size the saves.
+#   suites:   the batch sweep and latency under load on one server, saved;
+#   priority: the priority suite on the server capped at batch 8, saved;
+#   faults:   one pytest of three cases: the server is killed in the first, stopped (hung)
+#             in the second; each must error in one line, and the third pass on a fresh server;
+#   offline:  the batch sweep on the offline engine (vllm-synthetic-8b), same machine, not saved.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 snapshot
-out=/tmp/out; mkdir -p "$out"
-stages=${STAGES:-import sweep load priority faults}
-# SERVER / PATTERN: another server profile and its process's command-line pattern (the fault
-# stage was tried on the CPU with llama-server-cpu and llama-server).
-read -r -a server <<< "${SERVER:---batchperf-profiles-file examples/servers.toml --batchperf-profile vllm-serve-8b}"
-pattern=${PATTERN:-vllm.entrypoints.openai.api_server}
+out=/tmp/out; mkdir -p "$out"; rm -f "$out/DONE"
+stages=${STAGES:-import suites priority faults offline}
+servers=(--batchperf-profiles-file examples/servers.toml)
 save=(--batchperf-save --batchperf-runs "${RUNS:-1}" --batchperf-rounds "${ROUNDS:-2}"
       --batchperf-baseline-dir "$out/baselines")
+pytest_to() {  # NAME ARGS...: one pytest, its log and report under $out
+  local name=$1; shift
+  stamp "$name"
+  python3 scripts/pytest_job.py -p no:cacheprovider "$@" --batchperf-report "$out/$name" \
+      > "$out/$name.log" 2>&1
+  echo "$name rc=$? $(tail -n 1 "$out/$name.log")" >> "$out/stages.txt"
+  clear_gpu
+}
 wait_for_model
 if [[ $stages == *import* ]]; then  # a missing package is named here, in one line
   stamp import
   python3 -c "import vllm.entrypoints.openai.api_server" > "$out/import.log" 2>&1
   echo "import rc=$? $(grep -m1 -o "No module named '[^']*'" "$out/import.log")" >> "$out/stages.txt"
 fi
-for suite in sweep load priority; do
-  [[ $stages == *$suite* ]] || continue
-  file=$(case $suite in sweep) echo batch_sweep;; load) echo latency_under_load;; *) echo priority;; esac)
-  stamp "$suite"
-  python3 scripts/pytest_job.py "suites/test_$file.py" -p no:cacheprovider "${server[@]}" "${save[@]}" \
-      --batchperf-report "$out/$suite" > "$out/$suite.log" 2>&1
-  echo "$suite rc=$?" >> "$out/stages.txt"
-  clear_gpu
-done
-# Faults on the real server: two cases; two seconds after the server's log shows the first
-# request, the server is killed (then, in the second pass, stopped so that its requests hang).
-# That case must error in one line and the next case pass on a fresh server.
-request=${REQUEST:-POST /v1/completions}  # uvicorn's access line; llama-server: launch_slot
-fault() {  # NAME SIGNAL
-  local log="$out/fault-$1.log" t0 job server_log
-  t0=$(date +%s)
-  python3 scripts/pytest_job.py suites/test_batch_sweep.py -p no:cacheprovider "${server[@]}" \
-      -k "B8-static or B8-continuous" --batchperf-batch-sizes 8 --batchperf-rounds 3 \
-      --batchperf-set request_timeout_s=30 --batchperf-report "$out/fault-$1" > "$log" 2>&1 &
-  job=$!
-  for _ in $(seq 900); do
-    kill -0 "$job" 2>/dev/null || break
-    server_log=$(find /tmp -maxdepth 1 -name 'batchperf-server-*.log' -newermt "@$t0" | head -1)
-    [ -n "$server_log" ] && grep -q "$request" "$server_log" && break
-    sleep 1
+[[ $stages == *suites* ]] && pytest_to suites suites/test_batch_sweep.py \
+    suites/test_latency_under_load.py "${servers[@]}" --batchperf-profile vllm-serve-8b "${save[@]}"
+[[ $stages == *priority* ]] && pytest_to priority suites/test_priority.py "${servers[@]}" \
+    --batchperf-profile vllm-serve-8b-priority "${save[@]}"
+
+# The server our engine started: the process writing LOG whose parent does not (vllm serve's
+# engine core writes the same log).
+server_pid() {
+  local p pids=()
+  [ -n "$1" ] || return
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/fd/1" 2>/dev/null)" = "$1" ] && pids+=("${p#/proc/}")
   done
-  sleep 2
-  pkill "-$2" -f "$pattern" && echo "$1: sent SIG$2" >> "$out/stages.txt"
-  wait "$job"
-  echo "fault $1 rc=$? $(grep -c '^FAILED' "$log") failed, $(grep -o '[0-9]* passed' "$log")" >> "$out/stages.txt"
-  clear_gpu
+  for p in "${pids[@]}"; do
+    [[ " ${pids[*]} " == *" $(awk '/^PPid/ {print $2}' "/proc/$p/status") "* ]] || { echo "$p"; return; }
+  done
 }
 if [[ $stages == *faults* ]]; then
   stamp faults
-  fault killed KILL
-  fault hung STOP
+  python3 scripts/pytest_job.py -p no:cacheprovider suites/test_batch_sweep.py "${servers[@]}" \
+      --batchperf-profile vllm-serve-8b -k "B8-static or B8-continuous or B32-static" \
+      --batchperf-rounds 3 --batchperf-set request_timeout_s=30 --batchperf-report "$out/faults" \
+      > "$out/faults.log" 2>&1 &
+  job=$!
+  old=$(ls /tmp/batchperf-server-*.log 2>/dev/null)
+  for sig in KILL STOP; do  # once a fresh server has logged 80 requests: mid-case, past warm-up
+    log=
+    for _ in $(seq 900); do
+      kill -0 "$job" 2>/dev/null || break 2
+      for f in $(ls /tmp/batchperf-server-*.log 2>/dev/null); do
+        [[ $old == *"$f"* ]] && continue
+        (( $(grep -c "POST /v1/completions" "$f") >= 80 )) && log=$f
+      done
+      [ -n "$log" ] && break
+      sleep 0.5
+    done
+    pid=$(server_pid "$log")
+    kill "-$sig" "$pid" && echo "faults: SIG$sig to server $pid ($log)" >> "$out/stages.txt"
+    old=$(ls /tmp/batchperf-server-*.log 2>/dev/null)
+  done
+  wait "$job"
+  echo "faults rc=$? $(grep -c '^FAILED\|^ERROR' "$out/faults.log") failed, $(tail -n 1 "$out/faults.log")" \
+      >> "$out/stages.txt"
+  cp /tmp/batchperf-server-*.log "$out/" 2>/dev/null
+  clear_gpu
 fi
+[[ $stages == *offline* ]] && pytest_to offline suites/test_batch_sweep.py \
+    --batchperf-profile vllm-synthetic-8b --batchperf-rounds "${ROUNDS:-2}"
 stamp done
 touch "$out/DONE"
