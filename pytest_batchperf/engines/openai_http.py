@@ -356,7 +356,10 @@ class OpenAIHTTPEngine(Engine):
                 error = self._failure(f"{exc}; the server was stopped, the next case starts afresh")
                 server.stop(grace_s=0)
                 raise error from None
-            raise self._failure(str(exc)) from None
+            error = self._failure(str(exc))
+            if self.server is not None and not self.server.alive():
+                self.server.stop()  # now: its workers (vllm serve's engine core) hold the GPU
+            raise error from None
         return rnd.trace()
 
     # -- one request -------------------------------------------------------------------

@@ -56,7 +56,7 @@ if [[ $stages == *faults* ]]; then
       > "$out/faults.log" 2>&1 &
   job=$!
   old=$(ls /tmp/batchperf-server-*.log 2>/dev/null)
-  for sig in KILL STOP; do  # once a fresh server has logged 80 requests: mid-case, past warm-up
+  for sig in ${FAULTS:-KILL STOP}; do  # once a fresh server has logged 80 requests: mid-case, past warm-up
     log=
     for _ in $(seq 900); do
       kill -0 "$job" 2>/dev/null || break 2

@@ -260,6 +260,23 @@ def test_a_server_that_dies_mid_round_is_restarted():
         engine.close()
 
 
+def test_a_server_that_dies_mid_round_has_its_workers_stopped_at_once():
+    """Not at the next case: until then, vllm serve's orphaned engine core holds the GPU."""
+    import psutil
+
+    engine = load(misbehaving_profile("--how", "exit", "--worker"))
+    try:
+        (line,) = [x for x in engine.server.last_lines().splitlines() if "worker pid" in x]
+        worker = psutil.Process(int(line.split()[-1]))
+        wl = build(WorkloadSpec(num_requests=2, prompt=fixed(8), output=fixed(FAIL_ON)), 4096)
+        with pytest.raises(EngineCrashed, match=r"exit code 7"):
+            engine.run_round(wl, Strategy.CONTINUOUS, 1)
+        gone, _ = psutil.wait_procs([worker], timeout=1)
+        assert gone or worker.status() == psutil.STATUS_ZOMBIE, "the worker outlived the round"
+    finally:
+        engine.close()
+
+
 def test_a_hung_request_errors_the_round_and_the_next_gets_a_fresh_server():
     """A server that stops answering mid-stream is alive but useless: the round errors
     after request_timeout_s, and the server is replaced, not reused."""

@@ -4,6 +4,7 @@ that fails on purpose, for the openai-http engine's fault tests.
     python misbehaving_server.py --port PORT [--fail-on N]
                                  [--how 500|error-event|cut|done-early|exit|hang|stall]
                                  [--exit-at-start] [--api-key KEY] [--token-delay 0.002]
+                                 [--worker]
 
 It streams well-formed SSE completions (one chunk per token, then a finish_reason chunk
 and ``[DONE]``), except for requests whose ``max_tokens`` equals ``--fail-on``: those fail
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -142,7 +144,11 @@ def main() -> None:
     p.add_argument("--api-key", default="")
     p.add_argument("--token-delay", type=float, default=0.002)
     p.add_argument("--tag", default="", help="ignored: lets a test find this process")
+    p.add_argument("--worker", action="store_true", help="a child that outlives this process")
     args = p.parse_args()
+    if args.worker:  # as vllm serve's engine core: a child in the server's process group
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        log(f"worker pid {worker.pid}")
     if args.exit_at_start:
         log("cannot load model: no such file (exiting at start on purpose)")
         sys.exit(3)
