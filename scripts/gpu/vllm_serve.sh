@@ -7,7 +7,9 @@
 #   suites:   the batch sweep and latency under load on one server, saved;
 #   priority: the priority suite on the server capped at batch 8, saved;
 #   faults:   one pytest of three cases: the server is killed in the first, stopped (hung)
-#             in the second; each must error in one line, and the third pass on a fresh server;
+#             in the second; each must error in one line, and the third pass on a fresh server
+#             (FAULTS="KILL STOP"; another server: FAULT_PROFILE="--batchperf-profile
+#             llama-server-cpu" REQUEST=launch_slot, the line its log writes per request);
 #   offline:  the batch sweep on the offline engine (vllm-synthetic-8b), same machine, not saved.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
@@ -50,26 +52,32 @@ server_pid() {
 }
 if [[ $stages == *faults* ]]; then
   stamp faults
-  python3 scripts/pytest_job.py -p no:cacheprovider suites/test_batch_sweep.py "${servers[@]}" \
-      --batchperf-profile vllm-serve-8b -k "B8-static or B8-continuous or B32-static" \
-      --batchperf-rounds 3 --batchperf-set request_timeout_s=30 --batchperf-report "$out/faults" \
+  read -r -a profile <<< "${FAULT_PROFILE:-${servers[*]} --batchperf-profile vllm-serve-8b}"
+  request=${REQUEST:-POST /v1/completions}  # uvicorn's access line
+  python3 scripts/pytest_job.py -p no:cacheprovider suites/test_batch_sweep.py "${profile[@]}" \
+      -k "B8-static or B8-continuous or B32-static" --batchperf-rounds 3 --batchperf-set request_timeout_s=30 --batchperf-report "$out/faults" \
       > "$out/faults.log" 2>&1 &
   job=$!
-  old=$(ls /tmp/batchperf-server-*.log 2>/dev/null)
+  old=$(ls /tmp/batchperf-server-*.log 2>/dev/null)  # other runs' logs
+  # A restarted server appends to its predecessor's log: count requests since the last fault.
+  declare -A seen=()
+  faulted=
   for sig in ${FAULTS:-KILL STOP}; do  # once a fresh server has logged 80 requests: mid-case, past warm-up
     log=
-    for _ in $(seq 900); do
+    for _ in $(seq 1800); do
       kill -0 "$job" 2>/dev/null || break 2
       for f in $(ls /tmp/batchperf-server-*.log 2>/dev/null); do
         [[ $old == *"$f"* ]] && continue
-        (( $(grep -c "POST /v1/completions" "$f") >= 80 )) && log=$f
+        (( $(grep -c "$request" "$f") - ${seen[$f]:-0} >= 80 )) || continue
+        pid=$(server_pid "$f")
+        [ -n "$pid" ] && [ "$pid" != "$faulted" ] && log=$f && break
       done
       [ -n "$log" ] && break
       sleep 0.5
     done
-    pid=$(server_pid "$log")
     kill "-$sig" "$pid" && echo "faults: SIG$sig to server $pid ($log)" >> "$out/stages.txt"
-    old=$(ls /tmp/batchperf-server-*.log 2>/dev/null)
+    faulted=$pid
+    seen[$log]=$(grep -c "$request" "$log")
   done
   wait "$job"
   echo "faults rc=$? $(grep -c '^FAILED\|^ERROR' "$out/faults.log") failed, $(tail -n 1 "$out/faults.log")" \
