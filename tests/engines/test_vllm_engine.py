@@ -146,6 +146,25 @@ def test_kv_capacity_and_fit():
     assert fits(reqs, 4, 512)
 
 
+def test_only_a_priority_case_may_keep_more_in_flight_than_max_num_seqs():
+    """The priority suite keeps 32 in flight against max_num_seqs = 8, so that the queue is
+    the engine's; any other batch past the engine's bound is refused as not fitting."""
+    from pytest_batchperf.engines.vllm_engine import VLLMEngine
+    from pytest_batchperf.workload import Workload
+
+    engine = object.__new__(VLLMEngine)
+    engine.max_num_seqs, engine.max_model_len, engine.kv_tokens = 8, 2048, 10**6
+    two_classes = Workload(None, tuple(Request(i, (1,) * 8, 4, priority=i % 2) for i in range(32)))
+    one_class = Workload(None, tuple(Request(i, (1,) * 8, 4) for i in range(32)))
+    engine.priority = True
+    engine._check(two_classes, 32)
+    with pytest.raises(OutOfMemory, match="max_num_seqs=8"):
+        engine._check(one_class, 32)
+    engine.priority = False  # an FCFS engine ignores the classes: the bound holds
+    with pytest.raises(OutOfMemory, match="max_num_seqs=8"):
+        engine._check(two_classes, 32)
+
+
 def test_vllm_failures_map_to_plugin_errors():
     oom = _classify(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "run a round")
     assert isinstance(oom, OutOfMemory) and "\n" not in str(oom)
