@@ -348,6 +348,7 @@ class OpenAIHTTPEngine(Engine):
             self._start_server()
         rnd = Round(workload, strategy, batch_size)
         n = len(workload.requests)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
             self._loop.run_until_complete(run_tasks(rnd, lambda r: self._send(rnd, r, n)))
         except RequestFailed as exc:
@@ -360,7 +361,10 @@ class OpenAIHTTPEngine(Engine):
             if self.server is not None and not self.server.alive():
                 self.server.stop()  # now: its workers (vllm serve's engine core) hold the GPU
             raise error from None
-        return rnd.trace()
+        # This process is the client (the server is another): near one core, the client
+        # and not the server may set the pace.
+        cpu_pct = 100 * (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+        return rnd.trace({"client_cpu_pct": cpu_pct})
 
     # -- one request -------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ METRICS: dict[str, MetricSpec] = {
         _m("prefix_cache_hit_pct", "%", "up", 0.10, label="prefix-cache hit rate"),
         _m("roofline_pct", "%", "info", 0.0, label="fraction of the decode roofline"),
         _m("output_tokens", "tokens", "info", 0.0, label="output tokens per round"),
+        _m("client_cpu_pct", "%", "info", 0.0, label="HTTP client CPU (% of one core)"),
     )
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,10 @@ NOISY_CV = 0.10
 # each other (caches, thread pools and allocators settled), at most this many extra rounds.
 WARMUP_STABLE = 0.10
 WARMUP_EXTRA_MAX = 3
+
+# An HTTP client (one asyncio process) busier than this share of a core may be what sets
+# the pace, not the server it measures.
+CLIENT_BOUND_PCT = 80.0
 
 # How often the sampler thread reads memory (and NVML) during a round; 0: at its start and
 # end only (no thread wakes up while the engine runs).
@@ -66,6 +71,16 @@ def noise_warnings(
                     "to judge small changes; is something else running?"
                 )
     return out
+
+
+def client_warnings(samples: dict[str, list[float]]) -> list[str]:
+    values = samples.get("client_cpu_pct")
+    if not values or (busy := statistics.median(values)) <= CLIENT_BOUND_PCT:
+        return []
+    return [
+        f"the HTTP client used {busy:.0f} % of a core: the client, not the server, may "
+        "set the pace (docs/results/vllm-serve.md)"
+    ]
 
 
 def gpu_warnings(engine: Any, gpus: Sequence[int]) -> list[str]:
@@ -157,6 +172,7 @@ def measure_run(
             drive(one_round, rounds.rounds)
     result.interference = probe.result
     result.warnings.extend(noise_warnings(result.metrics))
+    result.warnings.extend(client_warnings(result.metrics))
     if probe.result is not None:
         result.warnings.extend(probe.result.warnings())
     return result

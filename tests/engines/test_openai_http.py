@@ -81,6 +81,23 @@ def test_streams_every_token_from_llama_cpp_server(llama_server):
     assert llama_server.describe()["prompt_format"] == "text"  # it refuses token-id prompts
 
 
+def test_each_round_records_the_clients_share_of_a_core():
+    """A client that mostly waits for a slow server uses a small share of its core; one near
+    a whole core gets a warning that it, not the server, may set the pace."""
+    from pytest_batchperf.measure.runner import client_warnings
+
+    engine = load(misbehaving_profile("--token-delay", "0.05"))
+    try:
+        trace = engine.run_round(workload(n=4, out=6), Strategy.CONTINUOUS, 4)
+    finally:
+        engine.close()
+    busy = round_metrics(trace)["client_cpu_pct"]
+    assert 0 < busy < 50
+    assert client_warnings({"client_cpu_pct": [busy]}) == []
+    (warning,) = client_warnings({"client_cpu_pct": [70.0, 93.0, 95.0]})
+    assert warning.startswith("the HTTP client used 93 % of a core")
+
+
 def test_continuous_refills_and_caps_requests_in_flight(llama_server):
     trace = llama_server.run_round(workload(n=6), Strategy.CONTINUOUS, 2)
     spans = [(r.scheduled, r.finished) for r in trace.requests]

@@ -124,6 +124,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # a batch of 128 connects at once (the stdlib default is 5)
 
     def handle_error(self, request, client_address):
         # a client that hung up (the engine cancels the rest of a failed round): one line,
