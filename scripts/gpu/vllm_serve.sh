@@ -55,14 +55,14 @@ if [[ $stages == *faults* ]]; then
   read -r -a profile <<< "${FAULT_PROFILE:-${servers[*]} --batchperf-profile vllm-serve-8b}"
   request=${REQUEST:-POST /v1/completions}  # uvicorn's access line
   python3 scripts/pytest_job.py -p no:cacheprovider suites/test_batch_sweep.py "${profile[@]}" \
-      -k "B8-static or B8-continuous or B32-static" --batchperf-rounds 3 --batchperf-set request_timeout_s=30 --batchperf-report "$out/faults" \
-      > "$out/faults.log" 2>&1 &
+      -k "B8-static or B8-continuous or B32-static" --batchperf-rounds 3 \
+      --batchperf-set request_timeout_s=30 --batchperf-report "$out/faults" > "$out/faults.log" 2>&1 &
   job=$!
   old=$(ls /tmp/batchperf-server-*.log 2>/dev/null)  # other runs' logs
   # A restarted server appends to its predecessor's log: count requests since the last fault.
   declare -A seen=()
   faulted=
-  for sig in ${FAULTS:-KILL STOP}; do  # once a fresh server has logged 80 requests: mid-case, past warm-up
+  for sig in ${FAULTS:-KILL STOP}; do  # once a fresh server logged 80 requests: past warm-up
     log=
     for _ in $(seq 1800); do
       kill -0 "$job" 2>/dev/null || break 2
@@ -82,7 +82,6 @@ if [[ $stages == *faults* ]]; then
   wait "$job"
   echo "faults rc=$? $(grep -c '^FAILED\|^ERROR' "$out/faults.log") failed, $(tail -n 1 "$out/faults.log")" \
       >> "$out/stages.txt"
-  cp /tmp/batchperf-server-*.log "$out/" 2>/dev/null
   clear_gpu
 fi
 [[ $stages == *offline* ]] && pytest_to offline suites/test_batch_sweep.py \
