@@ -31,6 +31,10 @@ def spread(rounds: tuple[float, ...]) -> float | None:
     return max(rounds) / min(rounds) - 1 if rounds and min(rounds) > 0 else None
 
 
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
 def rows(offline: RunResults, server: RunResults) -> list[dict]:
     out = []
     for case_id in sorted(set(offline.cases) & set(server.cases)):
@@ -62,7 +66,6 @@ def main() -> None:
     table = rows(load(args.offline), load(args.server))
     print("| case | metric | offline | server | server/offline | spread off. | spread srv. |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    pct = lambda x: "-" if x is None else f"{100 * x:.0f} %"  # noqa: E731
     for r in table:
         print(
             f"| {r['case']} | {r['metric']} | {r['offline']:g} | {r['server']:g} | "

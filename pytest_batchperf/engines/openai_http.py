@@ -352,14 +352,14 @@ class OpenAIHTTPEngine(Engine):
         try:
             self._loop.run_until_complete(run_tasks(rnd, lambda r: self._send(rnd, r, n)))
         except RequestFailed as exc:
-            server = self.server if isinstance(exc, RequestTimedOut) else None
-            if server is not None and server.alive():  # hung: reused, it fails every later case
-                error = self._failure(f"{exc}; the server was stopped, the next case starts afresh")
+            server = self.server
+            hung = server is not None and isinstance(exc, RequestTimedOut) and server.alive()
+            note = "; the server was stopped, the next case starts afresh" if hung else ""
+            error = self._failure(f"{exc}{note}")
+            # Now, not at the next case: a hung server would fail every later case, and a
+            # dead one's workers (vllm serve's engine core) still hold the GPU.
+            if server is not None and (hung or not server.alive()):
                 server.stop(grace_s=0)
-                raise error from None
-            error = self._failure(str(exc))
-            if self.server is not None and not self.server.alive():
-                self.server.stop()  # now: its workers (vllm serve's engine core) hold the GPU
             raise error from None
         # This process is the client (the server is another): near one core, the client
         # and not the server may set the pace.
