@@ -6,6 +6,7 @@ satisfies, with who needs it. Run on the GPU machine before the first import, so
 bundle missing several packages costs one look instead of one failed start per package:
 
     python3 scripts/gpu/bundle_check.py /tmp/whl/*.whl
+    python3 scripts/gpu/bundle_check.py --fill-from DIR /tmp/whl/*.whl  # wheels to add
 
 Exit status 1 when something is missing or the wrong version. Standard library plus
 `packaging`, which pip vendors where it is not installed.
@@ -36,25 +37,65 @@ def requirements(wheel: Path) -> list[Requirement]:
     return [r for r in reqs if r.marker is None or r.marker.evaluate({"extra": ""})]
 
 
-def main(wheels: list[str]) -> int:
+# An unmet requirement's name -> the version there is (None: none), the requirements it
+# fails, and who needs it.
+Unmet = dict[str, tuple[str | None, list[Requirement], set[str]]]
+
+
+def installed() -> dict[str, str]:
+    """Each installed distribution's version, the first on sys.path winning, as in import."""
+    found: dict[str, str] = {}
+    for d in md.distributions():
+        found.setdefault(canonicalize_name(d.metadata["Name"]), d.version)
+    return found
+
+
+def check(wheels: list[Path]) -> Unmet:
+    """What the bundle's wheels require that neither they nor this interpreter meet."""
     bundled = {}
-    for w in map(Path, wheels):
+    for w in wheels:
         name, version, *_ = parse_wheel_filename(w.name)
         bundled[canonicalize_name(name)] = (str(version), w)
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in md.distributions()}
-    problems: dict[str, set[str]] = {}
+    there = installed()
+    unmet: Unmet = {}
     for who, (_, wheel) in sorted(bundled.items()):
         for req in requirements(wheel):
             name = canonicalize_name(req.name)
-            have = bundled[name][0] if name in bundled else installed.get(name)
-            if have is None:
-                problems.setdefault(f"missing {name}", set()).add(who)
-            elif req.specifier and not req.specifier.contains(have, prereleases=True):
-                problems.setdefault(f"{name} {have}, not {req.specifier}", set()).add(who)
-    for what, who in sorted(problems.items()):
-        print(f"{what}  (needed by {', '.join(sorted(who))})")
-    print(f"{len(bundled)} wheels checked: {len(problems)} problem(s)")
-    return 1 if problems else 0
+            have = bundled[name][0] if name in bundled else there.get(name)
+            if have is None or (
+                req.specifier and not req.specifier.contains(have, prereleases=True)
+            ):
+                reqs, needed_by = unmet.setdefault(name, (have, [], set()))[1:]
+                reqs.append(req)
+                needed_by.add(who)
+    return unmet
+
+
+def fill_ins(unmet: Unmet, directory: Path) -> list[Path]:
+    """The wheels in ``directory`` that meet an unmet requirement in full."""
+    out = []
+    for w in sorted(directory.glob("*.whl")):
+        name, version, *_ = parse_wheel_filename(w.name)
+        name = canonicalize_name(name)
+        if name in unmet and all(r.specifier.contains(version, True) for r in unmet[name][1]):
+            out.append(w)
+    return out
+
+
+def main(args: list[str]) -> int:
+    if args[:1] == ["--fill-from"]:  # print the fill-in wheels to install, nothing else
+        for wheel in fill_ins(check(list(map(Path, args[2:]))), Path(args[1])):
+            print(wheel)
+        return 0
+    unmet = check(list(map(Path, args)))
+    lines = []
+    for name, (have, reqs, who) in unmet.items():
+        what = f"missing {name}" if have is None else f"{name} {have}, not {reqs[0].specifier}"
+        lines.append(f"{what}  (needed by {', '.join(sorted(who))})")
+    for line in sorted(lines):
+        print(line)
+    print(f"{len(args)} wheels checked: {len(unmet)} problem(s)")
+    return 1 if unmet else 0
 
 
 if __name__ == "__main__":

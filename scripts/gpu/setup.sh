@@ -9,15 +9,12 @@ cat /tmp/parts/vllm.tar.* | tar x -C /tmp/whl
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/whl/*.whl
 # Every package the bundle needs that neither it nor the machine has, named at once.
 mkdir -p /tmp/out && python3 scripts/gpu/bundle_check.py /tmp/whl/*.whl > /tmp/out/bundle_check.txt || true
-# The fill-in part (bundle.sh fillin), if carried: a wheel of each package found missing or too old.
+# The fill-in part (bundle.sh fillin), if carried: its wheels that meet what is missing or too old.
 if ls /tmp/parts/fillin.tar.* > /dev/null 2>&1; then
   mkdir -p /tmp/fillin && cat /tmp/parts/fillin.tar.* | tar x -C /tmp/fillin
-  for name in $(awk '{print ($1 == "missing") ? $2 : $1}' /tmp/out/bundle_check.txt | tr 'A-Z-' 'a-z_'); do
-    for whl in /tmp/fillin/*.whl; do
-      [[ $(basename "$whl" | cut -d- -f1 | tr 'A-Z' 'a-z') == "$name" ]] || continue
-      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$whl" && echo "filled in $name"
-    done
-  done | tee /tmp/out/filled_in.txt
+  python3 scripts/gpu/bundle_check.py --fill-from /tmp/fillin /tmp/whl/*.whl > /tmp/out/filled_in.txt
+  [ -s /tmp/out/filled_in.txt ] && xargs python3 -m pip install -q --no-index --no-deps --no-compile \
+      --target /tmp/site < /tmp/out/filled_in.txt
 fi
 # The entry points load the plugin; without them pytest loads it from $PYTEST_PLUGINS.
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . \
