@@ -3,4 +3,4 @@
 __version__ = "0.1.0"
 
 # Bumped whenever the JSON layout of results or baselines changes incompatibly.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3

@@ -1,5 +1,5 @@
 """The ``batchperf`` command: rebuild reports, compare runs, merge shards, manage baselines,
-measure the gate on this runner, build llama.cpp's own tools.
+audit this runner's noise, measure the gate on this runner, build llama.cpp's own tools.
 
 Exit status: 0 fine, 1 a case regressed (compare) or the gate missed its targets
 (gate-quality), 2 bad input (one line on stderr). Heavy modules load per command.
@@ -179,6 +179,139 @@ def cmd_baseline_promote(args: Any) -> int:
     return 0
 
 
+def cmd_noise(args: Any) -> int:
+    from .judge import noise
+
+    files = list(args.files)
+    if args.measure:  # the positional arguments are pytest's
+        files = _measure_noise(args.measure, Path(args.out), files)
+    elif not files:
+        raise CliError("give baseline or results files, or --measure N to make one")
+    bimodal = 0
+    for path in files:
+        spreads = noise.audit(read_results(path), args.metric or ("output_tok_s",))
+        print(f"{path}:")
+        for line in noise.table(spreads):
+            print(line)
+        bimodal += sum(1 for s in spreads if s.modes)
+    if bimodal:
+        print(
+            f"{bimodal} case(s) bimodal: their runs fall into two groups (a fast and a slow "
+            "placement of the engine's threads?); see docs/results/cpu-noise.md"
+        )
+    return 1 if bimodal else 0
+
+
+def _measure_noise(runs: int, out: Path, pytest_args: list[str]) -> list[str]:
+    """One save job of ``runs`` fresh engine processes per case into ``out``; its files."""
+    import subprocess
+
+    if runs < 2:
+        raise CliError(f"--measure needs at least 2 runs per case, got {runs}")
+    if out.exists() and any(out.glob("*/*.json")):
+        raise CliError(f"{out} already holds a baseline; give another --out")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(pytest_args or ["suites"]),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--batchperf-save",
+        "--batchperf-runs",
+        str(runs),
+        "--batchperf-baseline-dir",
+        str(out),
+        "--batchperf-report",
+        "none",
+    ]
+    print("measuring:", " ".join(cmd), flush=True)
+    if subprocess.call(cmd) not in (0, 1):  # 1: a case failed; what was saved still counts
+        raise CliError("the measuring pytest run failed; see its output above")
+    saved = sorted(str(p) for p in out.glob("*/*.json"))
+    if not saved:
+        raise CliError(f"the measuring run saved nothing under {out}")
+    return saved
+
+
+def cmd_baseline_append(args: Any) -> int:
+    from .judge import DEFAULT_KEEP_JOBS
+    from .judge import baseline as baselines
+    from .judge.baseline import BaselineError
+
+    runs = [(p, read_results(p)) for p in args.results]
+    first = runs[0][1]
+    path = (
+        Path(args.to)
+        if args.to
+        else baselines.baseline_path(args.baseline_dir, first.hardware_class, first.profile)
+    )
+    taken = 0
+    try:
+        with baselines.updating(path) as (where, merged):
+            for source, run in runs:
+                why = _refused(run, merged)
+                if why:
+                    raise CliError(f"{source}: {why}; nothing was appended to {where}")
+                skip = _not_appended(run, merged)
+                if skip:
+                    print(f"skipped {source}: {skip}")
+                    continue
+                merged = baselines.merge(merged, run, args.jobs or DEFAULT_KEEP_JOBS)
+                taken += 1
+            if merged is not None and taken:
+                baselines.write(where, merged)
+    except BaselineError as exc:
+        raise CliError(str(exc)) from None
+    held = f"; it holds {merged.saved_jobs} job(s)" if merged is not None and taken else ""
+    print(f"appended {taken} of {len(runs)} job(s) to {path}{held}")
+    return 0
+
+
+def _refused(run: RunResults, base: RunResults | None) -> str | None:
+    """Why ``run`` can never join ``base``'s history (one line), or None."""
+    from .judge.history import SETUP_KEYS, same_setup
+    from .judge.results import Mode
+
+    if run.kind == "baseline":
+        return "a baseline file, not a job's results.json"
+    if run.mode is Mode.AB:
+        return "an A/B run (judged against its reference, not against this history)"
+    if base is None:
+        return None
+    if (run.profile, run.hardware_class) != (base.profile, base.hardware_class):
+        return (
+            f"profile {run.profile} on {run.hardware_class}, but the baseline holds "
+            f"{base.profile} on {base.hardware_class}"
+        )
+    if not same_setup(base.environment, run.environment):
+        keys = [k for k in SETUP_KEYS if base.environment.get(k) != run.environment.get(k)]
+        return (
+            f"another setup ({', '.join(keys)} differ): a new setup starts a new history, "
+            "save or promote it"
+        )
+    return None
+
+
+def _not_appended(run: RunResults, base: RunResults | None) -> str | None:
+    """Why this job is left out of the history (a failed or partial job), or None."""
+    from .judge.gate import GatePolicy
+
+    if run.interrupted:
+        return "the run was interrupted"
+    if not any(c.error is None and c.metrics for c in run.cases.values()):
+        return "no case measured anything"
+    policy = GatePolicy.from_dict(run.gate)
+    failed = [c for c in run.cases.values() if policy.fails(c.verdict)]
+    failed_suite = [c for c in run.suite if policy.fails(c.verdict)]
+    if failed or failed_suite:
+        return f"it failed ({len(failed)} case(s), {len(failed_suite)} suite-wide metric(s))"
+    if base is not None and run.jobs and run.jobs[-1].id in {j.id for j in base.jobs}:
+        return f"job {run.jobs[-1].id} is already in the baseline"
+    return None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="batchperf", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"pytest-batchperf {__version__}")
@@ -216,7 +349,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--output", metavar="DIR", default="reports")
     m.set_defaults(func=cmd_merge)
 
-    b = sub.add_parser("baseline", help="show or promote baselines")
+    b = sub.add_parser("baseline", help="show, promote or append to baselines")
     bsub = b.add_subparsers(dest="action", required=True, metavar="ACTION")
     s = bsub.add_parser("show", help="summarise a baseline (or results) file")
     s.add_argument("file", metavar="FILE.json")
@@ -232,6 +365,23 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--to", metavar="FILE.json", help="an explicit baseline file")
     pr.add_argument("--force", action="store_true", help="promote an interrupted run too")
     pr.set_defaults(func=cmd_baseline_promote)
+    ap = bsub.add_parser(
+        "append",
+        help="add passing jobs (CI artifacts' results.json) to a baseline's history, "
+        "atomically; another class, profile or setup is refused",
+    )
+    ap.add_argument("results", nargs="+", metavar="RESULTS.json")
+    into = ap.add_mutually_exclusive_group()
+    into.add_argument(
+        "--baseline-dir",
+        default="baselines",
+        help="baselines/<hardware-class>/<profile>.json under this directory",
+    )
+    into.add_argument("--to", metavar="FILE.json", help="an explicit baseline file")
+    ap.add_argument(
+        "--jobs", type=int, help="jobs the baseline keeps (default 30, the oldest drop out)"
+    )
+    ap.set_defaults(func=cmd_baseline_append)
 
     q = sub.add_parser(
         "gate-quality",
@@ -296,6 +446,33 @@ def parser() -> argparse.ArgumentParser:
         help="after --: more pytest arguments for every repetition",
     )
     q.set_defaults(func=cmd_gate_quality)
+
+    n = sub.add_parser(
+        "noise",
+        help="each case's spread between engine processes (and save jobs), bimodal cases "
+        "flagged; exit 1 when a case is bimodal",
+    )
+    n.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE.json",
+        help="baseline or results files (with --measure: pytest arguments, after --)",
+    )
+    n.add_argument(
+        "--measure",
+        type=int,
+        metavar="N",
+        help="save one job of N runs per case first, and audit it",
+    )
+    n.add_argument(
+        "--out", default="noise-audit", metavar="DIR", help="where --measure saves (noise-audit)"
+    )
+    n.add_argument(
+        "--metric",
+        action="append",
+        help="metric to audit (repeatable; default output_tok_s)",
+    )
+    n.set_defaults(func=cmd_noise)
 
     ll = sub.add_parser(
         "build-llama-cpp",

@@ -44,9 +44,10 @@ OPTIONS = (
     OptionDef("batchperf_save", "write this run's results into the baseline file", False, "bool"),
     OptionDef(
         "batchperf_baseline_jobs",
-        "save jobs a baseline keeps (a save of the same setup appends one; the gate "
-        "estimates the variance between jobs from them)",
-        str(DEFAULT_KEEP_JOBS),
+        "jobs a baseline keeps (a save or an append of the same setup adds one; the gate "
+        f"learns the variance between jobs from them; default: the profile's, else "
+        f"{DEFAULT_KEEP_JOBS})",
+        "",
     ),
     OptionDef(
         "batchperf_runs",
@@ -199,7 +200,7 @@ class Options:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     baseline_dir: Path = Path("baselines")
     save: bool = False
-    baseline_jobs: int = DEFAULT_KEEP_JOBS
+    baseline_jobs: int | None = None  # None: the profile's, else DEFAULT_KEEP_JOBS
     runs: int | None = None  # None: DEFAULT_SAVE_RUNS when saving, else 1 (or the profile's)
     extend: int = DEFAULT_EXTEND
     rounds: int = 5
@@ -239,6 +240,7 @@ class Options:
         if not 0 < alpha < 1:
             raise ValueError(f"--batchperf-alpha must be between 0 and 1, got {alpha}")
         runs = str(v["batchperf_runs"]).strip()
+        keep = str(v["batchperf_baseline_jobs"]).strip()
         return cls(
             profile=str(v["batchperf_profile"]),
             profiles_file=path(v["batchperf_profiles_file"])
@@ -247,9 +249,7 @@ class Options:
             overrides=parse_overrides(v["batchperf_set"]),
             baseline_dir=path(v["batchperf_baseline_dir"]),
             save=bool(v["batchperf_save"]),
-            baseline_jobs=_number(
-                v["batchperf_baseline_jobs"], "--batchperf-baseline-jobs", int, 1
-            ),
+            baseline_jobs=_number(keep, "--batchperf-baseline-jobs", int, 1) if keep else None,
             runs=_number(runs, "--batchperf-runs", int, 1) if runs else None,
             extend=_number(v["batchperf_extend"], "--batchperf-extend", int, 0),
             rounds=_number(v["batchperf_rounds"], "--batchperf-rounds", int, 1),

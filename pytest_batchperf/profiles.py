@@ -73,6 +73,8 @@ class Profile:
     tolerances: Mapping[str, float] = field(default_factory=dict)
     # Runs (fresh engine processes) per case; the flag, ini and marker win.
     runs: int | None = None
+    # Jobs the baseline of this profile keeps; the flag and ini win.
+    baseline_jobs: int | None = None
     # Metrics (or families) that may fail a case; empty: the gate's headline set. The
     # flag, ini and marker win.
     gate_metrics: tuple[str, ...] = ()
@@ -142,7 +144,15 @@ class Profile:
 
 
 # checked by _top_level
-_SIZING = ("min_waves", "batch_sizes", "tolerance", "runs", "python", "gate_metrics")
+_SIZING = (
+    "min_waves",
+    "batch_sizes",
+    "tolerance",
+    "runs",
+    "baseline_jobs",
+    "python",
+    "gate_metrics",
+)
 _TOP_LEVEL = {"engine", "model", "device", "timeout_s", "isolate", "env", *_SIZING}
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.I)
 
@@ -157,7 +167,8 @@ BUILTIN: dict[str, Profile] = {
             "llama-cpp",
             "synthetic:tiny",
             Device.CPU,
-            {"n_threads": 2, "n_ctx": 4096, "n_batch": 512},
+            # n_threads unset: the usable cores less one, so that the driver keeps a core
+            {"n_ctx": 4096, "n_batch": 512},
         ),
         Profile(
             "llama-cpp-cuda-1b",
@@ -180,7 +191,7 @@ BUILTIN: dict[str, Profile] = {
             "transformers",
             "synthetic:tiny",
             Device.CPU,
-            {"dtype": "float32", "threads": 2},
+            {"dtype": "float32"},
         ),
         Profile(
             "transformers-1b",
@@ -226,7 +237,7 @@ BUILTIN: dict[str, Profile] = {
             tolerances={"tpot_ms_p50": 0.05},
         ),
         # llama.cpp's own server (batchperf build-llama-cpp builds it): 32 slots of 512
-        # tokens, one compute thread so that the client keeps a core on 2-core runners
+        # tokens, the usable cores less one so that the client keeps a core
         # (docs/results/llama-server.md).
         Profile(
             "llama-server-cpu",
@@ -248,9 +259,9 @@ BUILTIN: dict[str, Profile] = {
                     "-c",
                     "16384",
                     "-t",
-                    "1",
+                    "{threads}",
                     "-tb",
-                    "1",
+                    "{threads}",
                 ],
                 "prompt_format": "tokens",
                 "ignore_eos": True,
@@ -263,7 +274,7 @@ BUILTIN: dict[str, Profile] = {
             "openai-http",
             "synthetic:tiny",
             Device.CPU,
-            {"server": "llama_cpp.server", "n_threads": 2, "n_ctx": 4096, "startup_timeout_s": 120},
+            {"server": "llama_cpp.server", "n_ctx": 4096, "startup_timeout_s": 120},
         ),
     )
 }
@@ -310,7 +321,7 @@ def _count(value: Any, name: str, minimum: int) -> int:
 
 
 def _top_level(name: str, values: dict, where: str) -> dict:
-    """min_waves, batch_sizes, runs, python, gate_metrics and tolerance (a {metric:
+    """min_waves, batch_sizes, runs, baseline_jobs, python, gate_metrics and tolerance (a {metric:
     percent} table) checked and converted to Profile fields; other top-level keys pass through."""
     out = dict(values)
     try:
@@ -318,6 +329,8 @@ def _top_level(name: str, values: dict, where: str) -> dict:
             _count(out["min_waves"], "min_waves", 0)
         if "runs" in out:
             _count(out["runs"], "runs", 1)
+        if "baseline_jobs" in out:
+            _count(out["baseline_jobs"], "baseline_jobs", 1)
         if "python" in out:
             if not isinstance(out["python"], str) or not out["python"]:
                 raise ValueError(

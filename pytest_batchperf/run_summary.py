@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .device import oversubscribed
 from .judge import gate, stats
+from .judge.history import Job
 from .judge.results import CaseResult, Mode, RunResults
 from .options import DEFAULT_SAVE_RUNS
 from .prepared import Prepared
@@ -56,10 +58,16 @@ def notices(
     cases: Mapping[str, CaseResult],
     remeasured: Collection[str],
     resting_on_disturbed: Collection[str],
+    engines: Collection[Mapping[str, Any]] = (),
+    usable_cores: float = 0.0,
 ) -> tuple[str, ...]:
     """Run-level lines: no baseline for this class, a baseline too thin to know its noise,
-    and cases that other work on the machine disturbed."""
+    an engine that leaves the driver no core (``engines``: each side's description), and
+    cases that other work on the machine disturbed."""
     out = []
+    threads = max((e.get("compute_threads", 0) for e in engines), default=0)
+    if threads and (line := oversubscribed(threads, usable_cores)):
+        out.append(line)
     if setup.other_classes:
         out.append(
             f"no baseline for class {setup.hardware_class}; baselines of this profile "
@@ -102,6 +110,7 @@ def run_results(
     *,
     saving: bool,
     interrupted: bool,
+    job: Job | None = None,
 ) -> RunResults:
     """The run's results: its cases, what it lacks against the baseline, and the suite-wide
     verdicts (A/B mode, or a comparison with a baseline). ``environments``: the
@@ -124,4 +133,5 @@ def run_results(
         gate=policy.to_dict(),
         notices=notices,
         suite=gate.suite_effects(cases, policy, None if ab else base_cases) if compared else (),
+        jobs=(job,) if job else (),
     )

@@ -17,10 +17,11 @@ from .case_runner import CaseRunner
 from .device import Device
 from .engine_pool import EnginePool
 from .engines.base import Engine
+from .judge import DEFAULT_KEEP_JOBS, gate, history
 from .judge import baseline as baselines
-from .judge import gate
 from .judge.results import CaseResult, RunResults
 from .measure import environment
+from .measure.interference import usable_cores
 from .models.resolve import ModelError
 from .options import DEFAULT_SAVE_RUNS, Interleave, Options
 from .plan import Plan, Side, Slot
@@ -34,6 +35,7 @@ class BatchperfSession:
         self.options = options
         self.rootdir = rootdir
         self.setup: Prepared | None = None
+        self._job: history.Job | None = None  # this job's record, made once
         self.planned_cases = 1  # set from the collected items: shares the alpha budget
         self.current_slot: Slot | None = None  # set by the pass loop; None: all slots inline
         self.runner = CaseRunner(self)
@@ -202,24 +204,36 @@ class BatchperfSession:
     def notices(self) -> tuple[str, ...]:
         r = self.runner
         return run_summary.notices(
-            self.ready(), self.policy, self.saving, r.cases, r.remeasured, r.disturbed_verdicts
+            self.ready(),
+            self.policy,
+            self.saving,
+            r.cases,
+            r.remeasured,
+            r.disturbed_verdicts,
+            self.engines.info.values(),
+            usable_cores(),
         )
 
     def run_results(self, interrupted: bool = False) -> RunResults:
         cases, infeasible = self.runner.finished_cases()
         reference = self._environment(Side.REFERENCE) if self.ab else None
+        candidate = self._environment(Side.CANDIDATE)
+        if self._job is None:
+            self._job = history.new_job(self.ready().started, candidate, self.rootdir)
         return run_summary.run_results(
             self.ready(),
             self.policy,
             cases,
             infeasible,
-            (self._environment(Side.CANDIDATE), reference),
+            (candidate, reference),
             self.notices(),
             saving=self.saving,
             interrupted=interrupted,
+            job=self._job,
         )
 
     def save_baseline(self, run: RunResults) -> Path:
         path = self.ready().baseline_path
-        baselines.save(path, run, self.options.baseline_jobs)
+        profile_keeps = self.profile.baseline_jobs if self.profile else None
+        baselines.save(path, run, self.options.baseline_jobs or profile_keeps or DEFAULT_KEEP_JOBS)
         return path

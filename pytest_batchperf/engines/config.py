@@ -92,7 +92,7 @@ class LlamaCppKnobs(Knobs):
     engine: ClassVar[str] = "llama-cpp"
     MODEL_FORMAT: ClassVar[str] = "gguf"
 
-    n_threads: int = 2
+    n_threads: int | None = None  # default: the usable cores less one (device.compute_threads)
     n_threads_batch: int | None = None
     n_gpu_layers: int = 0
     n_ctx: int = 4096
@@ -203,7 +203,7 @@ class OpenAIHTTPKnobs(Knobs):
     vocab_size: int | None = None
     extra_body: dict = field(default_factory=dict)
     # llama_cpp.server's own knobs
-    n_threads: int = 2
+    n_threads: int | None = None  # default: the usable cores less one
     n_ctx: int = 4096
     n_batch: int = 512
     n_gpu_layers: int = 0
@@ -235,7 +235,7 @@ class TransformersKnobs(Knobs):
     MODEL_FORMAT: ClassVar[str] = "hf"
 
     dtype: str | None = None  # float32 (CPU default), float16, bfloat16 (CUDA default)
-    threads: int | None = None  # torch CPU threads
+    threads: int | None = None  # torch CPU threads; default on the CPU: the usable cores less one
     attn_implementation: str = "sdpa"
 
     def check(self, where: str) -> None:

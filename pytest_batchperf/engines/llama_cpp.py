@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..device import compute_threads
 from ..workload.spec import Request, Workload
 from ..workload.strategies import Strategy
 from .base import Engine, EngineError, EngineSpec, EngineUnavailable, OutOfMemory
@@ -79,8 +80,9 @@ class LlamaCppEngine(Engine):
         cp.n_batch = k.n_batch
         cp.n_ubatch = k.n_ubatch or k.n_batch
         cp.n_seq_max = k.n_seq_max
-        cp.n_threads = k.n_threads
-        cp.n_threads_batch = k.n_threads_batch or k.n_threads
+        self.threads = k.n_threads or compute_threads()
+        cp.n_threads = self.threads
+        cp.n_threads_batch = k.n_threads_batch or self.threads
         cp.kv_unified = True  # sequences share one cache, as in llama.cpp's parallel example
         cp.no_perf = True
         if k.flash_attn is not None:
@@ -134,11 +136,12 @@ class LlamaCppEngine(Engine):
             "model": self.spec.model.name,
             "model_file": self.path.name if self.path else "",
             "model_hash": self.spec.model.hash,
-            "n_threads": k.n_threads,
+            "n_threads": self.threads,
             "n_gpu_layers": k.n_gpu_layers,
             "n_ctx": k.n_ctx,
             "n_batch": k.n_batch,
             "system_info": L.llama_print_system_info().decode(errors="replace").strip(),
+            **({"compute_threads": self.threads} if k.n_gpu_layers == 0 else {}),
             **({"backend_sampling": True} if k.backend_sampling else {}),
             **({"slowdown": k.slowdown} if k.slowdown else {}),
         }

@@ -11,7 +11,8 @@ chosen rate.
 Knobs: ``engines.config.OpenAIHTTPKnobs``. The server is either running (``url``), or
 started here on 127.0.0.1: ``command = [...]`` with placeholders ``{port}``, ``{host}``,
 ``{model}`` (the resolved model file; a synthetic model as GGUF, or as a Hugging Face
-directory with ``model_format = "hf"``) and ``{python}`` (this interpreter), or
+directory with ``model_format = "hf"``), ``{python}`` (this interpreter) and ``{threads}``
+(the usable cores less one, or the ``n_threads`` knob: the client keeps a core), or
 ``server = "llama_cpp.server"``. A text prompt (``prompt_format``) spells each token id as
 one ASCII character, so a byte-level tokenizer such as the synthetic models' sees about
 one token per character. The API key is read from ``api_key_env`` at request time and
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..device import compute_threads
 from ..workload.spec import Request, Workload
 from ..workload.strategies import Strategy
 from .base import FEATURES, Engine, EngineCrashed, EngineError, EngineSpec, EngineUnavailable
@@ -184,6 +186,12 @@ class OpenAIHTTPEngine(Engine):
             )
         return 32000  # text prompts: the ids only choose characters
 
+    @property
+    def server_threads(self) -> int:
+        """A server's compute threads on this host, beside our client (llama_cpp.server's,
+        ``{threads}`` in a command)."""
+        return self.knobs.n_threads or compute_threads()
+
     def _server_template(self) -> tuple[list[str], str]:
         """The server's argv with {port}, {host}, {model}, {python} placeholders, and a label.
 
@@ -213,9 +221,9 @@ class OpenAIHTTPEngine(Engine):
             "--port",
             "{port}",
             "--n_threads",
-            str(k.n_threads),
+            str(self.server_threads),
             "--n_threads_batch",
-            str(k.n_threads),
+            str(self.server_threads),
             "--n_ctx",
             str(k.n_ctx),
             "--n_batch",
@@ -236,6 +244,7 @@ class OpenAIHTTPEngine(Engine):
             "python": sys.executable,
             "model": self.spec.model.target,
             "llama_server": "{llama_server}",
+            "threads": self.server_threads,
         }
         if any("{llama_server}" in a for a in self.server_template):
             server = _llama_server()
@@ -246,8 +255,8 @@ class OpenAIHTTPEngine(Engine):
         except (KeyError, IndexError, ValueError) as exc:
             raise EngineError(
                 f"profile {self.spec.profile!r}: bad placeholder in the server "
-                f"command: {exc}; use {{port}}, {{host}}, {{model}}, {{python}} "
-                "or {llama_server}"
+                f"command: {exc}; use {{port}}, {{host}}, {{model}}, {{python}}, "
+                "{threads} or {llama_server}"
             ) from None
 
     async def _make_client(self) -> httpx.AsyncClient:
@@ -325,6 +334,10 @@ class OpenAIHTTPEngine(Engine):
             import llama_cpp
 
             d["llama_cpp_python"] = llama_cpp.__version__
+        if self.server_label == "llama_cpp.server" or any(
+            "{threads}" in a for a in self.server_template
+        ):
+            d["compute_threads"] = self.server_threads
         return d
 
     def warmup(self) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..device import Device
+from ..device import Device, compute_threads
 from ..measure.trace import now
 from ..workload.spec import Request, Workload
 from ..workload.strategies import Strategy
@@ -75,8 +75,9 @@ class TransformersEngine(Engine):
                 f"profile {spec.profile!r} needs a CUDA GPU; torch {torch.__version__} sees none"
             )
         self.dtype_name = k.dtype or ("bfloat16" if self.on_gpu else "float32")
-        if k.threads is not None:
-            torch.set_num_threads(k.threads)
+        threads = k.threads or (None if self.on_gpu else compute_threads())
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.path = spec.model.path
         dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
         self.model: Any
@@ -114,6 +115,8 @@ class TransformersEngine(Engine):
             "device": self.device,
             "torch_threads": torch.get_num_threads(),
         }
+        if not self.on_gpu:
+            d["compute_threads"] = torch.get_num_threads()
         if self.on_gpu:
             d["cuda"] = torch.version.cuda
             d["gpu"] = torch.cuda.get_device_name()

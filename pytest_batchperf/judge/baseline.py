@@ -5,10 +5,11 @@ half-read (BaselineError names the file and what is wrong); a save never leaves 
 half-written file (temp file, fsync, rename) and two saves at once are serialised by
 a lock file, the second merging into what the first wrote.
 
-A baseline keeps the runs of its last ``KEEP_JOBS`` save jobs: a save of the same engine
-and packages appends a job, so the gate can see the variance between jobs (``stats``); a
-save after an upgrade starts the history again. Schema 1 files (one run per
-case, its rounds) still load, as one run each; a save writes schema 2.
+A baseline keeps the runs of its last ``KEEP_JOBS`` jobs (``history``): a save of the same
+engine and packages appends a job, and so does ``append`` of a passing CI job's results, so
+the gate can see the variance between jobs (``stats``); a job after an upgrade starts the
+history again. Schema 1 and 2 files still load (schema 1 as one run per case, schema 2 with
+ids made up for its jobs); a save writes schema 3.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from .. import SCHEMA_VERSION
 from ..atomic import write_atomic
 from . import DEFAULT_KEEP_JOBS
+from .history import Job, same_setup, window
 from .results import MetricRuns, RunResults
 
 OLDEST_SCHEMA = 1
@@ -137,12 +138,6 @@ def _locked(path: Path) -> Iterator[None]:
 KEEP_JOBS = DEFAULT_KEEP_JOBS
 
 
-def same_setup(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Two environments ran the same engine and packages (their jobs form one history)."""
-    keys = ("packages", "engine", "python", "cpu_isa", "cpu_uarch", "gpu", "driver")
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
 def append_job(old: MetricRuns, new: MetricRuns, keep: int) -> MetricRuns:
     """``old``'s saved jobs and ``new``'s runs as one more job, the last ``keep`` jobs."""
     runs = tuple((x,) for x in old.summaries) + tuple((x,) for x in new.summaries)
@@ -150,47 +145,63 @@ def append_job(old: MetricRuns, new: MetricRuns, keep: int) -> MetricRuns:
     return replace(new, runs=runs[len(runs) - sum(jobs) :], jobs=jobs)
 
 
-def save(path: str | os.PathLike, run: RunResults, keep_jobs: int = KEEP_JOBS) -> RunResults:
-    """Merge the run's successful cases into the baseline at ``path``, atomically.
-
-    Cases the run did not measure stay as they were, so ``-k`` runs update a subset. A case
-    saved before with the same setup gains this run as one more job (``keep_jobs``).
-    An existing file that does not validate is left alone and BaselineError raised.
-    """
-    path = Path(path)
+def merge(existing: RunResults | None, run: RunResults, keep_jobs: int = KEEP_JOBS) -> RunResults:
+    """``existing`` with ``run``'s measured cases as one more job: cases the run did not
+    measure stay as they were; a case of the same setup keeps its last ``keep_jobs`` jobs, of
+    another setup starts again. Pure: the caller writes it."""
     measured = [i for i, c in run.cases.items() if c.error is None and c.metrics]
-    if not measured:  # an empty file would read as a baseline that holds nothing to compare
+    job = run.jobs[-1] if run.jobs else Job(f"job-{run.created or 'unknown'}", run.created)
+    cases = dict(existing.cases) if existing else {}
+    history = existing is not None and same_setup(existing.environment, run.environment)
+    for case_id in measured:
+        case = run.cases[case_id]
+        old = cases.get(case_id) if history and keep_jobs > 1 else None
+        metrics = {
+            k: append_job(old.metrics[k], m, keep_jobs)
+            if old is not None and k in old.metrics
+            else m
+            for k, m in case.metrics.items()
+        }
+        ids = window(old.jobs if old is not None else (), job.id, keep_jobs)
+        cases[case_id] = replace(case, comparisons=(), metrics=metrics, jobs=ids)
+    known = {j.id: j for j in (*(existing.jobs if existing else ()), job)}
+    used = {i for c in cases.values() for i in c.jobs}
+    return RunResults(
+        profile=run.profile,
+        hardware_class=run.hardware_class,
+        environment=run.environment,
+        cases=cases,
+        kind="baseline",
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        jobs=tuple(j for j in known.values() if j.id in used),
+    )
+
+
+def measured(run: RunResults, path: Path) -> None:
+    """Raise BaselineError unless some case of ``run`` measured something."""
+    if not any(c.error is None and c.metrics for c in run.cases.values()):
+        # an empty file would read as a baseline that holds nothing to compare
         raise BaselineError(
             f"{path}: no case of this run measured anything (errored or skipped): "
             "baseline left untouched"
         )
+
+
+def write(path: Path, baseline: RunResults) -> None:
+    """``baseline`` to ``path``, atomically (temp file, fsync, rename)."""
+    text = json.dumps(baseline.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+    write_atomic(path, text + "\n")
+
+
+@contextlib.contextmanager
+def updating(path: str | os.PathLike) -> Iterator[tuple[Path, RunResults | None]]:
+    """The baseline at ``path`` (None if there is none) under its lock, its directory made;
+    an OSError inside becomes one BaselineError line and nothing is changed."""
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path):
-            existing = load(path)
-            cases = dict(existing.cases) if existing else {}
-            history = existing is not None and same_setup(existing.environment, run.environment)
-            for case_id in measured:
-                case = run.cases[case_id]
-                old = cases.get(case_id) if history and keep_jobs > 1 else None
-                metrics = {
-                    k: append_job(old.metrics[k], m, keep_jobs)
-                    if old is not None and k in old.metrics
-                    else m
-                    for k, m in case.metrics.items()
-                }
-                cases[case_id] = replace(case, comparisons=(), metrics=metrics)
-            merged = RunResults(
-                profile=run.profile,
-                hardware_class=run.hardware_class,
-                environment=run.environment,
-                cases=cases,
-                kind="baseline",
-                created=datetime.now(UTC).isoformat(timespec="seconds"),
-            )
-            text = json.dumps(merged.to_dict(), indent=2, sort_keys=True, allow_nan=False)
-            write_atomic(path, text + "\n")
-            return merged
+            yield path, load(path)
     except OSError as exc:
         why = {
             errno.ENOSPC: "no space left on device",
@@ -198,6 +209,20 @@ def save(path: str | os.PathLike, run: RunResults, keep_jobs: int = KEEP_JOBS) -
             errno.EACCES: "permission denied",
         }.get(exc.errno or 0, exc.strerror or str(exc))
         raise BaselineError(f"{path}: cannot write baseline: {why}; nothing was changed") from None
+
+
+def save(path: str | os.PathLike, run: RunResults, keep_jobs: int = KEEP_JOBS) -> RunResults:
+    """Merge the run's successful cases into the baseline at ``path`` as one job, atomically.
+
+    Cases the run did not measure stay as they were, so ``-k`` runs update a subset. A case
+    saved before with the same setup gains this run as one more job (``keep_jobs``).
+    An existing file that does not validate is left alone and BaselineError raised.
+    """
+    measured(run, Path(path))
+    with updating(path) as (where, existing):
+        merged = merge(existing, run, keep_jobs)
+        write(where, merged)
+        return merged
 
 
 def classes_with(directory: str | os.PathLike, profile: str) -> list[str]:

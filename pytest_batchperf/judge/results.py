@@ -6,6 +6,10 @@ its rounds run by run in results (``rounds``: one list per run); a baseline keep
 each run's summary (``runs``: the median of that run's rounds), since runs, not rounds,
 are the evidence (a baseline of a single run keeps its rounds: the only evidence of its
 noise there is). Schema 1 files (one run, its rounds as ``samples``) load as one run.
+
+Schema 3 adds the jobs (``history.Job``): a run's results.json holds its own job, a baseline
+the window of jobs it keeps, and each baseline case the ids of its jobs, oldest first. An
+older baseline loads with ids made up for the jobs its metrics counted.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..plan import Side
 from ..workload.spec import CaseSpec
 from .catalog import Direction, lookup
 from .decision import Comparison, Verdict, worst
+from .history import Job, legacy_ids
 
 
 def _median(values: tuple[float, ...]) -> float:
@@ -152,6 +157,7 @@ class CaseResult:
     duration_s: float = 0.0
     runs: tuple[RunInfo, ...] = ()
     raw_params: Mapping[str, Any] = field(default_factory=dict)
+    jobs: tuple[str, ...] = ()  # a baseline: the ids of the jobs its runs came from
 
     @property
     def params(self) -> dict[str, Any]:
@@ -171,6 +177,8 @@ class CaseResult:
             "params": self.params,
             "metrics": {k: self.metrics[k].to_dict(baseline) for k in sorted(self.metrics)},
         }
+        if baseline and self.jobs:
+            d["jobs"] = list(self.jobs)
         if not baseline:
             d.update(
                 verdict=self.verdict.value,
@@ -201,7 +209,14 @@ class CaseResult:
             duration_s=float(d.get("duration_s", 0.0)),
             runs=tuple(RunInfo.from_dict(r) for r in d.get("runs", ())),
             raw_params={} if spec is not None else dict(params),
+            jobs=tuple(str(j) for j in d.get("jobs", ())),
         )
+
+    @property
+    def saved_jobs(self) -> int:
+        """Jobs a baseline case holds: its job ids, else the most any metric counted."""
+        counted = (max(1, len(m.jobs)) for m in self.metrics.values())
+        return len(self.jobs) or max(counted, default=0)
 
 
 @dataclass(frozen=True)
@@ -222,6 +237,8 @@ class RunResults:
     suite: tuple[Comparison, ...] = ()  # A/B: changes across all cases (gate.suite_effects)
     missing: tuple[str, ...] = ()
     interrupted: bool = False
+    # a run: its own job; a baseline: the jobs its cases' runs came from, oldest first
+    jobs: tuple[Job, ...] = ()
     schema_version: int = SCHEMA_VERSION
     tool_version: str = __version__
 
@@ -247,6 +264,8 @@ class RunResults:
             "environment": dict(self.environment),
             "cases": {k: self.cases[k].to_dict(baseline) for k in sorted(self.cases)},
         }
+        if self.jobs:
+            d["jobs"] = [j.to_dict() for j in self.jobs]
         if not baseline:
             d.update(
                 mode=self.mode,
@@ -263,11 +282,15 @@ class RunResults:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunResults:
+        cases = {k: CaseResult.from_dict(k, v) for k, v in d["cases"].items()}
+        jobs = tuple(Job.from_dict(j) for j in d.get("jobs", ()))
+        if d.get("kind", "run") == "baseline" and not jobs and cases:
+            cases, jobs = _with_legacy_jobs(cases, d.get("created", ""))
         return cls(
             profile=d["profile"],
             hardware_class=d["hardware_class"],
             environment=d.get("environment", {}),
-            cases={k: CaseResult.from_dict(k, v) for k, v in d["cases"].items()},
+            cases=cases,
             kind=d.get("kind", "run"),
             created=d.get("created", ""),
             baseline_path=d.get("baseline_path"),
@@ -278,6 +301,7 @@ class RunResults:
             suite=tuple(Comparison.from_dict(c) for c in d.get("suite", ())),
             missing=tuple(d.get("missing", ())),
             interrupted=bool(d.get("interrupted", False)),
+            jobs=jobs,
             schema_version=int(d["schema_version"]),
             tool_version=d.get("tool", {}).get("version", ""),
         )
@@ -289,8 +313,16 @@ class RunResults:
 
     @property
     def saved_jobs(self) -> int:
-        """The fewest save jobs any case of this baseline holds."""
-        return min(
-            (max(1, len(m.jobs)) for c in self.cases.values() for m in c.metrics.values()),
-            default=0,
-        )
+        """The fewest jobs any case of this baseline holds."""
+        return min((c.saved_jobs for c in self.cases.values()), default=0)
+
+
+def _with_legacy_jobs(
+    cases: Mapping[str, CaseResult], created: str
+) -> tuple[dict[str, CaseResult], tuple[Job, ...]]:
+    """A baseline saved before jobs had records (schema 2): each case gets ids for the jobs
+    its metrics counted, the newest shared by every case, as its saves were."""
+    most = max(c.saved_jobs for c in cases.values())
+    ids = legacy_ids(most)
+    out = {cid: replace(c, jobs=ids[most - c.saved_jobs :]) for cid, c in cases.items()}
+    return out, tuple(Job(i, created) for i in ids)

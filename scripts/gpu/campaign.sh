@@ -7,12 +7,13 @@
 # Run kinds, interleaved so that drift of the machine hits them alike:
 #   a = the profile as it is, e = enforce_eager=true (CUDA graphs and torch.compile off),
 #   g10 / g5 = a GPU-side spin of 10 % / 5 % of each engine step.
+# CASES (a -k expression) and ROUNDS override the four cases at 3 rounds.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 snapshot
 out=/tmp/out; mkdir -p "$out"
 profile=vllm-synthetic-8b
-cases="B8-continuous or B32-continuous or B128-continuous or B32-static"
+cases=${CASES:-"B8-continuous or B32-continuous or B128-continuous or B32-static"}
 order=${ORDER:-"a a g10 g5 e a g10 g5 a e g10 g5 a a g10 g5 a g10 g5 a"}
 # CUDA graphs for the sweep's sizes (and the powers of two between) instead of vLLM's ~67.
 capture='compilation_config={cudagraph_capture_sizes=[1,2,4,8,16,32,64,128]}'
@@ -34,7 +35,7 @@ for kind in $order; do
   nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9; sleep 1
   start=$(date +%s.%N)
   python3 scripts/pytest_job.py suites/test_batch_sweep.py -p no:cacheprovider -q -k "$cases" \
-      --batchperf-profile "$profile" --batchperf-rounds 3 --batchperf-set "$capture" "${set_args[@]}" \
+      --batchperf-profile "$profile" --batchperf-rounds "${ROUNDS:-3}" --batchperf-set "$capture" "${set_args[@]}" \
       --batchperf-baseline-dir /tmp/no-baselines --batchperf-report "$out/$name" \
       > "$out/$name.log" 2>&1
   rc=$?

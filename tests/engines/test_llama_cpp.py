@@ -41,6 +41,17 @@ def engine():
     e.close()
 
 
+def test_the_default_computes_on_the_usable_cores_less_one_and_says_so(engine):
+    """The driver keeps a core (docs/results/cpu-noise.md); the environment records it."""
+    from pytest_batchperf.device import compute_threads
+    from pytest_batchperf.measure.interference import usable_cores
+
+    threads = max(1, int(usable_cores()) - 1)
+    assert compute_threads() == threads
+    described = engine.describe()
+    assert described["n_threads"] == described["compute_threads"] == threads
+
+
 class CountingDecodes:
     """Counts llama_decode calls made by the engine (wraps the real call)."""
 

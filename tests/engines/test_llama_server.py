@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers.shipped import copy_suites
 
+from pytest_batchperf.device import compute_threads
 from pytest_batchperf.engines import load_in_process as load
 from pytest_batchperf.engines.llama_build import find_binary
 from pytest_batchperf.measure.metrics import round_metrics
@@ -47,6 +48,11 @@ def test_every_request_gets_exactly_its_tokens(server):
     described = server.describe()
     assert described["server"] == "command" and "{llama_server}" in described["server_command"]
     assert "version" in described["server_version"]
+    # -t {threads}: the usable cores less one, so that our client keeps a core
+    assert "-t {threads}" in described["server_command"]
+    assert described["compute_threads"] == compute_threads()
+    argv = server._server_argv("127.0.0.1", 1)
+    assert argv[argv.index("-t") + 1] == str(compute_threads())
 
 
 def test_the_suites_run_unchanged_against_it(pytester):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from pytest_batchperf import SCHEMA_VERSION
 from pytest_batchperf.judge import baseline
 from pytest_batchperf.judge.baseline import BaselineError
 from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
@@ -64,7 +65,7 @@ def test_round_trip_and_stable_text(tmp_path):
     # Runs, not rounds, are the evidence: a baseline keeps each run's summary (6 digits).
     assert case.metrics["output_tok_s"].runs == ((100.25,), (98.0,), (102.123,))
     assert case.spec == SPEC and case.params == SPEC.to_dict()
-    assert json.loads(path.read_text())["schema_version"] == 2
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
     first = json.loads(path.read_text())
     baseline.save(path, _run(), keep_jobs=1)
     second = json.loads(path.read_text())
@@ -102,11 +103,11 @@ def test_schema_1_files_load_as_one_run(tmp_path):
     m = baseline.load(path).cases["c"].metrics["output_tok_s"]
     assert len(m.runs) == 1 and m.rounds[:2] == (101.0, 99.5) and m.median == 100.25
     assert baseline.load(path).cases["c"].params == {"batch_size": 8}
-    # Saved again, it is schema 2; a single run keeps its rounds (its only noise evidence).
+    # Saved again, it is today's schema; a single run keeps its rounds (its only noise evidence).
     saved = baseline.save(tmp_path / "c.json", baseline.load(path))
     assert saved.cases["c"].metrics["output_tok_s"].median == 100.25
     doc = json.loads((tmp_path / "c.json").read_text())
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == SCHEMA_VERSION
     assert doc["cases"]["c"]["metrics"]["output_tok_s"]["rounds"] == [[101.0, 99.5, None, 100.25]]
 
 
@@ -205,7 +206,7 @@ def test_a_save_that_measured_nothing_leaves_the_file_and_says_so(tmp_path):
             "has no runs of numeric values",
         ),
         ('{"schema_version": 0, "profile": "p", "hardware_class": "h", "cases": {}}', "re-save"),
-        ('{"schema_version": 3, "profile": "p", "hardware_class": "h", "cases": {}}', "newer"),
+        ('{"schema_version": 99, "profile": "p", "hardware_class": "h", "cases": {}}', "newer"),
     ],
 )
 def test_bad_files_name_the_file(tmp_path, text, message):
