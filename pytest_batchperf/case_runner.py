@@ -69,6 +69,8 @@ class CaseRunner:
         rec = self.records.get(case_id)
         if rec is None:
             rec = self.records[case_id] = CaseRecord(case_id, suite, spec, settings)
+        if slot_now is None:  # back to back: cases take turns at opening with the candidate
+            plan = plan.counterbalanced(list(self.records).index(case_id))
         planned = plan.slots()
         due = [slot_now] if slot_now is not None else list(planned)
         due = [s for s in due if s in planned and rec.sides[s.side].infeasible is None]

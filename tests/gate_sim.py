@@ -6,12 +6,14 @@ A log metric of case c in run r of job j is
     mu_c + shift + host/job offset shared by every case of the job (``job_shared``)
          + the case's own job offset (``job_case``) + a pass offset shared by the cases
          of one engine process (A/B pass order, ``pass_shared``) + process (``process``)
-         + round noise (``round``), each normal with the sd given (fractions ~ log).
+         + round noise (``round``), each normal with the sd given (fractions ~ log)
+         + in A/B, an effect of the run's place: the first run of a case (``first``) and
+         the second run of a pair (``second``) run that much faster (log; negative: slower).
 
 Committed mode: a baseline of ``jobs`` save jobs of ``k`` runs per case, then one
 candidate job of ``runs`` runs; a case still inconclusive adds up to ``extend`` runs of its
 job, one look each, as the plugin does. A/B mode: ``pairs`` pairs per case, in case or
-pass order.
+pass order, each case's sides in the order the package's ``Plan`` lays them out.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dataclasses import dataclass, replace
 
 from pytest_batchperf.judge import gate
 from pytest_batchperf.judge.decision import Verdict
-from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunResults
+from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunInfo, RunResults
+from pytest_batchperf.plan import Plan, Side
 
 # (metric, direction): throughput falls by the shift, latencies rise by it
 METRICS = (("output_tok_s", 1), ("ttft_ms_p50", -1), ("tpot_ms_p50", -1), ("e2e_ms_p95", -1))
@@ -35,6 +38,8 @@ class Noise:
     job_shared: float = 0.05
     job_case: float = 0.0
     pass_shared: float = 0.0
+    first: float = 0.0
+    second: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Design:
     pairs: int = 3  # A/B
     rounds: int = 3
     pass_order: bool = True  # A/B
+    counterbalance: bool = True  # A/B case order: cases take turns at opening (``Plan``)
     device: str = "cpu"
 
 
@@ -130,6 +136,19 @@ def judge_committed(base: RunResults, cand: RunResults, runs: Extra, design: Des
     return replace(run, cases=cases, suite=gate.suite_effects(cases, policy, base.cases))
 
 
+def _layout(design: Design, case: int) -> dict[tuple[Side, int], int]:
+    """(side, pair) -> the run's slot index (1-based place in the case), as planned."""
+    plan = Plan(design.pairs, ab=True)
+    if design.counterbalance and not design.pass_order:
+        plan = plan.counterbalanced(case)
+    return {(s.side, (s.index - 1) // 2): s.index for s in plan.slots()}
+
+
+def _place(noise: Noise, index: int) -> float:
+    """The log offset of a case's run ``index`` (1-based) from its place alone."""
+    return (noise.first if index == 1 else 0.0) + (noise.second if index % 2 == 0 else 0.0)
+
+
 def ab(rng: random.Random, design: Design, noise: Noise, shift: float) -> RunResults:
     """One A/B job, judged: every case's pairs, their shared offsets by the order."""
     pass_offsets = [
@@ -139,17 +158,24 @@ def ab(rng: random.Random, design: Design, noise: Noise, shift: float) -> RunRes
     job = rng.gauss(0, noise.job_shared)
     cases = {}
     for i in range(design.cases):
-        ref, cand = [], []
+        ref, cand, infos = [], [], []
+        layout = _layout(design, i)
         for p in range(design.pairs):
             if design.pass_order:
                 a, b = pass_offsets[p]
             else:
                 a, b = rng.gauss(0, noise.pass_shared), rng.gauss(0, noise.pass_shared)
-            ref.append(_run(rng, design, noise, job + a, 0.0))
-            cand.append(_run(rng, design, noise, job + b, shift))
+            r, c = layout[(Side.REFERENCE, p)], layout[(Side.CANDIDATE, p)]
+            ref.append(_run(rng, design, noise, job + a + _place(noise, r), 0.0))
+            cand.append(_run(rng, design, noise, job + b + _place(noise, c), shift))
+            infos += [RunInfo(r, Side.REFERENCE), RunInfo(c, Side.CANDIDATE)]
         cid = f"c{i}"
         cases[cid] = CaseResult(
-            cid, "sim", metrics=_case_metrics(cand), reference=_case_metrics(ref)
+            cid,
+            "sim",
+            metrics=_case_metrics(cand),
+            reference=_case_metrics(ref),
+            runs=tuple(sorted(infos, key=lambda r: r.slot)),
         )
     run = RunResults("sim", "sim", {"device": design.device}, cases, mode="ab")
     policy = gate.GatePolicy(

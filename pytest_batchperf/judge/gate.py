@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from ..device import Device
+from ..plan import Side
 from . import DEFAULT_ALPHA, DEFAULT_POWER, stats
 from .catalog import Direction, Kind, MetricSpec, lookup
 from .decision import (
@@ -420,7 +421,9 @@ def suite_effects(
     - A/B in case order: Yuen's trimmed-mean test on the cases' mean pair log ratios
       (pairing cancels drift, so A/A effects scatter independently around zero), or the
       same ratios with the pairs' variance pooled within cases (``stats.pooled_pairs``),
-      whichever is narrower, each at half the alpha.
+      whichever is narrower, each at half the alpha. Cases take turns at opening with the
+      candidate (``plan``), and the pooled mean weighs the two openings alike: an effect of
+      a run's place in its case then cancels instead of moving every case the same way.
     - A/B in pass order: the cases of a pass share its engine processes and so an offset;
       the test is on the passes' trimmed means across cases (pairs - 1 df).
     - Against a committed baseline (``baseline``): the trimmed mean of the cases' changes,
@@ -486,7 +489,7 @@ def _suite_estimate(
             means = [e.delta for p in passes if (e := stats.trimmed(p)) is not None]
             return stats.one_sample(means, policy.pair_prior)
         across = stats.trimmed([sum(d) / len(d) for d in pairs if d])
-        pooled = stats.pooled_pairs(pairs)
+        pooled = stats.pooled_pairs(pairs, [_opener(c) for c in cases])
         tests = [e for e in (across, pooled) if e is not None]
         return stats.narrower_of(tests) if tests else None
     deltas, offsets = [], []
@@ -511,6 +514,17 @@ def _suite_estimate(
     if found is None:
         return stats.combined(spread, default)
     return stats.combined(spread, (found[0] * (1 + 1 / jobs), found[1]), default)
+
+
+def _opener(case: CaseResult) -> Side | None:
+    """The side that opened the case's pair 1 (A/B case order: slots 2p - 1 and 2p are pair
+    p, ABBA), from its first recorded run; None without run records."""
+    if not case.runs:
+        return None
+    first = min(case.runs, key=lambda r: r.slot)
+    if (first.slot + 1) // 2 % 2:  # an odd pair opens as pair 1 did
+        return first.side
+    return Side.CANDIDATE if first.side is Side.REFERENCE else Side.REFERENCE
 
 
 def _logs(runs: MetricRuns) -> list[float] | None:

@@ -302,20 +302,30 @@ def trimmed(values: Sequence[float], share: float = 0.2) -> Estimate | None:
     return Estimate(_mean(kept), se, n - 2 * k - 1, n, n)
 
 
-def pooled_pairs(groups: Sequence[Sequence[float]]) -> Estimate | None:
+def pooled_pairs(
+    groups: Sequence[Sequence[float]], strata: Sequence[object] = ()
+) -> Estimate | None:
     """The mean of the cases' mean pair log ratios, its variance from the pairs within each
     case pooled across cases: cases whose pairs are their own processes (A/B case order)
     give every pair's degree of freedom, where a test on the cases' means alone has
     cases - 1. Not moderated: a default narrower than the runner's spread would make the
-    test too bold, and the pooled estimate has df enough of its own."""
-    groups = [g for g in groups if g]
-    df = sum(len(g) - 1 for g in groups)
-    if len(groups) < 2 or df < 2:
+    test too bold, and the pooled estimate has df enough of its own. ``strata``: each
+    case's stratum (the side that opened its pairs); each stratum's mean counts alike, so
+    an offset of opposite sign in the two cancels whatever the number of cases in each."""
+    keys = list(strata) or [None] * len(groups)
+    kept = [(g, k) for g, k in zip(groups, keys, strict=True) if g]
+    df = sum(len(g) - 1 for g, _ in kept)
+    if len(kept) < 2 or df < 2:
         return None
-    s2 = sum(map(_ss, groups)) / df
-    n = len(groups)
-    se = math.sqrt(s2 * sum(1 / len(g) for g in groups)) / n
-    return Estimate(_mean([_mean(g) for g in groups]), se, df, n, n)
+    s2 = sum(_ss(g) for g, _ in kept) / df
+    by: dict[object, list[Sequence[float]]] = {}
+    for g, k in kept:
+        by.setdefault(k, []).append(g)
+    # a stratum's mean of case means has variance s2 * sum(1 / pairs) / cases**2
+    spread = sum(sum(1 / len(g) for g in gs) / len(gs) ** 2 for gs in by.values())
+    se = math.sqrt(s2 * spread) / len(by)
+    delta = _mean([_mean([_mean(g) for g in gs]) for gs in by.values()])
+    return Estimate(delta, se, df, len(kept), len(kept))
 
 
 def combined(est: Estimate, *shared: tuple[float, float]) -> Estimate:

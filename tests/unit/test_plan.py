@@ -23,3 +23,13 @@ def test_a_shorter_plan_is_a_prefix_of_a_longer_one():
     """Cases with fewer runs (a marker) share the first passes of the others."""
     assert Plan(5, ab=True).slots()[:4] == Plan(2, ab=True).slots()
     assert Plan(5).slots()[:2] == Plan(2).slots()
+
+
+def test_cases_run_back_to_back_take_turns_at_opening():
+    """Issue #38: every other case opens with the candidate, extensions continuing its
+    pattern, so an effect of a run's place falls on each side in as many cases."""
+    assert Plan(3, ab=True).counterbalanced(0) == Plan(3, ab=True)
+    turned = Plan(3, ab=True, extend=1).counterbalanced(1)
+    assert [s.side for s in turned.slots()] == [C, R, R, C, C, R]
+    assert turned.extension(1) == (Slot(7, R, True), Slot(8, C, True))
+    assert Plan(3).counterbalanced(1) == Plan(3)  # one side: nothing to turn

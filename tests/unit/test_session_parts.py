@@ -149,3 +149,19 @@ def test_a_batch_the_baseline_ran_and_the_candidate_cannot_is_a_capacity_regress
     assert outcome.result.comparisons[0].verdict is Verdict.REGRESSED
     base_run.engines.close()
     run.engines.close()
+
+
+def test_cases_run_back_to_back_in_a_b_take_turns_at_opening_with_the_candidate():
+    """Issue #38: with every case opening with the reference, an effect of a run's place
+    in its case moves every case the same way."""
+    run = _Run(runs=3)
+    profile, spec = Profile("sim", FAKE, isolate=False), EngineSpec("sim", FAKE)
+    run.ab, run._plan = True, Plan(3, ab=True)
+    run.policy = gate.GatePolicy({}, cases=2, paired=True)
+    run.engines = EnginePool(dict.fromkeys(Side, profile), dict.fromkeys(Side, spec))
+    runner = CaseRunner(run)
+    for size in (2, 4):
+        runner.run_case(f"f::t[B{size}]", "sweep", _spec(size), SETTINGS)
+    run.engines.close()
+    opened = [min(r.runs, key=lambda i: i.slot).side for r in runner.cases.values()]
+    assert opened == [Side.REFERENCE, Side.CANDIDATE]

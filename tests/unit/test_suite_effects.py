@@ -8,7 +8,8 @@ from dataclasses import replace
 
 from pytest_batchperf.judge.decision import Verdict
 from pytest_batchperf.judge.gate import GatePolicy, judge_case, suite_effects
-from pytest_batchperf.judge.results import CaseResult, MetricRuns
+from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunInfo
+from pytest_batchperf.plan import Plan, Side
 
 POLICY = GatePolicy(cases=20, looks=3, paired=True)
 
@@ -96,3 +97,54 @@ def test_yuens_trimmed_mean_by_hand():
     assert est is not None and est.delta == 5.0 and est.df == 6
     assert abs(est.se - (s2**0.5) / ((1 - 4 / 11) * 11**0.5)) < 1e-12
     assert trimmed([1.0, 2.0]) is not None and trimmed([1.0]) is None
+
+
+def _placed(i: int, plan: Plan, first: float, rng: random.Random) -> tuple[str, CaseResult]:
+    """An A/A case laid out as ``plan`` says, its first run ``first`` times as fast."""
+    sides: dict[Side, list[float]] = {Side.REFERENCE: [], Side.CANDIDATE: []}
+    for slot in plan.slots():
+        sides[slot.side].append((first if slot.index == 1 else 1.0) * rng.lognormvariate(0, 0.02))
+
+    def metrics(xs: list[float]) -> dict[str, MetricRuns]:
+        return {
+            "output_tok_s": MetricRuns("output_tok_s", "1/s", "up", tuple((1000 * x,) for x in xs)),
+            "tpot_ms_p50": MetricRuns("tpot_ms_p50", "ms", "down", tuple((10 / x,) for x in xs)),
+        }
+
+    cid = f"suites/s.py::t[{i}]"
+    case = CaseResult(
+        cid,
+        metrics=metrics(sides[Side.CANDIDATE]),
+        reference=metrics(sides[Side.REFERENCE]),
+        runs=tuple(RunInfo(s.index, s.side) for s in plan.slots()),
+    )
+    return cid, judge_case(case, case.reference, replace(POLICY, cases=9), paired=True)
+
+
+def test_a_place_effect_every_case_shares_is_no_suite_change():
+    """Issue #38: the first run of every case 30 % faster, nine cases of three pairs. Where
+    every case opens with the reference, each case's mean ratio moves by a third of it and
+    the suite test reads an A/A job as a regression; cases that take turns at opening (the
+    plan's layout back to back) pass."""
+    policy = replace(POLICY, cases=9)
+    for seed in range(5):
+        rng = random.Random(seed)
+        same = dict(_placed(i, Plan(3, ab=True), 1.3, rng) for i in range(9))
+        turns = dict(_placed(i, Plan(3, ab=True).counterbalanced(i), 1.3, rng) for i in range(9))
+        assert all(c.verdict is Verdict.REGRESSED for c in suite_effects(same, policy))
+        assert all(c.verdict is Verdict.PASS for c in suite_effects(turns, policy))
+
+
+def test_the_pooled_mean_weighs_the_two_openings_alike():
+    """Two cases opened by the reference, one by the candidate: an offset of opposite sign
+    in the two cancels, where the plain mean of the three keeps a third of it."""
+    from pytest_batchperf.judge.stats import pooled_pairs
+
+    groups = [[0.1, 0.12, 0.08], [0.11, 0.09, 0.1], [-0.1, -0.09, -0.11]]
+    plain = pooled_pairs(groups)
+    strata = pooled_pairs(groups, [Side.REFERENCE, Side.REFERENCE, Side.CANDIDATE])
+    assert plain is not None and strata is not None
+    assert abs(plain.delta - 0.1 / 3) < 1e-9 and abs(strata.delta) < 1e-9
+    assert strata.df == plain.df == 6
+    # each case's mean s2 / 3: the plain mean's s2 / 9, the strata's (s2 / 6 + s2 / 3) / 4
+    assert abs(strata.se**2 - plain.se**2 * 9 / 8) < 1e-12
