@@ -139,6 +139,11 @@ def cmd_baseline_show(args: Any) -> int:
     ):
         if value:
             print(f"  {key}: {value}")
+    if base.kind == "baseline":
+        print(f"  jobs: {len(base.jobs)}, the fewest any case holds {base.saved_jobs}")
+        for job in base.jobs:
+            commit = f" commit {job.commit[:12]}" if job.commit else ""
+            print(f"    {job.created or '-'} {job.id}{commit}")
     for case_id, case in sorted(base.cases.items()):
         m = case.metrics.get("output_tok_s")
         tok = f"{m.median:,.0f} tok/s, median of {len(m.runs)} run(s)" if m else "no output_tok_s"

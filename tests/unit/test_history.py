@@ -101,6 +101,10 @@ def test_append_takes_passing_jobs_and_skips_failed_and_repeated_ones(tmp_path, 
     assert main(["baseline", "append", two, "--to", str(target)]) == 0
     assert "is already in the baseline" in capsys.readouterr().out
     assert baseline.load(target).saved_jobs == 2
+    assert main(["baseline", "show", str(target)]) == 0
+    shown = capsys.readouterr().out
+    assert "jobs: 2, the fewest any case holds 2" in shown
+    assert "2026-12-01T00:00:00+00:00 20261201T000000-000001" in shown
 
 
 @pytest.mark.parametrize(
