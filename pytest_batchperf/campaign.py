@@ -53,9 +53,23 @@ def compact(where: Path) -> dict[str, Any]:
                 "wall_s": walls.get(path.parent.name),
                 "case_s": round(sum(c.get("duration_s", 0) for c in data["cases"].values()), 1),
                 "cases": cases,
+                "host": _host(data["cases"]),
             }
         )
     return {"profile": machine.pop("profile", ""), "machine": machine, "runs": runs}
+
+
+def _host(cases: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per case, how its engine process fared on the host CPU while it measured: whether
+    our threads waited for a core (an engine starved by the driver), or other work ran."""
+    keys = ("runqueue_wait_pct", "foreign_cpu_pct", "steal_pct")
+    out = {}
+    for cid, case in cases.items():
+        runs = case.get("runs") or [{}]
+        seen = runs[0].get("interference") or {}
+        if seen:
+            out[cid.rsplit("::", 1)[-1]] = {k: seen[k] for k in keys if k in seen}
+    return out
 
 
 def dumps(data: Mapping[str, Any]) -> str:

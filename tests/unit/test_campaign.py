@@ -71,3 +71,29 @@ def test_cli_judges_a_campaign_and_writes_the_table(tmp_path, capsys):
 def test_compact_refuses_a_folder_without_runs(tmp_path, capsys):
     assert main(["gate-quality", "--compact", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "no run-NN-KIND" in capsys.readouterr().err
+
+
+def test_compact_keeps_each_cases_host_reading(tmp_path):
+    """The GPU host's side of the noise: whether the engine's threads waited for a core."""
+    import json
+    from dataclasses import replace
+
+    from helpers.report_data import example, several_runs
+
+    from pytest_batchperf.campaign import compact
+    from pytest_batchperf.judge.results import RunInfo
+
+    run = several_runs(example(), 1)
+    reading = {"runqueue_wait_pct": 3.5, "foreign_cpu_pct": 0.4, "steal_pct": 0.0}
+    run = replace(
+        run,
+        cases={
+            cid: replace(c, runs=(RunInfo(1, interference=reading),))
+            for cid, c in run.cases.items()
+        },
+    )
+    (tmp_path / "run-01-a").mkdir()
+    (tmp_path / "run-01-a" / "results.json").write_text(json.dumps(run.to_dict()))
+    host = compact(tmp_path)["runs"][0]["host"]
+    assert set(host) == {cid.rsplit("::", 1)[-1] for cid in run.cases}
+    assert all(h == reading for h in host.values())
