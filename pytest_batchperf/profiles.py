@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .device import Device
+from .device import Device, engine_cpus
 from .engines import BUILTIN as BUILTIN_ENGINES
 from .engines.config import KnobError
 from .judge.catalog import parse_gate_metrics, parse_tolerances
@@ -118,8 +118,16 @@ class Profile:
         knobs = self.typed_knobs()
         fmt = model_format(knobs) if resolve else ""
         env = {**MULTI_GPU_ENV, **self.env} if self.gpus() > 1 else dict(self.env)
+        builtin = BUILTIN_ENGINES.get(self.engine)
+        pinned = self.isolate and not self.device.gpu and builtin and builtin.computes_in_process
         return EngineSpec(
-            self.name, self.engine, self.device, resolve_model(self.model, fmt), knobs, env
+            self.name,
+            self.engine,
+            self.device,
+            resolve_model(self.model, fmt),
+            knobs,
+            env,
+            engine_cpus() if pinned else (),
         )
 
     def gpus(self) -> int:

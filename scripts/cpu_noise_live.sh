@@ -35,7 +35,7 @@ for stage in $stages; do
       batchperf gate-quality --ab --suite suites/test_batch_sweep.py --aa 10 --slowdowns 0.10 \
           --per-slowdown 3 --out "$out/ab" -- --batchperf-batch-sizes 8 > "$out/ab.txt" 2>&1
       batchperf gate-quality --ab --suite suites/test_batch_sweep.py --aa 0 --slowdowns 0.05 \
-          --per-slowdown 3 --out "$out/ab5" -- --batchperf-batch-sizes 8 > "$out/ab5.txt" 2>&1 ;;
+          --per-slowdown "${PER5:-3}" --out "$out/ab5" -- --batchperf-batch-sizes 8 > "$out/ab5.txt" 2>&1 ;;
   esac
 done
 stamp done

@@ -32,11 +32,18 @@ class BuiltinEngine:
     package: str  # the Python package it needs ...
     extra: str  # ... and the pytest-batchperf extra that installs it
     knobs: type[Knobs]  # its typed knobs, checked before any engine loads
+    # Computes in its own process on the host CPU: pinned apart from the driver there
+    # (a server's client and server share the process tree, and are not).
+    computes_in_process: bool = False
 
 
 BUILTIN: dict[str, BuiltinEngine] = {
     "llama-cpp": BuiltinEngine(
-        "pytest_batchperf.engines.llama_cpp:LlamaCppEngine", "llama_cpp", "llama", LlamaCppKnobs
+        "pytest_batchperf.engines.llama_cpp:LlamaCppEngine",
+        "llama_cpp",
+        "llama",
+        LlamaCppKnobs,
+        computes_in_process=True,
     ),
     "vllm": BuiltinEngine(
         "pytest_batchperf.engines.vllm_engine:VLLMEngine", "vllm", "vllm", VLLMKnobs
@@ -52,6 +59,7 @@ BUILTIN: dict[str, BuiltinEngine] = {
         "transformers",
         "transformers",
         TransformersKnobs,
+        computes_in_process=True,
     ),
 }
 

@@ -52,6 +52,8 @@ class EngineSpec:
         default_factory=dict
     )  # the engine's typed config, a dict for custom adapters
     env: Mapping[str, str] = field(default_factory=dict)
+    # CPUs the engine's process is pinned to (empty: not pinned); the driver keeps the rest
+    cpus: tuple[int, ...] = ()
 
 
 class Engine(ABC):

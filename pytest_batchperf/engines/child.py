@@ -66,6 +66,8 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGTERM, _end_group)  # the parent died, or stops us at once
     conn = Connection(fd)
     spec: EngineSpec = conn.recv()
+    if spec.cpus:  # before the engine starts its threads, which inherit it
+        os.sched_setaffinity(0, spec.cpus)
     import_engine_package(spec.engine)
     from . import load_in_process
 

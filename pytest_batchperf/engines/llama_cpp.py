@@ -80,7 +80,7 @@ class LlamaCppEngine(Engine):
         cp.n_batch = k.n_batch
         cp.n_ubatch = k.n_ubatch or k.n_batch
         cp.n_seq_max = k.n_seq_max
-        self.threads = k.n_threads or compute_threads()
+        self.threads = k.n_threads or compute_threads(pinned=spec.cpus)
         cp.n_threads = self.threads
         cp.n_threads_batch = k.n_threads_batch or self.threads
         cp.kv_unified = True  # sequences share one cache, as in llama.cpp's parallel example

@@ -75,7 +75,7 @@ class TransformersEngine(Engine):
                 f"profile {spec.profile!r} needs a CUDA GPU; torch {torch.__version__} sees none"
             )
         self.dtype_name = k.dtype or ("bfloat16" if self.on_gpu else "float32")
-        threads = k.threads or (None if self.on_gpu else compute_threads())
+        threads = k.threads or (None if self.on_gpu else compute_threads(pinned=spec.cpus))
         if threads is not None:
             torch.set_num_threads(threads)
         self.path = spec.model.path

@@ -61,11 +61,12 @@ class Interference:
         return {k: round(v, 3) for k, v in asdict(self).items()}
 
 
-def usable_cores() -> float:
-    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota."""
-    cores: float = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
+def usable_cores(cpus: set[int] | None = None) -> float:
+    """CPUs this process may use (``cpus``, else its affinity), capped by a cgroup v2 CPU
+    quota."""
+    if cpus is None and hasattr(os, "sched_getaffinity"):
+        cpus = os.sched_getaffinity(0)
+    cores: float = len(cpus) if cpus is not None else (os.cpu_count() or 1)
     try:
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
         if quota != "max":
@@ -122,14 +123,15 @@ def _ours(procs: list[psutil.Process]) -> tuple[float, dict[tuple[int, int], flo
 class InterferenceProbe:
     """``with InterferenceProbe() as probe: ...`` then ``probe.result`` (None off Linux)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, cpus: set[int] | None = None):
         self.clock = clock
         self.result: Interference | None = None
         self._on = Path("/proc/stat").exists() and hasattr(os, "sched_getaffinity")
+        self._given = cpus  # the job's CPUs, where this thread is pinned to a part of them
 
     def __enter__(self) -> InterferenceProbe:
         if self._on:
-            self._cpus = set(os.sched_getaffinity(0))
+            self._cpus = set(self._given or os.sched_getaffinity(0))
             self._t0 = self.clock()
             self._stat0 = _cpu_stat(self._cpus)
             self._ours0 = _ours(_family())
@@ -144,7 +146,7 @@ class InterferenceProbe:
         busy1, steal1 = _cpu_stat(self._cpus)
         cpu1, waits1 = _ours(_family())
         cpu0, waits0 = self._ours0
-        cores = usable_cores()
+        cores = usable_cores(self._cpus)
         capacity = max(wall * cores, 1e-9)
         foreign = max(0.0, (busy1 - self._stat0[0]) - (cpu1 - cpu0))
         waited = sum(w - waits0.get(key, 0.0) for key, w in waits1.items())

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..device import driver_pinned
 from ..workload.spec import CaseSpec, build
 from .interference import Interference, InterferenceProbe
 from .metrics import round_metrics
@@ -146,7 +147,23 @@ def measure_run(
     drive: Driver | None = None,
     roofline: Roofline | None = None,
 ) -> RunMeasurement:
-    """Warm up (until stable), then run the measured rounds, in ``drive`` if given."""
+    """Warm up (until stable), then run the measured rounds, in ``drive`` if given; the
+    measuring thread keeps off the CPUs a pinned engine computes on."""
+    spec = getattr(engine, "spec", None)
+    job_cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    with driver_pinned(spec.cpus if spec is not None else ()):
+        return _measure(engine, case, rounds, gpus, drive, roofline, job_cpus)
+
+
+def _measure(
+    engine: Any,
+    case: CaseSpec,
+    rounds: Rounds,
+    gpus: Sequence[int],
+    drive: Driver | None,
+    roofline: Roofline | None,
+    job_cpus: set[int] | None,
+) -> RunMeasurement:
     workload = build(case.workload, engine.vocab_size)
     result = RunMeasurement(warnings=gpu_warnings(engine, gpus))
     result.warnings.extend(warm_up(engine, workload, case, rounds.warmup))
@@ -164,7 +181,7 @@ def measure_run(
             result.metrics.setdefault(key, []).append(value)
         result.traces.append(trace)
 
-    with InterferenceProbe() as probe:
+    with InterferenceProbe(cpus=job_cpus) as probe:
         if drive is None:
             for _ in range(rounds.rounds):
                 one_round()

@@ -52,6 +52,32 @@ def test_the_default_computes_on_the_usable_cores_less_one_and_says_so(engine):
     assert described["n_threads"] == described["compute_threads"] == threads
 
 
+def test_the_engine_process_computes_apart_from_the_driver():
+    """Pinned to the usable CPUs but the first, which the measuring thread keeps while a run
+    measures (docs/results/cpu-noise.md)."""
+    import os
+
+    import psutil
+
+    from pytest_batchperf.device import driver_pinned, engine_cpus
+    from pytest_batchperf.engines import start
+
+    spec = spec_of(BUILTIN["default"])
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        pytest.skip("one usable CPU: nothing to pin apart")
+    assert spec.cpus == engine_cpus() == tuple(usable[1:])
+    engine = start(spec, 60)
+    try:
+        child = psutil.Process(engine.pids()[0])
+        assert tuple(sorted(child.cpu_affinity())) == spec.cpus
+        with driver_pinned(spec.cpus):
+            assert os.sched_getaffinity(0) == {usable[0]}
+        assert sorted(os.sched_getaffinity(0)) == usable
+    finally:
+        engine.close()
+
+
 class CountingDecodes:
     """Counts llama_decode calls made by the engine (wraps the real call)."""
 

@@ -53,7 +53,7 @@ def test_our_own_cpu_time_is_not_foreign(monkeypatch):
     clock = iter([10.0, 12.0])  # 2 s: long enough to count
     monkeypatch.setattr(mod, "_cpu_stat", lambda cpus: next(stat))
     monkeypatch.setattr(mod, "_ours", lambda procs: next(ours))
-    monkeypatch.setattr(mod, "usable_cores", lambda: 2)
+    monkeypatch.setattr(mod, "usable_cores", lambda cpus=None: 2)
     monkeypatch.setattr(mod, "_family", lambda: [])
     with InterferenceProbe(clock=lambda: next(clock)) as probe:
         pass

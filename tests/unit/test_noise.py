@@ -112,6 +112,8 @@ def test_noise_command_bad_input_is_one_line(args, message, capsys):
 @pytest.mark.parametrize(("usable", "threads"), [(1, 1), (2, 1), (2.5, 1), (3, 2), (16, 15)])
 def test_compute_threads_leave_the_driver_a_core(usable, threads):
     assert compute_threads(usable) == threads
+    # pinned apart from the driver, the engine computes on all of its own CPUs
+    assert compute_threads(usable, pinned=(1, 2, 3)) == 3
 
 
 def test_a_run_says_when_the_engine_leaves_the_driver_no_core():
