@@ -361,13 +361,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_baseline_show)
     pr = bsub.add_parser("promote", help="make a run's results the baseline, atomically")
     pr.add_argument("results", metavar="RESULTS.json")
-    where = pr.add_mutually_exclusive_group()
-    where.add_argument(
-        "--baseline-dir",
-        default="baselines",
-        help="baselines/<hardware-class>/<profile>.json under this directory",
-    )
-    where.add_argument("--to", metavar="FILE.json", help="an explicit baseline file")
+    _baseline_target(pr)
     pr.add_argument("--force", action="store_true", help="promote an interrupted run too")
     pr.set_defaults(func=cmd_baseline_promote)
     ap = bsub.add_parser(
@@ -376,13 +370,7 @@ def parser() -> argparse.ArgumentParser:
         "atomically; another class, profile or setup is refused",
     )
     ap.add_argument("results", nargs="+", metavar="RESULTS.json")
-    into = ap.add_mutually_exclusive_group()
-    into.add_argument(
-        "--baseline-dir",
-        default="baselines",
-        help="baselines/<hardware-class>/<profile>.json under this directory",
-    )
-    into.add_argument("--to", metavar="FILE.json", help="an explicit baseline file")
+    _baseline_target(ap)
     ap.add_argument(
         "--jobs", type=int, help="jobs the baseline keeps (default 30, the oldest drop out)"
     )
@@ -504,6 +492,17 @@ def parser() -> argparse.ArgumentParser:
     )
     ll.set_defaults(func=cmd_build_llama_cpp)
     return p
+
+
+def _baseline_target(command: argparse.ArgumentParser) -> None:
+    """--baseline-dir (the class and profile pick the file) or --to FILE, not both."""
+    where = command.add_mutually_exclusive_group()
+    where.add_argument(
+        "--baseline-dir",
+        default="baselines",
+        help="baselines/<hardware-class>/<profile>.json under this directory",
+    )
+    where.add_argument("--to", metavar="FILE.json", help="an explicit baseline file")
 
 
 def cmd_build_llama_cpp(args: Any) -> int:
