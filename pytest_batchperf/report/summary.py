@@ -98,6 +98,21 @@ def _below_noise_line(run: RunResults) -> str | None:
     )
 
 
+def committed_limit_line(run: RunResults) -> str | None:
+    """One line where the committed baseline cannot detect a suite-wide change the size of
+    its tolerance on this runner (its jobs move every case together), naming A/B mode."""
+    if run.mode is not Mode.BASELINE:
+        return None
+    tok = next((c for c in run.suite if c.metric == "output_tok_s"), None)
+    if tok is None or tok.detectable is None or tok.detectable <= tok.tolerance:
+        return None
+    return (
+        f"against this baseline the run detects a suite-wide output tok/s change of "
+        f"{tok.detectable:.0%} or more (tolerance {tok.tolerance:.0%}): this runner's jobs "
+        "differ that much; A/B mode (--batchperf-reference) pairs the runs and detects less"
+    )
+
+
 def terminal_lines(run: RunResults) -> list[str]:
     lines = [
         f"profile {run.profile} on {run.hardware_class}: {counts_line(run)}",
@@ -139,9 +154,9 @@ def terminal_lines(run: RunResults) -> list[str]:
             lines.append(f"  Max batch size: {fit} (the next size did not fit)")
     for m in run.missing:
         lines.append(f"{'MISSING':>12} {m} (in the baseline, not run)")
-    noise = _below_noise_line(run)
-    if noise:
-        lines.append(noise)
+    for line in (_below_noise_line(run), committed_limit_line(run)):
+        if line:
+            lines.append(line)
     return lines
 
 
@@ -249,9 +264,9 @@ def markdown(run: RunResults) -> str:
     if roofline:
         out += ["", "| case | fraction of the decode roofline |", "| --- | --- |"]
         out += [f"| {code(cid)} | {pct:.1f}% |" for cid, pct in sorted(roofline)]
-    noise = _below_noise_line(run)
-    if noise:
-        out += ["", md(noise)]
+    for line in (_below_noise_line(run), committed_limit_line(run)):
+        if line:
+            out += ["", md(line)]
     out += [
         "",
         "Charts, the environment diff and every run and round: `index.html` next to this file.",

@@ -137,3 +137,16 @@ def test_append_refuses_another_class_profile_or_setup_in_one_line(
     err = capsys.readouterr().err
     assert message in err and "nothing was appended" in err and err.count("\n") == 1
     assert target.read_bytes() == before  # the good job before it was not written either
+
+
+def test_a_runner_whose_jobs_hide_the_tolerance_is_said_in_one_line(runs):
+    """Against one saved job the machine kind's between-job spread stands: the suite-wide
+    test cannot see the tolerance, and the summary says how much it can see, naming A/B."""
+    from pytest_batchperf.report.summary import committed_limit_line, markdown, terminal_lines
+
+    line = committed_limit_line(runs)
+    tok = next(c for c in runs.suite if c.metric == "output_tok_s")
+    assert tok.detectable > tok.tolerance
+    assert f"change of {tok.detectable:.0%} or more" in line and "A/B mode" in line
+    assert line in terminal_lines(runs) and line in markdown(runs)
+    assert committed_limit_line(replace(runs, mode=Mode.AB)) is None
