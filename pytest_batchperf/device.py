@@ -52,8 +52,7 @@ def oversubscribed(compute: int, usable: float) -> str | None:
 def engine_cpus() -> tuple[int, ...]:
     """The CPUs an engine computing on the host is pinned to: this process's usable CPUs
     but the first, which the driver keeps (empty with fewer than two). Apart, the two stop
-    trading places and caches: on a 2-core runner engine processes differed by 13 % pinned
-    together and by 8 % apart (docs/results/cpu-noise.md)."""
+    trading places and caches, and engine processes differ less (docs/results/cpu-noise.md)."""
     if not hasattr(os, "sched_getaffinity"):
         return ()
     usable = sorted(os.sched_getaffinity(0))
