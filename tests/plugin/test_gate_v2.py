@@ -210,6 +210,9 @@ def busy_machine(monkeypatch, tmp_path):
     waits = []
 
     class Probe:
+        def __init__(self, *args, **kwargs):
+            pass
+
         def __enter__(self):
             self.result = interference.Interference(
                 1.0, 2.0, 80.0 if flag.exists() else 0.0, 0.0, 0.0, 1.0

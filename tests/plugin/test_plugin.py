@@ -10,6 +10,8 @@ from helpers.sim import baseline_files as _baseline_files
 from helpers.sim import results as _results
 from helpers.sim import run_sim, save_jobs
 
+from pytest_batchperf import SCHEMA_VERSION
+
 
 def test_first_run_is_new_passes_and_writes_reports(sim_project):
     p = sim_project()
@@ -19,7 +21,7 @@ def test_first_run_is_new_passes_and_writes_reports(sim_project):
         ["*batchperf*", "*profile sim on cpu-*: 4 new*", "*Optimal batch size: *"]
     )
     data = _results(p)
-    assert data["schema_version"] == 2 and data["profile"] == "sim"
+    assert data["schema_version"] == SCHEMA_VERSION and data["profile"] == "sim"
     assert {c["verdict"] for c in data["cases"].values()} == {"new"}
     case = data["cases"]["test_suite.py::test_sweep[B8-continuous]"]
     assert [len(r) for r in case["metrics"]["output_tok_s"]["rounds"]] == [5]  # 1 run, 5 rounds
