@@ -301,11 +301,12 @@ def _refused(run: RunResults, base: RunResults | None) -> str | None:
 
 def _not_appended(run: RunResults, base: RunResults | None) -> str | None:
     """Why this job is left out of the history (a failed or partial job), or None."""
+    from .judge.baseline import measured_cases
     from .judge.gate import GatePolicy
 
     if run.interrupted:
         return "the run was interrupted"
-    if not any(c.error is None and c.metrics for c in run.cases.values()):
+    if not measured_cases(run):
         return "no case measured anything"
     policy = GatePolicy.from_dict(run.gate)
     failed = [c for c in run.cases.values() if policy.fails(c.verdict)]

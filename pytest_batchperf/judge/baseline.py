@@ -149,11 +149,10 @@ def merge(existing: RunResults | None, run: RunResults, keep_jobs: int = KEEP_JO
     """``existing`` with ``run``'s measured cases as one more job: cases the run did not
     measure stay as they were; a case of the same setup keeps its last ``keep_jobs`` jobs, of
     another setup starts again. Pure: the caller writes it."""
-    measured = [i for i, c in run.cases.items() if c.error is None and c.metrics]
     job = run.jobs[-1] if run.jobs else Job(f"job-{run.created or 'unknown'}", run.created)
     cases = dict(existing.cases) if existing else {}
     history = existing is not None and same_setup(existing.environment, run.environment)
-    for case_id in measured:
+    for case_id in measured_cases(run):
         case = run.cases[case_id]
         old = cases.get(case_id) if history and keep_jobs > 1 else None
         metrics = {
@@ -177,9 +176,14 @@ def merge(existing: RunResults | None, run: RunResults, keep_jobs: int = KEEP_JO
     )
 
 
+def measured_cases(run: RunResults) -> list[str]:
+    """The cases of ``run`` that measured something (neither errored nor skipped)."""
+    return [i for i, c in run.cases.items() if c.error is None and c.metrics]
+
+
 def measured(run: RunResults, path: Path) -> None:
     """Raise BaselineError unless some case of ``run`` measured something."""
-    if not any(c.error is None and c.metrics for c in run.cases.values()):
+    if not measured_cases(run):
         # an empty file would read as a baseline that holds nothing to compare
         raise BaselineError(
             f"{path}: no case of this run measured anything (errored or skipped): "
