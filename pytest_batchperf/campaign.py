@@ -40,7 +40,7 @@ def compact(where: Path) -> dict[str, Any]:
         machine = machine or _machine(data)
         cases = {
             cid.rsplit("::", 1)[-1]: {
-                name: metric["rounds"][0]
+                name: _kept(metric["rounds"])
                 for name, metric in sorted(case["metrics"].items())
                 if "rounds" in metric and _judged(name)
             }
@@ -57,6 +57,14 @@ def compact(where: Path) -> dict[str, Any]:
             }
         )
     return {"profile": machine.pop("profile", ""), "machine": machine, "runs": runs}
+
+
+def _kept(rounds: Sequence[Sequence[float]]) -> list:
+    """A run of one engine process per case keeps its rounds; of K, each process's summary
+    (the median of its rounds, what the gate judges) as a list of K one-element lists."""
+    if len(rounds) == 1:
+        return list(rounds[0])
+    return [[round(statistics.median(r), 6)] for r in rounds if r]
 
 
 def _host(cases: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -121,10 +129,17 @@ def metric_runs(rounds: Mapping[str, Sequence[Sequence[float]]], jobs: int = 1) 
     return out
 
 
+def _processes(value: Sequence[Any]) -> list[Sequence[float]]:
+    """A compact metric value as its engine processes' rounds: one round list, or K."""
+    return [value] if not value or not isinstance(value[0], list) else list(value)
+
+
 def _side(runs: Sequence[Mapping[str, Any]], cid: str, jobs: int = 1) -> dict:
-    """Case ``cid`` of ``runs``, one run each, as its metrics' runs."""
+    """Case ``cid`` of ``runs``, each run's processes in turn, as its metrics' runs."""
     names = runs[0]["cases"][cid]
-    return metric_runs({n: [r["cases"][cid][n] for r in runs] for n in names}, jobs)
+    return metric_runs(
+        {n: [p for r in runs for p in _processes(r["cases"][cid][n])] for n in names}, jobs
+    )
 
 
 def ab_jobs(runs: Sequence[Mapping[str, Any]], kind: str, pairs: int) -> list[list[tuple]]:
@@ -171,18 +186,23 @@ def _judge_ab(job: list[tuple], device: Device, profile: str):
 
 
 def _judge_committed(base: list, cand: Mapping[str, Any], device: Device, profile: str):
+    """``cand`` against the baseline of runs ``base``, each its own job (each was its own
+    pytest process, as CI jobs are)."""
     from .judge.gate import GatePolicy, compare_runs
+    from .judge.history import Job
     from .judge.results import CaseResult, RunResults
 
     cids = list(cand["cases"])
-    # every baseline run its own save job (each was its own pytest process)
+    ids = tuple(f"run-{r['run']:02d}" for r in base)
     base_cases = {
-        cid: CaseResult(cid, "campaign", metrics=_side(base, cid, len(base))) for cid in cids
+        cid: CaseResult(cid, "campaign", metrics=_side(base, cid, len(base)), jobs=ids)
+        for cid in cids
     }
     cand_cases = {cid: CaseResult(cid, "campaign", metrics=_side([cand], cid)) for cid in cids}
     env = {"device": device}
-    baseline = RunResults(profile, "", env, base_cases, kind="baseline")
-    policy = GatePolicy(looks=3, planned=1, device=device)
+    baseline = RunResults(profile, "", env, base_cases, kind="baseline", jobs=tuple(map(Job, ids)))
+    planned = len(_processes(next(iter(cand["cases"].values()))["output_tok_s"]))
+    policy = GatePolicy(looks=3, planned=planned, device=device)
     return compare_runs(RunResults(profile, "", env, cand_cases), baseline, policy)
 
 
@@ -233,6 +253,59 @@ def judge(data: Mapping[str, Any], pairs: int = 2, save_runs: int = 3) -> list[s
             f"job {run_s:.0f} s (one run; each inconclusive case adds one), and a save of "
             f"K={save_runs} about {save_runs * run_s:.0f} s.",
         ]
+    return lines
+
+
+def history_jobs(
+    runs: Sequence[Mapping[str, Any]], kind: str, window: int
+) -> list[tuple[list, Mapping]]:
+    """(history, candidate) for every run of ``kind`` that has ``window`` unchanged runs
+    before it: the history is those runs, each one CI job, as main-branch jobs that passed
+    would have joined it."""
+    out = []
+    for cand in (r for r in runs if r["kind"] == kind):
+        before = [r for r in runs if r["kind"] == "a" and r["run"] < cand["run"]]
+        if len(before) >= window:
+            out.append((before[len(before) - window :], cand))
+    return out
+
+
+def judge_history(data: Mapping[str, Any], windows: Sequence[int]) -> list[str]:
+    """Markdown: per history length and kind of run, how often jobs judged against the
+    unchanged runs before them (gate v4: the baseline is a history) failed, per case and
+    suite-wide, with the suite-wide throughput change of each."""
+    from .judge.gate import GatePolicy
+
+    runs, profile = data["runs"], data.get("profile", "")
+    device = Device.CUDA if data.get("machine", {}).get("gpu") else Device.CPU
+    kinds = list(dict.fromkeys(r["kind"] for r in runs))
+    cids = list(runs[0]["cases"])
+    fails = GatePolicy().fails
+    lines = [
+        "| history | runs | jobs | failed | by a case | suite-wide | suite output tok/s | "
+        + " | ".join(f"`{c}`" for c in cids)
+        + " |",
+        "|---" * (7 + len(cids)) + "|",
+    ]
+    for window in windows:
+        for kind in kinds:
+            judged = [
+                _judge_committed(h, c, device, profile) for h, c in history_jobs(runs, kind, window)
+            ]
+            if not judged:
+                continue
+            by_case = [any(fails(c.verdict) for c in r.cases.values()) for r in judged]
+            suite = [any(fails(c.verdict) for c in r.suite) for r in judged]
+            failed = sum(a or b for a, b in zip(by_case, suite, strict=True))
+            changes = " ".join(
+                f"{c.change:+.0%}" for r in judged for c in r.suite if c.metric == "output_tok_s"
+            )
+            lines.append(
+                f"| {window} jobs | `{kind}` | {len(judged)} | {failed} | {sum(by_case)} | "
+                f"{sum(suite)} | {changes or '-'} | "
+                + " | ".join(_case_cell([r.cases[c] for r in judged]) for c in cids)
+                + " |"
+            )
     return lines
 
 

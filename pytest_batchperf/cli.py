@@ -207,6 +207,26 @@ def cmd_noise(args: Any) -> int:
     return 1 if bimodal else 0
 
 
+def cmd_history(args: Any) -> int:
+    from dataclasses import asdict
+
+    from .judge import gate, trend
+    from .judge.gate import GatePolicy
+    from .report.history import lines
+
+    base = read_results(args.file)
+    if base.kind != "baseline":
+        raise CliError(f"{args.file}: a run's results, not a baseline: give a baseline file")
+    window, reading = gate.window(base)
+    summary = trend.summary(base, reading, args.metric)
+    policy = GatePolicy(device=base.environment.get("device", "cpu"))
+    found = trend.drifting(window, {}, gate.SUITE_METRICS, policy.tolerance)
+    summary["drift"] = [asdict(d) for d in found]
+    for line in lines(base, summary):
+        print(line)
+    return 0
+
+
 def _measure_noise(runs: int, out: Path, pytest_args: list[str]) -> list[str]:
     """One save job of ``runs`` fresh engine processes per case into ``out``; its files."""
     import subprocess
@@ -423,6 +443,12 @@ def parser() -> argparse.ArgumentParser:
         help="only analyse earlier data (a recorded campaign is judged by this version)",
     )
     q.add_argument(
+        "--history",
+        metavar="N,M",
+        help="with --analyse of a recorded campaign: judge each run against the N (then M) "
+        "unchanged runs before it, each one CI job (gate v4's history)",
+    )
+    q.add_argument(
         "--compact",
         metavar="DIR",
         help="pack a recorded campaign's run-NN-KIND/ reports (scripts/gpu/campaign.sh) "
@@ -467,6 +493,14 @@ def parser() -> argparse.ArgumentParser:
         help="metric to audit (repeatable; default output_tok_s)",
     )
     n.set_defaults(func=cmd_noise)
+
+    h = sub.add_parser(
+        "history",
+        help="a baseline's history: each case's trend, its change points, wild jobs, drift",
+    )
+    h.add_argument("file", metavar="BASELINE.json")
+    h.add_argument("--metric", default="output_tok_s", help="the trend drawn (output_tok_s)")
+    h.set_defaults(func=cmd_history)
 
     ll = sub.add_parser(
         "build-llama-cpp",

@@ -16,7 +16,7 @@ from typing import Any
 from . import engines
 from .engines.base import EngineSpec
 from .judge import baseline as baselines
-from .judge import gate
+from .judge import gate, trend
 from .judge.results import RunResults
 from .measure import environment, nvml
 from .measure.roofline import DTYPE_BYTES, Roofline
@@ -33,11 +33,13 @@ class Prepared:
     gpus: tuple[int, ...]  # the GPUs the candidate's engine computes on
     hardware_class: str
     baseline_path: Path
-    baseline: RunResults | None  # None in A/B mode, or where this class has none
+    baseline: RunResults | None  # the window judged against; None: A/B, or none here
     other_classes: tuple[str, ...]  # no baseline here; these classes have one
     priors: Mapping[str, Any]  # fitted on the baseline's cases
     roofline: Roofline | None
     started: str
+    history: RunResults | None = None  # the whole baseline file, for its trend
+    reading: trend.Reading | None = None  # its change points and wild jobs
 
 
 def prepare(options: Options, rootdir: Path) -> Prepared:
@@ -62,7 +64,8 @@ def prepare(options: Options, rootdir: Path) -> Prepared:
     gpus = nvml.engine_gpus(candidate.gpus()) if candidate.device.gpu else ()
     hardware_class = environment.hardware_class(candidate.device, gpus)
     path = baselines.baseline_path(o.baseline_dir, hardware_class, candidate.name)
-    baseline = None if o.ab else baselines.load(path)
+    history = None if o.ab else baselines.load(path)
+    baseline, reading = gate.window(history) if history else (None, None)
     # Another class's baseline (another CPU model, ISA level or core count) is never
     # compared with this machine: under CI the run fails, locally its cases are new
     # and a notice names the classes that have one.
@@ -87,8 +90,10 @@ def prepare(options: Options, rootdir: Path) -> Prepared:
         hardware_class=hardware_class,
         baseline_path=path,
         baseline=baseline,
+        history=history,
+        reading=reading,
         other_classes=() if o.save else tuple(have),
-        priors=gate.priors(c.metrics for c in baseline.cases.values()) if baseline else {},
+        priors=gate.priors(baseline.cases.values()) if baseline else {},
         roofline=_roofline(specs[Side.CANDIDATE], gpus),
         started=datetime.now(UTC).isoformat(timespec="seconds"),
     )

@@ -533,6 +533,9 @@ def _compact(where: Path, out: Path) -> int:
 def _judge_campaign(data: dict, args: Any, out: Path) -> int:
     from . import campaign
 
+    if args.history:
+        windows = [int(n) for n in str(args.history).split(",")]
+        return _emit(campaign.judge_history(data, windows), out)
     return _emit(campaign.judge(data, args.pairs, args.save_runs), out)
 
 

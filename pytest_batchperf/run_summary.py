@@ -5,10 +5,11 @@ limit, the run-level notices, and the run's results with its suite-wide verdicts
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import asdict
 from typing import Any
 
 from .device import oversubscribed
-from .judge import gate, stats
+from .judge import gate, stats, trend
 from .judge.history import Job
 from .judge.results import CaseResult, Mode, RunResults
 from .options import DEFAULT_SAVE_RUNS
@@ -80,12 +81,15 @@ def notices(
             f"re-save it with --batchperf-save (--batchperf-runs {DEFAULT_SAVE_RUNS})"
         )
     if base is not None and not saving and not policy.paired and base.saved_jobs < stats.MIN_JOBS:
+        prior = policy.job_prior
         out.append(
-            f"the baseline holds {base.saved_jobs} save job(s): the variance between jobs is "
-            f"the default for this machine kind ({policy.job_prior.s2**0.5:.0%}) until it "
-            f"holds {stats.MIN_JOBS}; add jobs with --batchperf-save or batchperf baseline "
-            "promote"
+            f"the baseline holds {base.saved_jobs} job(s): until it holds {stats.MIN_JOBS}, "
+            f"the variance between jobs leans on this machine kind's default "
+            f"({prior.s2**0.5:.0%}, worth {prior.df:.0f} jobs); add jobs with --batchperf-save "
+            "or batchperf baseline append"
         )
+    if not saving and not policy.paired:
+        out.extend(history_lines(history(setup, policy, cases)))
     disturbed = set(remeasured) | {
         cid for cid, c in cases.items() for r in c.runs if was_disturbed(r.interference)
     }
@@ -98,6 +102,40 @@ def notices(
             line += f"; still disturbed, rerun on a quiet runner: {resting}"
         out.append(line)
     return tuple(out)
+
+
+def history(
+    setup: Prepared, policy: gate.GatePolicy, cases: Mapping[str, CaseResult]
+) -> dict[str, Any]:
+    """The baseline's history as this run read it (``trend.summary``), with the cases whose
+    jobs drift, this job last; empty without a history."""
+    if setup.history is None or setup.reading is None or setup.baseline is None:
+        return {}
+    out = trend.summary(setup.history, setup.reading, gate.SUITE_METRICS[0])
+    found = trend.drifting(setup.baseline, cases, policy.suite_metrics, policy.tolerance)
+    out["drift"] = [asdict(d) for d in found]
+    return out
+
+
+def history_lines(history: Mapping[str, Any]) -> list[str]:
+    """What a reader must know of the history: a window a change point began, jobs left
+    out as wild, drift."""
+    out = []
+    cut = [w["start"] for w in history.get("windows", {}).values() if w.get("start")]
+    if cut:
+        out.append(
+            f"the history changed level: {len(cut)} case(s) judged against the jobs since "
+            f"{', '.join(sorted(set(cut)))} only (batchperf history shows the trend)"
+        )
+    wild = {j for w in history.get("windows", {}).values() for j in w.get("wild", ())}
+    if wild:
+        out.append(f"{len(wild)} wild job(s) of the history left out: {', '.join(sorted(wild))}")
+    for d in history.get("drift", ()):
+        out.append(
+            f"drift: {d['case_id']} {d['metric']} {d['change']:+.1%} since job {d['since']}, "
+            "each job inside the noise (not failed; look at its trend)"
+        )
+    return out
 
 
 def run_results(
@@ -134,4 +172,5 @@ def run_results(
         notices=notices,
         suite=gate.suite_effects(cases, policy, None if ab else base_cases) if compared else (),
         jobs=(job,) if job else (),
+        history=history(setup, policy, cases) if compared and not ab else {},
     )

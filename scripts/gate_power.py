@@ -5,6 +5,13 @@ runs that fail against a uniform slowdown, per mode and noise, the false alarms 
 
 writes gate-power.json (the rates), gate-power.png (the plot) and gate-power.md (the table
 that docs/gate.md quotes); a scenario already in the JSON (same trials) is not run again.
+
+    python scripts/gate_power.py --history --trials 200 --shift-trials 80 --out OUT
+
+judges committed jobs against histories of 5-30 CI jobs (one run per case each) at a shared
+job sd of 2, 5 and 16 %, plus a history with one wild job, one with an old change point and
+two of GPU runners, into OUT.json and OUT.md. `--package CHECKOUT` judges with that
+checkout's package instead (gate v3 in docs/gate.md: a worktree of commit 36e1346).
 """
 
 from __future__ import annotations
@@ -13,9 +20,13 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+if "--package" in sys.argv:  # another checkout's gate judges (before gate_sim imports it)
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    sys.path.insert(0, sys.argv[sys.argv.index("--package") + 1])
 
 from gate_sim import Design, Noise, ab, committed, judge_committed, rate
 
@@ -35,6 +46,96 @@ SCENARIOS = {
         Noise(process=0.17, pass_shared=0.03),
     ),
 }
+
+
+HISTORY_JOBS = (5, 10, 20, 30)
+HISTORY_SD = (0.02, 0.05, 0.16)
+HISTORY_SHIFTS = (0.0, 0.05, 0.10, 0.15, 0.25)
+HISTORY_CASES = 10  # a third of the suite's cases: the rates per run move little with them
+
+
+def history_scenarios() -> dict[str, tuple[Design, Noise]]:
+    out = {}
+    for sd in HISTORY_SD:
+        for jobs in HISTORY_JOBS:
+            design = Design(cases=HISTORY_CASES, jobs=jobs, k=1)
+            out[f"{jobs} jobs, shared job sd {sd:.0%}"] = (design, Noise(job_shared=sd))
+    base = Design(cases=HISTORY_CASES, jobs=20, k=1)
+    out["20 jobs, 5 %, one job 40 % slower"] = (
+        replace(base, wild_job=math.log(0.6)),
+        Noise(job_shared=0.05),
+    )
+    out["20 jobs, 5 %, older 10 jobs 20 % faster"] = (
+        replace(base, old_step=math.log(1.2)),
+        Noise(job_shared=0.05),
+    )
+    # the H100's jobs and runs agree within about 1 % (docs/results/h100-gate-campaign.md)
+    gpu = Noise(round=0.005, process=0.01, job_shared=0.01)
+    for jobs in (3, 12):
+        out[f"GPU, {jobs} jobs 1 % apart, tolerance 5 %"] = (
+            Design(cases=HISTORY_CASES, jobs=jobs, k=1, device="cuda", tolerance=0.05),
+            gpu,
+        )
+    return out
+
+
+def history(trials: int, shift_trials: int, out: Path) -> None:
+    """Whole runs failed per history scenario: A/A at ``trials``, each shift at
+    ``shift_trials`` runs (resumes from OUT.json)."""
+    from pytest_batchperf.judge import gate
+
+    v4 = hasattr(gate, "window")
+    if not v4:  # gate v3: the whole file, its priors on metrics alone
+        v3 = gate.priors
+        gate.window = lambda h: (h, None)  # type: ignore[attr-defined]
+        gate.priors = lambda cases: v3(getattr(c, "metrics", c) for c in cases)
+    done = out.with_suffix(".json")
+    old = json.loads(done.read_text()) if done.exists() else {}
+    rates: dict[str, list[float]] = old.get("failed_runs", {})
+    drifts: dict[str, float] = old.get("drift_reported_a_a", {})
+    for i, (label, (design, noise)) in enumerate(history_scenarios().items()):
+        if label not in rates:
+            rates[label] = [
+                round(
+                    rate(
+                        trials if s == 0 else shift_trials,
+                        1000 + 100 * i + j,
+                        lambda rng, d=design, n=noise, s=s: judge_committed(
+                            *committed(rng, d, n, math.log1p(s)), d
+                        ),
+                    )[0],
+                    3,
+                )
+                for j, s in enumerate(HISTORY_SHIFTS)
+            ]
+        if label not in drifts and v4:
+            drifts[label] = round(_false_drift(trials, 2000 + i, design, noise), 3)
+        print(label, rates[label], "drift reported in A/A:", drifts.get(label), flush=True)
+        data = {
+            "trials": trials,
+            "shift_trials": shift_trials,
+            "cases": HISTORY_CASES,
+            "slowdowns": list(HISTORY_SHIFTS),
+            "failed_runs": rates,
+            "drift_reported_a_a": drifts,
+        }
+        done.write_text(json.dumps(data, indent=1) + "\n")
+    out.with_suffix(".md").write_text(table(data))
+
+
+def _false_drift(trials: int, seed: int, design: Design, noise: Noise) -> float:
+    """The share of A/A runs in which some case is reported as drifting."""
+    import random
+
+    from pytest_batchperf.judge import gate, trend
+
+    rng, found = random.Random(seed), 0
+    policy = gate.GatePolicy()
+    for _ in range(trials):
+        base, cand, _ = committed(rng, design, noise, 0.0)
+        window = gate.window(base)[0]
+        found += bool(trend.drifting(window, cand.cases, gate.SUITE_METRICS, policy.tolerance))
+    return found / trials
 
 
 def one(kind: str, noise: Noise, shift: float):
@@ -63,9 +164,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--out", default="gate-power")
+    ap.add_argument("--history", action="store_true", help="the history scenarios (gate v4)")
+    ap.add_argument("--shift-trials", type=int, default=80)
+    ap.add_argument("--package", metavar="CHECKOUT", help="judge with this checkout's gate")
     args = ap.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.history:
+        history(args.trials, args.shift_trials, out)
+        return
     done = out.with_suffix(".json")
     # a scenario already in the file (same trials) is kept: a long run resumes
     old = json.loads(done.read_text()) if done.exists() else {}

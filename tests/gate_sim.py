@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from pytest_batchperf.judge import gate
 from pytest_batchperf.judge.decision import Verdict
+from pytest_batchperf.judge.history import Job
 from pytest_batchperf.judge.results import CaseResult, MetricRuns, RunInfo, RunResults
 from pytest_batchperf.plan import Plan, Side
 
@@ -54,6 +55,11 @@ class Design:
     pass_order: bool = True  # A/B
     counterbalance: bool = True  # A/B case order: cases take turns at opening (``Plan``)
     device: str = "cpu"
+    # committed: one saved job in the middle of the history this much slower (log), and
+    # the older half of the history at another level (log: a change that landed then)
+    wild_job: float = 0.0
+    old_step: float = 0.0
+    tolerance: float = 0.0  # every metric's (0: the catalog's defaults)
 
 
 def _rounds(rng: random.Random, level: float, noise: Noise, n: int, sign: int) -> list[float]:
@@ -85,12 +91,15 @@ def committed(
     one more job: its own offsets, processes, rounds."""
     # offsets[j][i]: job j's log offset for case i (the last job is the candidate's)
     offsets = []
-    for _ in range(design.jobs + 1):
+    for j in range(design.jobs + 1):
         shared = rng.gauss(0, noise.job_shared)
+        shared += design.wild_job if j == design.jobs // 2 else 0.0
+        shared += design.old_step if j < design.jobs // 2 else 0.0
         offsets.append([shared + rng.gauss(0, noise.job_case) for _ in range(design.cases)])
     env = {"device": design.device}
     base, cand, runs_of = {}, {}, {}
     sizes = tuple([design.k] * design.jobs) if design.jobs > 1 else ()
+    ids = tuple(f"job-{j:02d}" for j in range(design.jobs))
     for i in range(design.cases):
         cid = f"c{i}"
         runs = [
@@ -102,7 +111,7 @@ def committed(
             n: replace(m, runs=tuple((x,) for x in m.summaries), jobs=sizes)
             for n, m in _case_metrics(runs).items()
         }
-        base[cid] = CaseResult(cid, "sim", metrics=metrics)
+        base[cid] = CaseResult(cid, "sim", metrics=metrics, jobs=ids)
         s = shift if shifted is None or shifted == i else 0.0
         runs_of[cid] = [_run(rng, design, noise, offsets[-1][i], s) for _ in range(design.runs)]
         cand[cid] = CaseResult(cid, "sim", metrics=_case_metrics(runs_of[cid]))
@@ -111,7 +120,7 @@ def committed(
         more = [_run(rng, design, noise, offsets[-1][i], s) for _ in range(design.extend)]
         runs_of[f"c{i}"] += more
     return (
-        RunResults("sim", "sim", env, base, kind="baseline"),
+        RunResults("sim", "sim", env, base, kind="baseline", jobs=tuple(map(Job, ids))),
         RunResults("sim", "sim", env, cand),
         runs_of,
     )
@@ -121,19 +130,24 @@ def judge_committed(base: RunResults, cand: RunResults, runs: Extra, design: Des
     """The candidate judged as the plugin judges it: every case at its planned runs, then an
     inconclusive case at each run it adds, up to ``extend``; the suite test on the result."""
     policy = gate.GatePolicy(
-        looks=1 + design.extend, planned=design.runs, device=design.device, cases=len(cand.cases)
+        tolerances={"*": design.tolerance} if design.tolerance else {},
+        looks=1 + design.extend,
+        planned=design.runs,
+        device=design.device,
+        cases=len(cand.cases),
     )
     run = gate.compare_runs(cand, base, policy)
-    priors = gate.priors(c.metrics for c in base.cases.values())
+    window = gate.window(base)[0]
+    priors = gate.priors(window.cases.values())
     cases = dict(run.cases)
     for cid, case in cases.items():
         n = design.runs
         while case.verdict is Verdict.INCONCLUSIVE and n < len(runs[cid]):
             n += 1
             more = CaseResult(cid, "sim", metrics=_case_metrics(runs[cid][:n]))
-            case = gate.judge_case(more, base.cases[cid].metrics, policy, priors, measured=n)
+            case = gate.judge_case(more, window.cases[cid].metrics, policy, priors, measured=n)
         cases[cid] = case
-    return replace(run, cases=cases, suite=gate.suite_effects(cases, policy, base.cases))
+    return replace(run, cases=cases, suite=gate.suite_effects(cases, policy, window.cases))
 
 
 def _layout(design: Design, case: int) -> dict[tuple[Side, int], int]:

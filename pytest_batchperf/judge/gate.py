@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from ..device import Device
 from ..plan import Side
-from . import DEFAULT_ALPHA, DEFAULT_POWER, stats
+from . import DEFAULT_ALPHA, DEFAULT_POWER, stats, trend
 from .catalog import Direction, Kind, MetricSpec, lookup
 from .decision import (
     Comparison,
@@ -179,14 +179,14 @@ def jobs_key(name: str, part: str) -> str:
     return f"{name}@{part}"
 
 
-def priors(cases: Iterable[Mapping[str, MetricRuns]]) -> dict[str, stats.Prior]:
+def priors(cases: Iterable[CaseResult]) -> dict[str, stats.Prior]:
     """Per metric, the prior across cases on between-run (within-job) log variance and,
-    from ``MIN_JOBS`` saved jobs on, under ``jobs_key`` the two parts of the variance of
-    the jobs' means (``stats.job_components``)."""
+    from two saved jobs on, under ``jobs_key`` the two parts of the variance of the jobs'
+    means (``stats.job_components``), the cases' jobs matched by id."""
     found: dict[str, list[tuple[float, int]]] = {}
-    deviations: dict[str, list[list[float]]] = {}
-    for metrics in cases:
-        for name, runs in metrics.items():
+    deviations: dict[str, list[dict[str, float]]] = {}
+    for case in cases:
+        for name, runs in case.metrics.items():
             s = summaries(runs.runs)
             if len(s) < 2 or any(x <= 0 for x in s):
                 continue
@@ -195,14 +195,13 @@ def priors(cases: Iterable[Mapping[str, MetricRuns]]) -> dict[str, stats.Prior]:
             df = sum(len(g) - 1 for g in groups if len(g) > 1)
             if df:
                 found.setdefault(name, []).append((ss / df, df))
-            if len(groups) >= stats.MIN_JOBS:
-                means = [sum(g) / len(g) for g in groups]
-                mid = sum(means) / len(means)
-                deviations.setdefault(name, []).append([m - mid for m in means])
+            means = trend.job_means(case, runs)
+            if len(means) >= 2:
+                mid = sum(means.values()) / len(means)
+                deviations.setdefault(name, []).append({j: m - mid for j, m in means.items()})
     out = _fit(found)
     for name, devs in deviations.items():
-        jobs = min(map(len, devs))  # cases aligned on their newest jobs
-        parts = stats.job_components([d[len(d) - jobs :] for d in devs])
+        parts = stats.job_components(devs)
         if parts is not None:
             out[jobs_key(name, "shared")], out[jobs_key(name, "case")] = parts
     return out
@@ -361,8 +360,8 @@ def compare_runs(
 ) -> RunResults:
     """Judge every case of ``current`` against ``baseline`` (the CLI's compare);
     baseline cases it lacks are ``missing``."""
-    base_cases = baseline.cases if baseline else {}
-    fitted = priors(c.metrics for c in base_cases.values())
+    base_cases = window(baseline)[0].cases if baseline else {}
+    fitted = priors(base_cases.values())
     policy = replace(policy, cases=len(current.cases), paired=False)
     cases = {
         cid: judge_case(c, base_cases[cid].metrics if cid in base_cases else None, policy, fitted)
@@ -378,6 +377,13 @@ def compare_runs(
         gate=policy.to_dict(),
         baseline_environment=dict(baseline.environment) if baseline else None,
     )
+
+
+def window(history: RunResults) -> tuple[RunResults, trend.Reading]:
+    """The jobs of ``history`` the gate judges against (after the last change point, wild
+    jobs left out), and how it read them."""
+    reading = trend.read(history, SUITE_METRICS)
+    return trend.judged(history, reading), reading
 
 
 def failure_message(case: CaseResult, policy: GatePolicy) -> str:
@@ -494,26 +500,24 @@ def _suite_estimate(
         return stats.narrower_of(tests) if tests else None
     deltas, offsets = [], []
     for c in cases:
-        ref = _logs(baseline[c.case_id].metrics[name])
+        base = baseline[c.case_id]
+        ref = _logs(base.metrics[name])
         cur = _logs(c.metrics[name])
         if not ref or not cur:
             continue
         deltas.append(sum(cur) / len(cur) - sum(ref) / len(ref))
-        groups = stats._split(ref, baseline[c.case_id].metrics[name].jobs)
-        mean = sum(ref) / len(ref)
-        offsets.append([sum(g) / len(g) - mean for g in groups])
+        by_job = trend.job_means(base, base.metrics[name])
+        mid = sum(by_job.values()) / len(by_job) if by_job else 0.0
+        offsets.append({j: m - mid for j, m in by_job.items()})
     spread = stats.trimmed(deltas)
     if spread is None:
         return None
-    # the saved jobs' shared offsets: job j's mean change across cases (cases aligned on
-    # their newest jobs; the saves of one file are whole-suite jobs)
-    jobs = min(len(o) for o in offsets)
-    shared = [sum(o[len(o) - jobs + j] for o in offsets) / len(offsets) for j in range(jobs)]
-    default = policy.job_prior.s2 * (1 + 1 / jobs), policy.job_prior.df
-    found = stats.job_means_variance(shared)
-    if found is None:
-        return stats.combined(spread, default)
-    return stats.combined(spread, (found[0] * (1 + 1 / jobs), found[1]), default)
+    # the saved jobs' shared offsets: job j's mean change across the cases that hold it
+    parts = stats.job_components(offsets) if len(offsets) > 1 else None
+    jobs = max(1, max((len(o) for o in offsets), default=1))
+    prior = policy.job_prior
+    s2, df = stats.job_variance(parts[0].s2, parts[0].df, prior) if parts else (prior.s2, prior.df)
+    return stats.combined(spread, (s2 * (1 + 1 / jobs), df))
 
 
 def _opener(case: CaseResult) -> Side | None:

@@ -239,6 +239,9 @@ class RunResults:
     interrupted: bool = False
     # a run: its own job; a baseline: the jobs its cases' runs came from, oldest first
     jobs: tuple[Job, ...] = ()
+    # a run judged against a history: its window, change points, wild jobs, drift and
+    # each case's trend (``trend.summary``)
+    history: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     tool_version: str = __version__
 
@@ -278,6 +281,8 @@ class RunResults:
                 interrupted=self.interrupted,
                 verdict_counts=self.verdict_counts(),
             )
+            if self.history:
+                d["history"] = dict(self.history)
         return d
 
     @classmethod
@@ -302,6 +307,7 @@ class RunResults:
             missing=tuple(d.get("missing", ())),
             interrupted=bool(d.get("interrupted", False)),
             jobs=jobs,
+            history=d.get("history") or {},
             schema_version=int(d["schema_version"]),
             tool_version=d.get("tool", {}).get("version", ""),
         )

@@ -22,14 +22,15 @@ whose variance is an outlier under the prior (F test, ``OUTLIER_P``) keeps its o
 little noisier than its peers stays testable.
 
 Between-job variance (a later CI job, another host of the class) is not in one job's runs.
-A committed baseline keeps the runs of its last few save jobs; ``CPU_JOBS`` / ``GPU_JOBS``
-hold the machine kind's between-job variance (``prediction``).
+A committed baseline keeps the runs of its last jobs (a history); their spread is moderated
+by ``CPU_JOBS`` / ``GPU_JOBS``, the machine kind's between-job variance, worth
+``JOB_PRIOR_DF`` jobs (``prediction``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -112,11 +113,13 @@ def _outlier(s2: float, df: float, prior: Prior) -> bool:
     return bool(sps.f.sf(s2 / prior.s2, df, prior.df) < OUTLIER_P)
 
 
-# Between-job log variance of a machine kind (docs/gate.md): the widest the runners showed,
-# so treated as known; alone below ``MIN_JOBS`` save jobs, else beside their own spread.
-CPU_JOBS = Prior(0.16**2, DF_CAP)
-GPU_JOBS = Prior(0.05**2, DF_CAP)
-MIN_JOBS = 3
+# Between-job log variance of a machine kind (docs/gate.md): a weak prior worth
+# ``JOB_PRIOR_DF`` jobs, for histories too short to know their own spread (``job_variance``).
+JOB_PRIOR_DF = 8.0
+OWN_JOBS_DF = 2  # from three jobs a history's own spread is judged alone
+CPU_JOBS = Prior(0.10**2, JOB_PRIOR_DF)
+GPU_JOBS = Prior(0.05**2, JOB_PRIOR_DF)
+MIN_JOBS = OWN_JOBS_DF + 1  # below this many jobs the default weighs in (summary)
 
 # A/B: pair log-ratio variance assumed until three cases can fit a prior (and for the
 # suite's pass offsets), worth a few runs of evidence: wider than the runners showed.
@@ -124,27 +127,42 @@ CPU_PAIRS = Prior(0.15**2, 6.0)
 GPU_PAIRS = Prior(0.05**2, 6.0)
 
 
+def job_variance(s2: float, df: float, prior: Prior) -> tuple[float, float]:
+    """The between-job variance to judge with, from a history's own (``s2`` on ``df``): its
+    own from ``OWN_JOBS_DF`` degrees of freedom on (a t test on it is exact whatever the
+    runner's noise, so a prior could only cost power), or where it is the larger (pulled
+    toward a quieter default, a noisy runner's false alarms would rise); else, one or two
+    jobs, moderated up by the machine kind's ``prior``."""
+    if df >= OWN_JOBS_DF or s2 >= prior.s2:
+        return s2, df
+    return moderate(s2, df, prior) or (prior.s2, prior.df)
+
+
 def job_means_variance(job_means: Sequence[float]) -> tuple[float, float] | None:
-    """(variance, df) of the saved jobs' means of one case; None below ``MIN_JOBS`` jobs,
-    where the machine kind's default stands."""
-    if len(job_means) < MIN_JOBS:
+    """(variance, df) of the saved jobs' means of one case; None below two jobs."""
+    if len(job_means) < 2:
         return None
     d = len(job_means) - 1
     return _ss(job_means) / d, d
 
 
-def job_components(deviations: Sequence[Sequence[float]]) -> tuple[Prior, Prior] | None:
+def job_components(deviations: Sequence[Mapping[str, float]]) -> tuple[Prior, Prior] | None:
     """The variance of saved jobs' means split across cases: (the offset every case of a
-    job shares, with jobs - 1 df; the cases' own job noise, with (cases - 1)(jobs - 1) df).
-    ``deviations[c][j]``: job j's mean less case c's mean (log). A shared offset is only
-    as well known as the number of jobs, however many cases share it."""
-    cases, jobs = len(deviations), min(map(len, deviations), default=0)
-    if cases < 2 or jobs < MIN_JOBS:
+    job shares, with jobs - 1 df; the cases' own job noise, with the rest of the two-way
+    layout's df). ``deviations[c]``: job id -> that job's mean less case c's mean (log); a
+    case may lack jobs. A shared offset is only as well known as the number of jobs,
+    however many cases share it."""
+    jobs = sorted({j for d in deviations for j in d})
+    cells = sum(len(d) for d in deviations)
+    if len(deviations) < 2 or len(jobs) < 2:
         return None
-    shared = [_mean([d[j] for d in deviations]) for j in range(jobs)]
-    resid = sum((d[j] - shared[j]) ** 2 for d in deviations for j in range(jobs))
-    own_df = (cases - 1) * (jobs - 1)
-    return Prior(_ss(shared) / (jobs - 1), jobs - 1), Prior(resid / own_df, own_df)
+    shared = {j: _mean([d[j] for d in deviations if j in d]) for j in jobs}
+    resid = sum((v - shared[j]) ** 2 for d in deviations for j, v in d.items())
+    own_df = cells - len(deviations) - len(jobs) + 1
+    if own_df < 1:
+        return None
+    spread = _ss(list(shared.values())) / (len(jobs) - 1)
+    return Prior(spread, len(jobs) - 1), Prior(resid / own_df, own_df)
 
 
 def _satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
@@ -204,8 +222,9 @@ def prediction(
     of the reference runs each saved job took, in order (empty: one job). Without a
     ``job_prior`` the candidate counts as one new draw from the reference runs (gate v2);
     with one, the nested model: its mean differs by a job effect (variance from the saved
-    jobs, split by ``job_components`` across cases, or the default) plus process noise
-    averaged over its runs and the reference's."""
+    jobs, split by ``job_components`` across cases, the shared part moderated by the
+    machine kind's ``job_prior``) plus process noise averaged over its runs and the
+    reference's."""
     nb, nc = len(reference), len(candidate)
     if not nb or not nc:
         return None
@@ -227,33 +246,19 @@ def prediction(
     if judged is None:
         return None
     s2p, dfp = judged
-    # the machine kind's between-job variance, then process noise of both sides
-    default = [(job_prior.s2 * (1 + 1 / j), job_prior.df), (s2p * (1 / nc + 1 / nb), dfp)]
-    if spread is None:
-        parts = default
+    if spread is None:  # one job: the machine kind's default alone, and process noise
+        parts = [(job_prior.s2 * (1 + 1 / j), job_prior.df), (s2p * (1 / nc + 1 / nb), dfp)]
     else:
         # The saved jobs' means vary by the job variance plus process noise / k: in those
-        # terms the candidate's job mean differs by spread (1 + 1/j) + s2p (1/nc - 1/k),
-        # no difference of estimates to truncate at zero.
+        # terms the candidate's job mean differs by spread (1 + 1/j) + s2p (1/nc - 1/k).
+        # The part every case shares is known to jobs - 1 df however many cases there
+        # are: the default moderates it (the case's own part has df enough).
         found = [(p.s2, p.df) for p in job_parts] if job_parts else [spread]
+        found[0] = job_variance(found[0][0], found[0][1], job_prior)
         parts = [(v * (1 + 1 / j), d) for v, d in found]
         parts.append((s2p * max(0.0, 1 / nc - 1 / k), dfp))
-        # A few saved jobs know their spread to few df, and a t test on 2 df at a whole
-        # run's alpha is blind; the machine kind's variance is known but may be wide.
-        return narrower(Estimate(delta, 0, 0, nb, nc, s2p), parts, default)
     se = math.sqrt(sum(v for v, _ in parts))
     return Estimate(delta, se, _satterthwaite(parts), nb, nc, per_run=s2p)
-
-
-def narrower(base: Estimate, *choices: Sequence[tuple[float, float]], at: float = 1e-3) -> Estimate:
-    """``base`` with the variance parts (value, df) whose interval at ``at`` is narrower.
-    The choice sees variances only, never the change, so testing the chosen one at alpha/2
-    keeps the false-alarm rate (``Estimate.choices``)."""
-
-    def built(parts: Sequence[tuple[float, float]]) -> Estimate:
-        return replace(base, se=math.sqrt(sum(v for v, _ in parts)), df=_satterthwaite(parts))
-
-    return narrower_of([built(p) for p in choices], at)
 
 
 def narrower_of(found: Sequence[Estimate], at: float = 1e-3) -> Estimate:
@@ -328,11 +333,11 @@ def pooled_pairs(
     return Estimate(delta, se, df, len(kept), len(kept))
 
 
-def combined(est: Estimate, *shared: tuple[float, float]) -> Estimate:
+def combined(est: Estimate, shared: tuple[float, float]) -> Estimate:
     """``est`` with one more variance component (value, df) that it does not average out:
-    the machine's offset shared by every case of a job; given two (the saved jobs' and the
-    machine kind's), the narrower (``narrower``)."""
-    return narrower(est, *([(est.se**2, est.df), s] for s in shared))
+    the machine's offset shared by every case of a job."""
+    parts = [(est.se**2, est.df), shared]
+    return replace(est, se=math.sqrt(sum(v for v, _ in parts)), df=_satterthwaite(parts))
 
 
 def one_sample(values: Sequence[float], prior: Prior | None = None) -> Estimate | None:

@@ -19,6 +19,7 @@ from ..judge.gate import suite_line
 from ..judge.results import CaseResult, Mode, RunResults
 from ..measure.environment import diff
 from .charts import families, family_charts
+from .history import case_trend
 from .summary import key_comparison, suspected
 
 _RANK = {v: i for i, v in enumerate(SEVERITY)}
@@ -39,11 +40,23 @@ class Row:
     anchor: str
     rank: int
     key: Comparison | None
+    trend: Markup  # the case's history, this job last
 
 
 def _rows(run: RunResults) -> list[Row]:
     cases = sorted(run.cases.values(), key=lambda c: (_RANK[c.verdict], c.case_id))
-    return [Row(c, f"case-{i}", _RANK[c.verdict], key_comparison(c)) for i, c in enumerate(cases)]
+    return [
+        Row(c, f"case-{i}", _RANK[c.verdict], key_comparison(c), _trend(run, c))
+        for i, c in enumerate(cases)
+    ]
+
+
+def _trend(run: RunResults, case: CaseResult) -> Markup:
+    metric = case.metrics.get(run.history.get("metric", ""))
+    now = metric.summaries if metric else ()
+    current = math.exp(sum(map(math.log, now)) / len(now)) if now and min(now) > 0 else None
+    # numbers and fixed class names only: safe to mark up
+    return Markup(case_trend(run.history, case.case_id, current))
 
 
 def _num(x: float | None) -> str:
@@ -141,6 +154,7 @@ def render(run: RunResults) -> str:
                 if run.verdict_counts().get(v.value)
             ],
             rows=_rows(run),
+            trends=bool(run.history.get("trends")),
             chart_groups=chart_groups,
             env_headline=headline,
             env_rows=env_rows,

@@ -107,7 +107,7 @@ def test_compare_uses_the_gate_the_run_recorded(multi, capsys):
     recorded hold unless --tolerance overrides them."""
     tmp, run, base, _ = multi
     victim = sorted(run.cases)[0]
-    recorded = replace(slowed(run, victim, 1.5), gate={"alpha": 0.2, "tolerances": {"*": 0.8}})
+    recorded = replace(slowed(run, victim, 1.75), gate={"alpha": 0.2, "tolerances": {"*": 0.8}})
     base = _write(tmp / "base3.json", as_baseline(run, jobs=3))  # its 3 jobs' own spread
     cur = _write(tmp / "recorded.json", recorded)
     assert main(["compare", base, cur, "-o", str(tmp / "out")]) == 0  # 80 %: within it

@@ -60,7 +60,7 @@ def judged(
 ) -> list[Verdict]:
     base = job(rng, baseline_runs, 0.0, machine_sd, process_sd)
     cand = job(rng, runs, shift, machine_sd, process_sd)
-    fitted = gate.priors(base.values())
+    fitted = gate.priors(CaseResult(cid, metrics=m) for cid, m in base.items())
     policy = gate.GatePolicy(alpha=alpha, cases=CASES)
     return [
         gate.judge_case(CaseResult(cid, metrics=cand[cid]), base[cid], policy, fitted).verdict

@@ -108,3 +108,35 @@ def test_a_b_a_a_stays_calm_when_a_runs_place_moves_it():
     turns = Design(cases=21, pass_order=False)
     whole, _, _ = rate(TRIALS, 10, lambda rng: ab(rng, turns, noise, 0.0))
     assert calm(whole)
+
+
+def _history(jobs, noise, shift, **design):
+    d = Design(cases=10, jobs=jobs, k=1, **design)
+    return lambda rng: judge_committed(*committed(rng, d, noise, shift), d)
+
+
+@pytest.mark.parametrize("sd", [0.02, 0.05, 0.16])
+def test_a_history_of_twenty_ci_jobs_stays_calm(sd):
+    """Gate v4: twenty jobs of one run each, every case of a job moved by the job's offset;
+    the default (10 %) moderates the quiet ones and the noisy one keeps its own spread."""
+    whole, _, _ = rate(TRIALS, 20, _history(20, Noise(job_shared=sd), 0.0))
+    assert calm(whole)
+
+
+def test_a_quiet_history_catches_a_uniform_15_percent_shift():
+    """Twenty jobs 2 % apart know their spread: a 15 % slowdown of every case fails most
+    runs, where the default alone (10 %) would hide it."""
+    whole, _, _ = rate(40, 21, _history(20, Noise(job_shared=0.02), math.log(1.15)))
+    assert whole >= 0.6
+
+
+def test_a_wild_job_in_the_history_costs_nothing_and_an_old_change_point_no_calm():
+    """One job 40 % slow in a history of twenty: left out, the history catches a 25 %
+    shift as often as without it. The older half of the history 20 % faster (a regression
+    that landed): the window starts after it, and A/A runs stay calm."""
+    noise = Noise(job_shared=0.02)
+    clean, _, _ = rate(40, 22, _history(20, noise, SHIFT))
+    wild, _, _ = rate(40, 22, _history(20, noise, SHIFT, wild_job=math.log(0.6)))
+    assert wild >= clean - 0.1
+    stepped, _, _ = rate(TRIALS, 23, _history(20, noise, 0.0, old_step=math.log(1.2)))
+    assert calm(stepped)
