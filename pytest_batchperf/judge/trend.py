@@ -2,21 +2,20 @@
 wild, where it drifts; and the window of jobs the gate judges against.
 
 Each case's job means (log, one per job) of the metrics judged across the suite split into
-the offset every case of a job shares and the case's own remainder. Both series are read
-the same way:
+the offset every case of a job shares (read in every suite metric) and the case's own
+remainder (read in the first: every series read is one more chance of a false cut):
 
-- **change points** (PELT on the l2 cost, from ruptures, penalised in units of the series' own
-  noise): a job that passed with a speed-up, or a regression too small to fail alone, moves
-  the level, and the jobs before it are another runner's past, not noise;
-- **wild jobs**: inside the window, a job more than ``WILD_Z`` robust standard deviations
-  from the window's median (a host that thrashed) is left out, so that one bad job neither
-  widens the interval nor moves the mean;
+- **wild jobs**: a job more than ``WILD_Z`` robust standard deviations from the median of
+  its five nearest (a host that thrashed) is left out, so that one bad job neither widens
+  the interval nor moves the mean;
+- **change points** (PELT on the l2 cost, from ruptures, penalised in units of the series'
+  own noise): a job that passed with a speed-up, or a regression too small to fail alone,
+  moves the level, and the jobs before it are another runner's past, not noise;
 - **drift**: the last jobs leaning one way, each step inside the noise, the sum beyond the
   tolerance (asv#934); reported, never failed.
 
 The noise scale of a series comes from its first differences (median absolute deviation),
-which a change of level moves by one difference only.
-"""
+which a change of level moves by one difference only."""
 
 from __future__ import annotations
 
@@ -31,8 +30,8 @@ from .results import CaseResult, MetricRuns, RunResults
 MIN_SEGMENT = 3  # jobs a level must hold before a change point can end it
 MIN_CUT = 12  # jobs a history needs before it is cut at a change point
 WILD_Z = 5.0  # robust z beyond which a job is left out of the window
-# PELT's penalty per change point, in the series' noise variance times log(jobs): about
-# one normal series in a thousand gets a change point (docs/gate.md).
+# PELT's penalty per change point, in the series' noise variance times log(jobs): rare
+# false change points from 20 jobs on (docs/gate.md).
 PENALTY = 12.0
 WILD_MIN = 10  # jobs a window needs before one of them can be called wild
 DRIFT_JOBS = 4  # jobs a drift must span
