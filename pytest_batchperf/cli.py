@@ -208,8 +208,6 @@ def cmd_noise(args: Any) -> int:
 
 
 def cmd_history(args: Any) -> int:
-    from dataclasses import asdict
-
     from .judge import gate, trend
     from .judge.gate import GatePolicy
     from .report.history import lines
@@ -218,11 +216,8 @@ def cmd_history(args: Any) -> int:
     if base.kind != "baseline":
         raise CliError(f"{args.file}: a run's results, not a baseline: give a baseline file")
     window, reading = gate.window(base)
-    summary = trend.summary(base, reading, args.metric)
-    policy = GatePolicy(device=base.environment.get("device", "cpu"))
-    found = trend.drifting(window, {}, gate.SUITE_METRICS, policy.tolerance)
-    summary["drift"] = [asdict(d) for d in found]
-    for line in lines(base, summary):
+    drifts = trend.drifting(window, {}, gate.SUITE_METRICS, GatePolicy().tolerance)
+    for line in lines(base, trend.summary(base, reading, args.metric, drifts=drifts)):
         print(line)
     return 0
 

@@ -5,7 +5,6 @@ limit, the run-level notices, and the run's results with its suite-wide verdicts
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import asdict
 from typing import Any
 
 from .device import oversubscribed
@@ -88,8 +87,6 @@ def notices(
             f"({prior.s2**0.5:.0%}, worth {prior.df:.0f} jobs); add jobs with --batchperf-save "
             "or batchperf baseline append"
         )
-    if not saving and not policy.paired:
-        out.extend(history_lines(history(setup, policy, cases)))
     disturbed = set(remeasured) | {
         cid for cid, c in cases.items() for r in c.runs if was_disturbed(r.interference)
     }
@@ -111,10 +108,8 @@ def history(
     jobs drift, this job last; empty without a history."""
     if setup.history is None or setup.reading is None or setup.baseline is None:
         return {}
-    out = trend.summary(setup.history, setup.reading, gate.SUITE_METRICS[0])
-    found = trend.drifting(setup.baseline, cases, policy.suite_metrics, policy.tolerance)
-    out["drift"] = [asdict(d) for d in found]
-    return out
+    drifts = trend.drifting(setup.baseline, cases, policy.suite_metrics, policy.tolerance)
+    return trend.summary(setup.history, setup.reading, gate.SUITE_METRICS[0], cases, drifts)
 
 
 def history_lines(history: Mapping[str, Any]) -> list[str]:
@@ -157,6 +152,7 @@ def run_results(
     base = setup.baseline
     base_cases = base.cases if base else {}
     compared = ab or (base is not None and not saving)
+    read = history(setup, policy, cases) if compared and not ab else {}
     return RunResults(
         profile=setup.profile.name,
         hardware_class=setup.hardware_class,
@@ -169,8 +165,8 @@ def run_results(
         baseline_path=None if ab else str(setup.baseline_path),
         baseline_environment=environments[1] if ab else dict(base.environment) if base else None,
         gate=policy.to_dict(),
-        notices=notices,
+        notices=(*notices, *history_lines(read)),
         suite=gate.suite_effects(cases, policy, None if ab else base_cases) if compared else (),
         jobs=(job,) if job else (),
-        history=history(setup, policy, cases) if compared and not ab else {},
+        history=read,
     )

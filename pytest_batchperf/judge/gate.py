@@ -195,10 +195,9 @@ def priors(cases: Iterable[CaseResult]) -> dict[str, stats.Prior]:
             df = sum(len(g) - 1 for g in groups if len(g) > 1)
             if df:
                 found.setdefault(name, []).append((ss / df, df))
-            means = trend.job_means(case, runs)
-            if len(means) >= 2:
-                mid = sum(means.values()) / len(means)
-                deviations.setdefault(name, []).append({j: m - mid for j, m in means.items()})
+            offsets = trend.job_deviations(case, runs)
+            if len(offsets) >= 2:
+                deviations.setdefault(name, []).append(offsets)
     out = _fit(found)
     for name, devs in deviations.items():
         parts = stats.job_components(devs)
@@ -506,15 +505,13 @@ def _suite_estimate(
         if not ref or not cur:
             continue
         deltas.append(sum(cur) / len(cur) - sum(ref) / len(ref))
-        by_job = trend.job_means(base, base.metrics[name])
-        mid = sum(by_job.values()) / len(by_job) if by_job else 0.0
-        offsets.append({j: m - mid for j, m in by_job.items()})
+        offsets.append(trend.job_deviations(base, base.metrics[name]))
     spread = stats.trimmed(deltas)
     if spread is None:
         return None
     # the saved jobs' shared offsets: job j's mean change across the cases that hold it
     parts = stats.job_components(offsets) if len(offsets) > 1 else None
-    jobs = max(1, max((len(o) for o in offsets), default=1))
+    jobs = max(1, *map(len, offsets))
     prior = policy.job_prior
     s2, df = stats.job_variance(parts[0].s2, parts[0].df, prior) if parts else (prior.s2, prior.df)
     return stats.combined(spread, (s2 * (1 + 1 / jobs), df))

@@ -252,7 +252,7 @@ def prediction(
         # The saved jobs' means vary by the job variance plus process noise / k: in those
         # terms the candidate's job mean differs by spread (1 + 1/j) + s2p (1/nc - 1/k).
         # The part every case shares is known to jobs - 1 df however many cases there
-        # are: the default moderates it (the case's own part has df enough).
+        # are (``job_variance``); the case's own part has df enough.
         found = [(p.s2, p.df) for p in job_parts] if job_parts else [spread]
         found[0] = job_variance(found[0][0], found[0][1], job_prior)
         parts = [(v * (1 + 1 / j), d) for v, d in found]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .catalog import Direction, MetricSpec, lookup
@@ -152,21 +152,37 @@ def job_ids(case: CaseResult, count: int) -> tuple[str, ...]:
     return tuple(f"newest-{count - i - 1}" for i in range(count))
 
 
-def job_means(case: CaseResult, metric: MetricRuns) -> dict[str, float]:
-    """Job id -> the mean log run summary of ``metric`` in that job (its jobs are the
-    case's newest), for positive summaries; empty where the jobs don't line up."""
+def _jobs_runs(case: CaseResult, metric: MetricRuns) -> list[tuple[str, tuple]] | None:
+    """(job id, its runs) of ``metric``, oldest first (its jobs are the case's newest);
+    None where the jobs don't line up."""
     sizes = metric.jobs or (len(metric.runs),)
     ids = job_ids(case, len(sizes))
     if len(ids) != len(sizes) or sum(sizes) != len(metric.runs):
-        return {}
-    out, i = {}, 0
-    summaries = metric.summaries
-    for job, k in zip(ids, sizes, strict=True):
-        vals = summaries[i : i + k]
-        i += k
-        if vals and all(v > 0 and math.isfinite(v) for v in vals):
-            out[job] = sum(math.log(v) for v in vals) / k
-    return out
+        return None
+    starts = [sum(sizes[:n]) for n in range(len(sizes))]
+    return [(j, metric.runs[i : i + k]) for j, i, k in zip(ids, starts, sizes, strict=True)]
+
+
+def log_mean(values: Sequence[float]) -> float | None:
+    """The mean log of ``values``; None unless they are all positive and finite."""
+    if not values or not all(v > 0 and math.isfinite(v) for v in values):
+        return None
+    return sum(math.log(v) for v in values) / len(values)
+
+
+def job_means(case: CaseResult, metric: MetricRuns) -> dict[str, float]:
+    """Job id -> the mean log run summary of ``metric`` in that job, oldest first, for
+    positive summaries; empty where the jobs don't line up."""
+    found = _jobs_runs(case, metric) or []
+    means = {j: log_mean(replace(metric, runs=runs, jobs=()).summaries) for j, runs in found}
+    return {j: m for j, m in means.items() if m is not None}
+
+
+def job_deviations(case: CaseResult, metric: MetricRuns) -> dict[str, float]:
+    """``job_means`` less their mean: each job's offset from the case's level."""
+    means = job_means(case, metric)
+    mid = sum(means.values()) / len(means) if means else 0.0
+    return {j: m - mid for j, m in means.items()}
 
 
 def read(history: RunResults, metrics: Sequence[str]) -> Reading:
@@ -269,21 +285,14 @@ def judged(history: RunResults, reading: Reading) -> RunResults:
 
 def _kept_runs(case: CaseResult, metric: MetricRuns, keep: set[str]) -> MetricRuns | None:
     """``metric`` with the runs of the jobs in ``keep``; None where none is."""
-    sizes = metric.jobs or (len(metric.runs),)
-    ids = job_ids(case, len(sizes))
-    if len(ids) != len(sizes) or sum(sizes) != len(metric.runs):
+    found = _jobs_runs(case, metric)
+    if found is None:
         return metric
-    runs: list[tuple[float, ...]] = []
-    jobs: list[int] = []
-    i = 0
-    for job, k in zip(ids, sizes, strict=True):
-        if job in keep:
-            runs.extend(metric.runs[i : i + k])
-            jobs.append(k)
-        i += k
-    if not runs:
+    kept = [runs for j, runs in found if j in keep]
+    if not kept:
         return None
-    return replace(metric, runs=tuple(runs), jobs=tuple(jobs) if len(jobs) > 1 else ())
+    jobs = tuple(len(r) for r in kept) if len(kept) > 1 else ()
+    return replace(metric, runs=tuple(r for runs in kept for r in runs), jobs=jobs)
 
 
 @dataclass(frozen=True)
@@ -310,14 +319,12 @@ def drifting(
             if spec is None or name not in case.metrics:
                 continue
             means = job_means(case, case.metrics[name])
-            ids = [j for j in case.jobs if j in means]
-            series = [means[j] for j in ids]
+            ids, series = list(means), list(means.values())
             now = current.get(cid)
-            if now is not None and name in now.metrics:
-                logs = [math.log(x) for x in now.metrics[name].summaries if x > 0]
-                if logs:
-                    series.append(sum(logs) / len(logs))
-                    ids.append("this job")
+            level = log_mean(now.metrics[name].summaries) if now and name in now.metrics else None
+            if level is not None:
+                series.append(level)
+                ids.append("this job")
             found = drift(series, alpha)
             if found is None:
                 continue
@@ -328,14 +335,27 @@ def drifting(
     return out
 
 
-def summary(history: RunResults, reading: Reading, metric: str) -> dict[str, Any]:
+def summary(
+    history: RunResults,
+    reading: Reading,
+    metric: str,
+    current: Mapping[str, CaseResult] | None = None,
+    drifts: Sequence[CaseDrift] = (),
+) -> dict[str, Any]:
     """The history as results.json and the reports keep it: its jobs, change points and
-    wild jobs, each case's window and its trend in ``metric`` (one mean per job)."""
-    trends = {}
+    wild jobs, each case's window, its trend in ``metric`` (one mean per job) and this
+    job's value (``current``), and the cases that drift."""
+    trends, now = {}, {}
     for cid, case in history.cases.items():
         if metric in case.metrics:
             means = job_means(case, case.metrics[metric])
-            trends[cid] = [[j, round(math.exp(means[j]), 6)] for j in case.jobs if j in means]
+            trends[cid] = [[j, round(math.exp(m), 6)] for j, m in means.items()]
+        this = (current or {}).get(cid)
+        level = (
+            log_mean(this.metrics[metric].summaries) if this and metric in this.metrics else None
+        )
+        if level is not None:
+            now[cid] = round(math.exp(level), 6)
     return {
         "jobs": len(history.jobs),
         "metric": metric,
@@ -347,4 +367,6 @@ def summary(history: RunResults, reading: Reading, metric: str) -> dict[str, Any
             if w.start or w.wild
         },
         "trends": trends,
+        "current": now,
+        "drift": [asdict(d) for d in drifts],
     }

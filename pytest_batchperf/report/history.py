@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..judge import stats
 from ..judge.results import RunResults
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
@@ -92,8 +93,5 @@ def lines(history: RunResults, summary: Mapping[str, Any]) -> list[str]:
 
 
 def _spread(values: Sequence[float]) -> str:
-    logs = [math.log(v) for v in values if v > 0]
-    if len(logs) < 2:
-        return "-"
-    mean = sum(logs) / len(logs)
-    return f"{math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1)):.1%}"
+    found = stats.variance([math.log(v) for v in values if v > 0])
+    return f"{math.sqrt(found[0]):.1%}" if found else "-"

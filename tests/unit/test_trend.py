@@ -125,7 +125,7 @@ def test_the_report_draws_each_cases_history_with_this_job_last():
     _, base, cand, _ = _history()
     window, reading = gate.window(base)
     run = gate.compare_runs(cand, base, gate.GatePolicy(cases=6))
-    run = replace(run, history=trend.summary(base, reading, "output_tok_s"))
+    run = replace(run, history=trend.summary(base, reading, "output_tok_s", cand.cases))
     page = render(run)
     assert page.count('<svg class="trend"') == 6
     assert page.count('<circle class="now"') == 6
